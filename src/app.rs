@@ -1,0 +1,417 @@
+//! The commands: each wires settings, journal, source and sinks together for one job.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use crate::checkpoint::S3Checkpoint;
+use crate::cli::{CheckpointArgs, Cli, DemoArgs, ForwardArgs, HarvestArgs, S3Args, SimArgs, SinkArgs};
+use crate::config::{self, ConfigError};
+use crate::episodes::EpisodeCache;
+use crate::forward::{self, Sink, SqsConfig, SqsSink, StdoutSink};
+use crate::harvest::{self, HarvestError, HarvestOptions, Harvester};
+use crate::journal::{Checkpoint, Journal};
+use crate::{aws, sim, timefmt};
+
+/// A command's failure: bad settings (exit 2) or a runtime fault (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Config(_) => 2,
+            AppError::Failed(_) => 1,
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> AppError {
+    AppError::Failed(e.to_string())
+}
+
+/// A sink named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Sqs,
+}
+
+/// Parses `--output`: a comma-separated list of `sqs`, `-` (stdout) and `none`.
+pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigError> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let o = match part {
+            "sqs" if sink.queue_name.as_deref() == Some("-") => Output::Stdout,
+            "sqs" => Output::Sqs,
+            "-" | "stdout" => Output::Stdout,
+            "none" | "journal" => continue,
+            other => {
+                return Err(ConfigError(format!(
+                    "--output '{other}' is not a sink; use sqs, - (stdout) or none"
+                )))
+            }
+        };
+        if o == Output::Sqs && sink.queue_name.as_deref().map(str::trim).unwrap_or("").is_empty() {
+            return Err(ConfigError(
+                "output sqs needs a queue: set SQS_QUEUE_NAME (in .env) or pass -q/--queue-name, or use -o - for stdout".into(),
+            ));
+        }
+        if !out.contains(&o) {
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+fn check_sqs_limits(sink: &SinkArgs) -> Result<(), ConfigError> {
+    let n = sink.sqs_max_batch_bytes;
+    if !(1024..=forward::sqs::MAX_BATCH_BYTES).contains(&n) {
+        return Err(ConfigError(format!(
+            "SQS_MAX_BATCH_BYTES={n} is out of range; SQS takes 1024 to {} bytes per batch",
+            forward::sqs::MAX_BATCH_BYTES
+        )));
+    }
+    Ok(())
+}
+
+fn open_journal(path: &Path) -> Result<Arc<Journal>, AppError> {
+    Journal::open(path).map(Arc::new).map_err(failed)
+}
+
+async fn make_sink(o: &Output, sink: &SinkArgs) -> Result<(Sink, String), AppError> {
+    match o {
+        Output::Stdout => Ok((Sink::Stdout(StdoutSink::default()), "stdout".into())),
+        Output::Sqs => {
+            let name = sink.queue_name.clone().unwrap_or_default();
+            let cfg = SqsConfig {
+                max_batch_bytes: sink.sqs_max_batch_bytes,
+                group_id: sink.sqs_message_group_id.clone(),
+                ..SqsConfig::new(&name)
+            };
+            let client = aws::sqs_client(&aws::sdk_config().await);
+            let s = SqsSink::connect(client, cfg).await.map_err(failed)?;
+            Ok((Sink::Sqs(s), format!("sqs:{name}")))
+        }
+    }
+}
+
+/// Forwards to each output in turn; returns the first error after trying them all.
+async fn forward_all(journal: &Arc<Journal>, outputs: &[Output], sink: &SinkArgs) -> Result<u64, AppError> {
+    let mut first_err = None;
+    let mut total = 0;
+    for o in outputs {
+        let res = match make_sink(o, sink).await {
+            Ok((mut s, cursor)) => forward::forward(journal, &mut s, &cursor).await.map_err(failed).map(|f| {
+                tracing::info!(sink = %cursor, forwarded = f.forwarded, cursor = f.cursor, "forwarded");
+                f.forwarded
+            }),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(n) => total += n,
+            Err(e) => {
+                tracing::error!(error = %e, "forwarding failed");
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
+fn s3_checkpoint(s3: &S3Args, client: Option<aws_sdk_s3::Client>) -> Option<S3Checkpoint> {
+    let bucket = s3.s3_bucket.as_deref().map(str::trim).filter(|b| !b.is_empty())?;
+    Some(S3Checkpoint::new(client?, bucket, &s3.s3_key))
+}
+
+async fn s3_client_if(s3: &S3Args) -> Option<aws_sdk_s3::Client> {
+    if s3.s3_bucket.as_deref().map(str::trim).unwrap_or("").is_empty() {
+        None
+    } else {
+        Some(aws::s3_client(&aws::sdk_config().await))
+    }
+}
+
+/// Copies the journal's checkpoint to S3 when S3 does not have it yet.
+async fn sync_checkpoint(journal: &Arc<Journal>, s3: &S3Checkpoint, tz: Tz) -> Result<(), AppError> {
+    let Some(cp) = journal.checkpoint().map_err(failed)? else { return Ok(()) };
+    if cp.synced_to_s3 {
+        return Ok(());
+    }
+    s3.write(cp.last_action_us, tz).await.map_err(|e| {
+        failed(format!("{e} (the checkpoint is safe in the journal and will be written to S3 on the next run)"))
+    })?;
+    journal.mark_checkpoint_synced(&cp).map_err(failed)?;
+    tracing::info!(checkpoint = %timefmt::format_compact(cp.last_action_us, tz), "checkpoint written to S3");
+    Ok(())
+}
+
+/// `harvester harvest`.
+pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
+    let tz = config::parse_tz(&args.opencast.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let outputs = parse_outputs(&args.output, &args.sink)?;
+    check_sqs_limits(&args.sink)?;
+    if !(args.wait.is_finite() && args.wait >= 0.0) {
+        return Err(ConfigError("--wait takes a number of seconds, 0 or more".into()).into());
+    }
+    if args.interval == 0 {
+        return Err(ConfigError("DEFAULT_INTERVAL/--interval must be at least 1 minute".into()).into());
+    }
+    let opencast = config::opencast(&args.opencast, None)?;
+    let parse_opt = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
+        v.as_deref()
+            .map(|s| timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}"))))
+            .transpose()
+    };
+    let start_flag = parse_opt(&args.start, "--start")?;
+    let end_flag = parse_opt(&args.end, "--end")?;
+    let update = !args.no_update_last_ts;
+
+    let journal = open_journal(&cli.journal)?;
+    let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
+
+    let now = timefmt::floor_second(timefmt::now_us());
+    let start = match start_flag {
+        Some(s) => s,
+        None => match journal.checkpoint().map_err(failed)? {
+            Some(cp) => timefmt::floor_second(cp.last_action_us),
+            None => match &s3 {
+                Some(s3) => match s3.read(tz).await.map_err(failed)? {
+                    Some(us) => {
+                        tracing::info!(checkpoint = %timefmt::format_compact(us, tz), "starting from the S3 checkpoint");
+                        us
+                    }
+                    None => now - args.interval as i64 * 60_000_000,
+                },
+                None => now - args.interval as i64 * 60_000_000,
+            },
+        },
+    };
+    let end = end_flag.unwrap_or(now);
+    if end < start {
+        return Err(ConfigError(format!(
+            "the window ends before it starts ({}..{}); check --start/--end",
+            timefmt::format_compact(start, tz),
+            timefmt::format_compact(end, tz)
+        ))
+        .into());
+    }
+    let span_s = (end - start) / 1_000_000;
+    let max_span = args.max_start_end_span.filter(|m| *m > 0);
+    let mut split = None;
+    if let Some(max) = max_span {
+        if span_s > max && !args.disable_start_end_span_check {
+            if args.catch_up {
+                split = Some(max);
+            } else {
+                return Err(failed(HarvestError::SpanTooLarge {
+                    start: timefmt::format_compact(start, tz),
+                    end: timefmt::format_compact(end, tz),
+                    span: span_s,
+                    max,
+                }));
+            }
+        }
+    }
+    let windows = harvest::windows(start, end, split);
+    tracing::info!(
+        start = %timefmt::format_compact(start, tz),
+        end = %timefmt::format_compact(end, tz),
+        windows = windows.len(),
+        "harvest starting"
+    );
+    let episodes = EpisodeCache::new(
+        opencast.clone(),
+        journal.clone(),
+        Duration::from_secs(args.episode_cache_expire.max(1)),
+    );
+    let harvester = Harvester {
+        opencast,
+        episodes,
+        journal: journal.clone(),
+        opts: HarvestOptions {
+            batch_size: args.batch_size,
+            wait: Duration::from_secs_f64(args.wait),
+            tz,
+            update_checkpoint: update,
+            ..HarvestOptions::default()
+        },
+    };
+    let result = harvester.harvest(&windows).await;
+    let mut errors: Vec<AppError> = Vec::new();
+    let summary = match result {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "harvest stopped; what was journaled before stays, and is forwarded");
+            errors.push(failed(e));
+            None
+        }
+    };
+    if update {
+        if let Some(s3) = &s3 {
+            if let Err(e) = sync_checkpoint(&journal, s3, tz).await {
+                tracing::error!(error = %e, "checkpoint not written to S3");
+                errors.push(e);
+            }
+        }
+    }
+    let forwarded = match forward_all(&journal, &outputs, &args.sink).await {
+        Ok(n) => n,
+        Err(e) => {
+            errors.push(e);
+            0
+        }
+    };
+    if let Some(s) = summary {
+        tracing::info!(
+            actions = s.actions,
+            batches = s.batches,
+            failures = s.request_retries,
+            dead_letters = s.dead_letters,
+            duplicates_skipped = s.duplicates,
+            episodes_fetched = s.episodes_fetched,
+            forwarded,
+            last_action = %s.last_action_us.map(|u| timefmt::format_compact(u, tz)).unwrap_or_else(|| "-".into()),
+            seconds = format!("{:.3}", s.seconds),
+            "harvest summary"
+        );
+    }
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `harvester forward`.
+pub async fn forward(cli: &Cli, args: &ForwardArgs) -> Result<(), AppError> {
+    let outputs = parse_outputs(&args.output, &args.sink)?;
+    check_sqs_limits(&args.sink)?;
+    let journal = open_journal(&cli.journal)?;
+    let n = forward_all(&journal, &outputs, &args.sink).await?;
+    tracing::info!(forwarded = n, "forward complete");
+    Ok(())
+}
+
+/// `harvester checkpoint`.
+pub async fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<(), AppError> {
+    let tz = config::parse_tz(&args.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let set = args
+        .set
+        .as_deref()
+        .map(|s| timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("--set: {e}"))))
+        .transpose()?;
+    let journal = open_journal(&cli.journal)?;
+    let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
+    if args.clear {
+        journal.clear_checkpoint().map_err(failed)?;
+        if let Some(s3) = &s3 {
+            s3.delete().await.map_err(failed)?;
+        }
+        eprintln!("checkpoint cleared; the next harvest starts at now - DEFAULT_INTERVAL unless given --start");
+        return Ok(());
+    }
+    if let Some(us) = set {
+        let cp = Checkpoint { last_action_us: us, synced_to_s3: false, updated_at_us: timefmt::now_us() };
+        journal.set_checkpoint(cp).map_err(failed)?;
+        if let Some(s3) = &s3 {
+            sync_checkpoint(&journal, s3, tz).await?;
+        }
+    }
+    let local = journal.checkpoint().map_err(failed)?;
+    let remote = match &s3 {
+        Some(s3) => Some(s3.read(tz).await.map_err(failed)?),
+        None => None,
+    };
+    let show = |us: Option<i64>| us.map(|u| timefmt::format_compact(u, tz)).unwrap_or_else(|| "none".into());
+    println!("journal: {}", show(local.map(|c| c.last_action_us)));
+    if let Some(cp) = local {
+        println!("synced to S3: {}", cp.synced_to_s3);
+    }
+    match remote {
+        Some(r) => println!("s3: {}", show(r)),
+        None => println!("s3: not configured (S3_HARVEST_TS_BUCKET unset)"),
+    }
+    Ok(())
+}
+
+/// `harvester sim`.
+pub async fn sim(args: &SimArgs) -> Result<(), AppError> {
+    let cfg = config::sim_config(&args.data)?;
+    let addr: SocketAddr = args
+        .listen
+        .parse()
+        .map_err(|_| ConfigError(format!("--listen '{}' is not an address like 127.0.0.1:8080", args.listen)))?;
+    let tz = cfg.tz;
+    let (start, end) = (cfg.data.start_us, cfg.data.end_us);
+    let (user, actions) = (cfg.user.clone(), cfg.data.actions);
+    let handle = sim::spawn(cfg, addr).await.map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
+    eprintln!(
+        "simulated Opencast on {} (user {user}): {actions} actions from {} to {} ({tz}); Ctrl-C stops it",
+        handle.url(),
+        timefmt::format_compact(start, tz),
+        timefmt::format_compact(end, tz),
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    handle.stop().await;
+    Ok(())
+}
+
+/// `harvester demo`: the whole flow on embedded defaults, no settings needed.
+pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
+    let cfg = config::sim_config(&args.data)?;
+    let (start, end, tz) = (cfg.data.start_us, cfg.data.end_us, cfg.tz);
+    let (user, password) = (cfg.user.clone(), cfg.password.clone());
+    let handle = sim::spawn(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .map_err(|e| failed(format!("cannot start the simulated Opencast: {e}")))?;
+    tracing::info!(url = %handle.url(), "simulated Opencast started");
+    for suffix in ["", ".lock"] {
+        let p = format!("{}{suffix}", args.demo_journal.display());
+        if Path::new(&p).exists() {
+            std::fs::remove_file(&p).map_err(|e| failed(format!("cannot replace {p}: {e}")))?;
+        }
+    }
+    let journal = open_journal(&args.demo_journal)?;
+    let oc_args = crate::cli::OpencastArgs {
+        engage_host: Some(handle.url()),
+        user: Some(user),
+        password: Some(password),
+        opencast_timezone: tz.to_string(),
+        opencast_timeout: 30,
+        opencast_retries: 5,
+    };
+    let opencast = config::opencast(&oc_args, None)?;
+    let harvester = Harvester {
+        episodes: EpisodeCache::new(opencast.clone(), journal.clone(), Duration::from_secs(1800)),
+        opencast,
+        journal: journal.clone(),
+        opts: HarvestOptions { tz, ..HarvestOptions::default() },
+    };
+    let s = harvester.harvest(&[(start, end)]).await.map_err(failed)?;
+    let mut sink = Sink::Stdout(StdoutSink::default());
+    let f = forward::forward(&journal, &mut sink, "stdout").await.map_err(failed)?;
+    handle.stop().await;
+    tracing::info!(
+        actions = s.actions,
+        batches = s.batches,
+        dead_letters = s.dead_letters,
+        duplicates_skipped = s.duplicates,
+        episodes_fetched = s.episodes_fetched,
+        forwarded = f.forwarded,
+        seconds = format!("{:.3}", s.seconds),
+        journal = %args.demo_journal.display(),
+        "demo complete: records above on stdout, journal kept for inspection"
+    );
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! AWS SDK configuration shared by the S3 checkpoint and the SQS sink.
+//!
+//! The standard AWS environment applies (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL` and its
+//! per-service forms); the region defaults to `us-east-1` like the original's boto setup, and an
+//! endpoint override (a local S3 such as moto) gets path-style bucket addressing.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// Loads the SDK configuration from the environment.
+pub async fn sdk_config() -> SdkConfig {
+    let region = aws_config::meta::region::RegionProviderChain::default_provider()
+        .or_else(Region::new("us-east-1"));
+    aws_config::defaults(BehaviorVersion::latest()).region(region).load().await
+}
+
+/// An S3 client; path-style addressing whenever an endpoint override is in force.
+pub fn s3_client(cfg: &SdkConfig) -> aws_sdk_s3::Client {
+    let overridden = cfg.endpoint_url().is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let conf = aws_sdk_s3::config::Builder::from(cfg).force_path_style(overridden).build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+pub fn sqs_client(cfg: &SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(cfg)
+}
+
+/// Renders an SDK error with its whole chain (the service's code and message included).
+pub fn describe<E: std::error::Error>(e: &E) -> String {
+    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+}

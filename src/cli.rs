@@ -1,0 +1,287 @@
+//! The commands and flags, compatible with the original `ua_harvest.py` (names, short forms and
+//! the underscore spellings it accepted), plus the local-first additions.
+//!
+//! Precedence: a flag wins over the environment, which wins over `.env` (loaded without
+//! overriding the environment before parsing). Secrets never show in `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Settings come from flags, then the environment, then a .env file in the working directory
+(see example.env). Exit status: 0 success, 1 failure (the message says what and what to do),
+2 bad usage or settings.";
+
+/// Local-first harvester of Opencast viewer analytics (user actions).
+#[derive(Debug, Parser)]
+#[command(name = "harvester", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The local journal (a redb file) every harvested action is committed to first.
+    #[arg(long, global = true, env = "JOURNAL_PATH", default_value = "./harvester.redb")]
+    pub journal: PathBuf,
+
+    /// Log level: error, warn, info, debug or trace (the original's INFO/DEBUG also work).
+    #[arg(long, global = true, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format on stderr: human-readable text, or one JSON object per line.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Loggly customer token: log events are also sent to Loggly (best effort).
+    #[arg(long, global = true, env = "LOGGLY_TOKEN", hide_env_values = true, hide = true)]
+    pub loggly_token: Option<String>,
+
+    /// Extra Loggly tags, comma-separated.
+    #[arg(long, global = true, env = "LOGGLY_TAGS", hide = true)]
+    pub loggly_tags: Option<String>,
+
+    /// Loggly bulk endpoint (override for testing).
+    #[arg(long, global = true, env = "LOGGLY_URL", hide = true)]
+    pub loggly_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Harvest user actions from Opencast into the journal, then forward them.
+    #[command(after_help = HARVEST_HELP)]
+    Harvest(HarvestArgs),
+    /// Forward journaled records to a sink (each sink keeps its own cursor).
+    Forward(ForwardArgs),
+    /// Show, set or clear the harvest checkpoint (journal and S3).
+    Checkpoint(CheckpointArgs),
+    /// Run a simulated Opencast (engage + admin) with generated data.
+    Sim(SimArgs),
+    /// Start a simulated Opencast, harvest it into a fresh journal and print the records.
+    Demo(DemoArgs),
+}
+
+const HARVEST_HELP: &str = "\
+Start = --start, else the checkpoint (journal, then S3), else now - --interval minutes.
+End = --end, else now. Times are YYYYMMDDHHmmss in OPENCAST_TIMEZONE.
+
+Examples:
+  harvester harvest                         # from cron: checkpoint..now, to SQS_QUEUE_NAME
+  harvester harvest -b 100 -i 1 -o -        # last minute to stdout, pages of 100
+  harvester harvest -s 20240101000000 -e 20240102000000 --no-update-last-ts -o none   # backfill";
+
+/// How to reach Opencast.
+#[derive(Debug, Clone, Args)]
+pub struct OpencastArgs {
+    /// Engage node: host, host:port or a full URL.
+    #[arg(short = 'H', long, alias = "engage_host", env = "MATTERHORN_ENGAGE_HOST")]
+    pub engage_host: Option<String>,
+
+    /// REST user for digest authentication.
+    #[arg(short = 'u', long, env = "MATTERHORN_REST_USER")]
+    pub user: Option<String>,
+
+    /// REST password for digest authentication.
+    #[arg(short = 'p', long, env = "MATTERHORN_REST_PASS", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Opencast's time zone (IANA name): how it reads start/end, and the checkpoint's zone.
+    #[arg(long, alias = "opencast_timezone", env = "OPENCAST_TIMEZONE", default_value = "UTC")]
+    pub opencast_timezone: String,
+
+    /// Seconds before an Opencast request times out.
+    #[arg(long, env = "OPENCAST_TIMEOUT", default_value_t = 30)]
+    pub opencast_timeout: u64,
+
+    /// Retries of an Opencast request after a transient fault (5xx, timeout, bad body).
+    #[arg(long, env = "OPENCAST_RETRIES", default_value_t = 5)]
+    pub opencast_retries: u32,
+}
+
+/// Where forwarded records go.
+#[derive(Debug, Clone, Args)]
+pub struct SinkArgs {
+    /// SQS queue name (created when missing; a `.fifo` name makes a FIFO queue).
+    #[arg(short = 'q', long, alias = "queue_name", env = "SQS_QUEUE_NAME")]
+    pub queue_name: Option<String>,
+
+    /// Payload limit of one SendMessageBatch, in bytes (SQS allows up to 1048576).
+    #[arg(long, env = "SQS_MAX_BATCH_BYTES", default_value_t = crate::forward::sqs::DEFAULT_BATCH_BYTES)]
+    pub sqs_max_batch_bytes: usize,
+
+    /// MessageGroupId for FIFO queues.
+    #[arg(long, env = "SQS_MESSAGE_GROUP_ID", default_value = "harvester")]
+    pub sqs_message_group_id: String,
+}
+
+/// Where the checkpoint copy lives in S3.
+#[derive(Debug, Clone, Args)]
+pub struct S3Args {
+    /// S3 bucket holding the checkpoint (optional: without it the journal alone holds it).
+    #[arg(long, env = "S3_HARVEST_TS_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 key of the checkpoint object.
+    #[arg(long, env = "S3_LAST_ACTION_TS_KEY", default_value = "last-action-timestamp")]
+    pub s3_key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HarvestArgs {
+    #[command(flatten)]
+    pub opencast: OpencastArgs,
+    #[command(flatten)]
+    pub sink: SinkArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Window start, YYYYMMDDHHmmss (default: the checkpoint, else now - interval).
+    #[arg(short = 's', long)]
+    pub start: Option<String>,
+
+    /// Window end, YYYYMMDDHHmmss (default: now).
+    #[arg(short = 'e', long)]
+    pub end: Option<String>,
+
+    /// Seconds to wait between pages (eases the load on the engage node).
+    #[arg(short = 'w', long, default_value_t = 0.0)]
+    pub wait: f64,
+
+    /// Where to forward after harvesting: sqs, - (stdout), or none (journal only).
+    #[arg(short = 'o', long, default_value = "sqs")]
+    pub output: String,
+
+    /// Actions per page (the endpoint's limit).
+    #[arg(short = 'b', long, alias = "batch_size", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+
+    /// Minutes to harvest when there is neither --start nor a checkpoint.
+    #[arg(short = 'i', long, env = "DEFAULT_INTERVAL", default_value_t = 2)]
+    pub interval: u64,
+
+    /// Largest allowed start..end span in seconds (unset: no limit).
+    #[arg(long, alias = "max_start_end_span", env = "MAX_START_END_SPAN")]
+    pub max_start_end_span: Option<i64>,
+
+    /// Harvest even when the span exceeds MAX_START_END_SPAN.
+    #[arg(long, alias = "disable_start_end_span_check")]
+    pub disable_start_end_span_check: bool,
+
+    /// When the span exceeds MAX_START_END_SPAN, harvest it in windows of that size.
+    #[arg(long, alias = "catch_up")]
+    pub catch_up: bool,
+
+    /// Update the checkpoint after the harvest (the default).
+    #[arg(long, alias = "update_last_ts", overrides_with = "no_update_last_ts")]
+    pub update_last_ts: bool,
+
+    /// Leave the checkpoint alone (for backfills).
+    #[arg(long, alias = "no_update_last_ts", overrides_with = "update_last_ts")]
+    pub no_update_last_ts: bool,
+
+    /// Seconds an episode's metadata is cached.
+    #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800)]
+    pub episode_cache_expire: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub sink: SinkArgs,
+
+    /// Sink: sqs or - (stdout).
+    #[arg(short = 'o', long, default_value = "sqs")]
+    pub output: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Opencast's time zone (IANA name), for reading and showing the checkpoint.
+    #[arg(long, env = "OPENCAST_TIMEZONE", default_value = "UTC")]
+    pub opencast_timezone: String,
+
+    /// Remove the checkpoint from the journal and S3 (the next harvest starts at now - interval).
+    #[arg(long, conflicts_with = "set")]
+    pub clear: bool,
+
+    /// Set the checkpoint to this time (YYYYMMDDHHmmss), in the journal and S3.
+    #[arg(long)]
+    pub set: Option<String>,
+}
+
+/// The simulated Opencast's data and faults.
+#[derive(Debug, Clone, Args)]
+pub struct SimDataArgs {
+    /// Seed of the generated data (same seed, same data).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Number of actions, spread evenly over the time range.
+    #[arg(long, default_value_t = 2000)]
+    pub actions: u64,
+    /// Range start (YYYYMMDDHHmmss, UTC; default: an hour ago).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Range end (YYYYMMDDHHmmss, UTC; default: now).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Episodes in the catalog.
+    #[arg(long, default_value_t = 40)]
+    pub episodes: u64,
+    /// Every Nth action is malformed (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub malformed_every: u64,
+    /// Answer 503 to every Nth request (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub fail_every: u64,
+    /// Truncate every Nth response body (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub truncate_every: u64,
+    /// Delay each response by this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Repeat this many rows of the previous page at the top of each page.
+    #[arg(long, default_value_t = 0)]
+    pub overlap: u64,
+    /// Expire a nonce after this many requests (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub nonce_uses: u64,
+    /// Digest user the simulator accepts.
+    #[arg(long, default_value = "opencast_system_account")]
+    pub sim_user: String,
+    /// Digest password the simulator accepts.
+    #[arg(long, default_value = "CHANGE_ME")]
+    pub sim_password: String,
+    /// Digest realm.
+    #[arg(long, default_value = "Opencast")]
+    pub realm: String,
+    /// The simulated server's time zone.
+    #[arg(long, default_value = "UTC")]
+    pub sim_timezone: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on (loopback only unless you mean it).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[command(flatten)]
+    pub data: SimDataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub data: SimDataArgs,
+    /// Journal of the demo (replaced at each run).
+    #[arg(long, default_value = "./demo.redb")]
+    pub demo_journal: PathBuf,
+}

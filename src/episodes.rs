@@ -1,0 +1,89 @@
+//! The episode cache: one Opencast look-up per media package per `EPISODE_CACHE_EXPIRE`.
+//!
+//! It replaces the original's Redis. Concurrent look-ups of one id are coalesced into a single
+//! request (moka's `try_get_with`), and a miss first asks the journal, which keeps every episode
+//! fetched with its time: a harvest run from cron starts warm, as the Redis-backed original did.
+//! A transient failure is never cached and never turns into an unknown episode.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+
+use crate::journal::{EpisodeEntry, Journal};
+use crate::opencast::{Opencast, OpencastError};
+use crate::timefmt;
+
+/// A cached look-up: the entry, and whether the journal already holds it.
+#[derive(Debug)]
+pub struct Lookup {
+    pub entry: EpisodeEntry,
+    journaled: AtomicBool,
+}
+
+impl Lookup {
+    /// True exactly once for an entry the journal does not hold yet (the caller journals it).
+    pub fn take_unjournaled(&self) -> bool {
+        !self.journaled.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// Shared episode cache (clone freely).
+#[derive(Clone)]
+pub struct EpisodeCache {
+    cache: Cache<String, Arc<Lookup>>,
+    opencast: Opencast,
+    journal: Arc<Journal>,
+    ttl: Duration,
+    fetched: Arc<AtomicU64>,
+}
+
+impl EpisodeCache {
+    pub fn new(opencast: Opencast, journal: Arc<Journal>, ttl: Duration) -> EpisodeCache {
+        EpisodeCache {
+            cache: Cache::builder().max_capacity(200_000).time_to_live(ttl).build(),
+            opencast,
+            journal,
+            ttl,
+            fetched: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Episodes fetched from Opencast so far (not from the cache or the journal).
+    pub fn fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// The episode of `mpid` (its `meta` is `None` when Opencast does not know it).
+    pub async fn get(&self, mpid: &str) -> Result<Arc<Lookup>, Arc<OpencastError>> {
+        let this = self.clone();
+        let id = mpid.to_string();
+        self.cache.try_get_with(mpid.to_string(), async move { this.load(id).await }).await
+    }
+
+    async fn load(&self, mpid: String) -> Result<Arc<Lookup>, OpencastError> {
+        let journal = self.journal.clone();
+        let key = mpid.clone();
+        let stored = tokio::task::spawn_blocking(move || journal.episode(&key))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten();
+        let ttl_us = self.ttl.as_micros() as i64;
+        if let Some(e) = stored {
+            if timefmt::now_us() - e.fetched_at_us < ttl_us {
+                return Ok(Arc::new(Lookup { entry: e, journaled: AtomicBool::new(true) }));
+            }
+        }
+        let meta = self.opencast.episode(&mpid).await?;
+        self.fetched.fetch_add(1, Ordering::Relaxed);
+        if meta.is_none() {
+            tracing::warn!(mpid = %mpid, "episode not found in Opencast; its actions get \"episode\": {{}}");
+        }
+        Ok(Arc::new(Lookup {
+            entry: EpisodeEntry { fetched_at_us: timefmt::now_us(), meta },
+            journaled: AtomicBool::new(false),
+        }))
+    }
+}

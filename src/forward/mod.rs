@@ -1,0 +1,106 @@
+//! The forwarder: drains the journal to a sink from that sink's own cursor.
+//!
+//! A cursor only moves over records the sink acknowledged, in a durable journal transaction, so
+//! a crash or an outage resends at most the records in flight (at-least-once; SQS FIFO queues
+//! dedupe them by action id) and never skips one.
+
+pub mod sqs;
+pub mod stdout;
+
+use std::sync::Arc;
+
+use crate::journal::{Journal, JournalError};
+use crate::record::Record;
+pub use sqs::{SqsConfig, SqsSink};
+pub use stdout::StdoutSink;
+
+/// A sink failed; `acked` leading records of the batch did arrive.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub acked: usize,
+    pub message: String,
+}
+
+/// Where records go.
+pub enum Sink {
+    Stdout(StdoutSink),
+    Sqs(SqsSink),
+}
+
+impl Sink {
+    /// The cursor name of this sink (`stdout`, `sqs:<queue>`).
+    pub fn cursor_name(&self, queue_name: Option<&str>) -> String {
+        match self {
+            Sink::Stdout(_) => "stdout".into(),
+            Sink::Sqs(_) => format!("sqs:{}", queue_name.unwrap_or("?")),
+        }
+    }
+
+    pub async fn send(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        match self {
+            Sink::Stdout(s) => s.send(records),
+            Sink::Sqs(s) => s.send(records).await,
+        }
+    }
+}
+
+/// What stopped a forward.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("sink {sink}: {source} ({forwarded} records were forwarded before; the rest stay in the journal and go out next run)")]
+    Sink { sink: String, forwarded: u64, source: SinkError },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Figures of one forward.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForwardSummary {
+    pub forwarded: u64,
+    pub cursor: u64,
+}
+
+/// Records read from the journal per round (about one harvested page).
+pub const CHUNK: usize = 1000;
+
+/// Sends everything after the cursor named `cursor` to `sink`, moving the cursor as it goes.
+pub async fn forward(
+    journal: &Arc<Journal>,
+    sink: &mut Sink,
+    cursor: &str,
+) -> Result<ForwardSummary, ForwardError> {
+    let mut pos = journal.cursor(cursor)?;
+    let mut sum = ForwardSummary { forwarded: 0, cursor: pos };
+    loop {
+        let j = journal.clone();
+        let (first, records) = tokio::task::spawn_blocking(move || j.read_from(pos, CHUNK))
+            .await
+            .map_err(|e| ForwardError::Task(e.to_string()))??;
+        if records.is_empty() {
+            break;
+        }
+        let result = sink.send(&records).await;
+        let acked = match &result {
+            Ok(()) => records.len(),
+            Err(e) => e.acked,
+        };
+        let to = first + acked as u64;
+        if to > pos {
+            let j = journal.clone();
+            let name = cursor.to_string();
+            tokio::task::spawn_blocking(move || j.advance_cursor(&name, to))
+                .await
+                .map_err(|e| ForwardError::Task(e.to_string()))??;
+            sum.forwarded += to - first;
+            pos = to;
+            sum.cursor = pos;
+        }
+        if let Err(source) = result {
+            return Err(ForwardError::Sink { sink: cursor.to_string(), forwarded: sum.forwarded, source });
+        }
+    }
+    Ok(sum)
+}

@@ -1,0 +1,456 @@
+//! The local, durable journal (one redb file): the harvester's memory.
+//!
+//! Guarantees:
+//! - a page of records, its dead letters, the episodes it needed and the harvest position are
+//!   committed in **one** durable transaction, before anything is forwarded;
+//! - an action id is stored once, whatever the overlap or retry (the `action_ids` table);
+//! - the checkpoint only ever moves in the transaction that holds the data it points at;
+//! - every sink has its own cursor (the next sequence number it has not acknowledged).
+//!
+//! Records get consecutive sequence numbers; a block is keyed by the sequence of its first record.
+
+pub mod codec;
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use bincode::{Decode, Encode};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::opencast::EpisodeMeta;
+use crate::record::Record;
+pub use codec::{BlockHeader, CodecError};
+
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const ACTION_IDS: TableDefinition<i64, ()> = TableDefinition::new("action_ids");
+const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+const DEAD_KEYS: TableDefinition<&str, ()> = TableDefinition::new("dead_letter_keys");
+const EPISODES: TableDefinition<&str, &[u8]> = TableDefinition::new("episodes");
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_FORMAT: &str = "format_version";
+const META_NEXT_SEQ: &str = "next_seq";
+const META_NEXT_DEAD: &str = "next_dead_letter";
+const META_CHECKPOINT: &str = "checkpoint";
+const META_POSITION: &str = "harvest_position";
+
+/// What can go wrong with the journal, each naming the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(
+        "journal {path} is in use by another harvester process; wait for it to finish \
+         (or stop `harvester run`), or point JOURNAL_PATH at another file"
+    )]
+    InUse { path: PathBuf },
+    #[error("cannot open journal {path}: {source}")]
+    Open { path: PathBuf, source: redb::DatabaseError },
+    #[error("journal {path} was written by a newer harvester (format {found}, this build knows up to {known}); upgrade harvester")]
+    NewerFormat { path: PathBuf, found: u8, known: u8 },
+    #[error("journal storage error: {0}")]
+    Storage(String),
+    #[error("journal record at sequence {seq} cannot be read: {source}")]
+    Corrupt { seq: u64, source: CodecError },
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for JournalError {
+            fn from(e: $t) -> Self { JournalError::Storage(e.to_string()) }
+        }
+    )*};
+}
+storage_from!(
+    redb::Error,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+pub type Result<T> = std::result::Result<T, JournalError>;
+
+/// The last harvested action's time, and whether S3 has been told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct Checkpoint {
+    /// `created` of the newest harvested action, UTC microseconds.
+    pub last_action_us: i64,
+    pub synced_to_s3: bool,
+    pub updated_at_us: i64,
+}
+
+/// Where an unfinished harvest window stands (for `journal stats` and crash forensics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct HarvestPosition {
+    pub window_start_us: i64,
+    pub window_end_us: i64,
+    pub next_offset: u64,
+    pub pages: u64,
+    pub max_created_us: Option<i64>,
+    pub complete: bool,
+    pub updated_at_us: i64,
+}
+
+/// An input that could not become a record: kept with its raw text and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DeadLetter {
+    pub source: String,
+    pub raw: String,
+    pub reason: String,
+    pub at_us: i64,
+}
+
+/// Episode metadata as fetched at a time; `meta: None` means Opencast did not know the id.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct EpisodeEntry {
+    pub fetched_at_us: i64,
+    pub meta: Option<EpisodeMeta>,
+}
+
+/// Everything one harvested page changes, committed atomically by [`Journal::commit_page`].
+#[derive(Debug, Default)]
+pub struct PageCommit {
+    pub records: Vec<Record>,
+    /// Dead letters with their dedupe key (the action id when known, else a hash of the text).
+    pub dead_letters: Vec<(String, DeadLetter)>,
+    /// Newly fetched episodes by media package id (`meta: None` records an unknown id).
+    pub episodes: Vec<(String, EpisodeEntry)>,
+    pub position: Option<HarvestPosition>,
+    /// New checkpoint (the newest `created` held), set only with the last page of a window.
+    pub checkpoint: Option<i64>,
+}
+
+/// What a page commit did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PageOutcome {
+    pub appended: u64,
+    pub duplicates: u64,
+    pub dead_letters: u64,
+}
+
+/// A handle on the open journal file. Cheap to share behind an `Arc`.
+pub struct Journal {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`, refusing a file another process holds.
+    pub fn open(path: &Path) -> Result<Journal> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                JournalError::Storage(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(JournalError::InUse { path: path.to_path_buf() })
+            }
+            Err(source) => return Err(JournalError::Open { path: path.to_path_buf(), source }),
+        };
+        let j = Journal { db, path: path.to_path_buf() };
+        j.init()?;
+        Ok(j)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get(META_FORMAT)?.map(|v| v.value().first().copied().unwrap_or(0));
+            match found {
+                Some(v) if v > codec::FORMAT_VERSION => {
+                    return Err(JournalError::NewerFormat {
+                        path: self.path.clone(),
+                        found: v,
+                        known: codec::FORMAT_VERSION,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(META_FORMAT, [codec::FORMAT_VERSION].as_slice())?;
+                }
+            }
+            // Create every table so readers never meet a missing one.
+            tx.open_table(BLOCKS)?;
+            tx.open_table(ACTION_IDS)?;
+            tx.open_table(DEAD_LETTERS)?;
+            tx.open_table(DEAD_KEYS)?;
+            tx.open_table(EPISODES)?;
+            tx.open_table(CURSORS)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Commits one harvested page: dedupes by action id, appends the new records as one block,
+    /// stores dead letters, episodes, position and (optionally) the checkpoint, all or nothing.
+    pub fn commit_page(&self, page: PageCommit) -> Result<PageOutcome> {
+        let mut out = PageOutcome::default();
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let mut ids = tx.open_table(ACTION_IDS)?;
+            let mut fresh = Vec::with_capacity(page.records.len());
+            for r in page.records {
+                if ids.insert(r.action_id, ())?.is_some() {
+                    out.duplicates += 1;
+                } else {
+                    fresh.push(r);
+                }
+            }
+            if !fresh.is_empty() {
+                let seq = get_u64(&meta, META_NEXT_SEQ)?;
+                tx.open_table(BLOCKS)?.insert(seq, codec::encode_block(&fresh).as_slice())?;
+                put_u64(&mut meta, META_NEXT_SEQ, seq + fresh.len() as u64)?;
+                out.appended = fresh.len() as u64;
+            }
+            if !page.dead_letters.is_empty() {
+                let mut keys = tx.open_table(DEAD_KEYS)?;
+                let mut dead = tx.open_table(DEAD_LETTERS)?;
+                let mut next = get_u64(&meta, META_NEXT_DEAD)?;
+                for (key, d) in page.dead_letters {
+                    if keys.insert(key.as_str(), ())?.is_some() {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    dead.insert(next, codec::encode_value(&d).as_slice())?;
+                    next += 1;
+                    out.dead_letters += 1;
+                }
+                put_u64(&mut meta, META_NEXT_DEAD, next)?;
+            }
+            if !page.episodes.is_empty() {
+                let mut eps = tx.open_table(EPISODES)?;
+                for (mpid, e) in &page.episodes {
+                    eps.insert(mpid.as_str(), codec::encode_value(e).as_slice())?;
+                }
+            }
+            if let Some(p) = page.position {
+                meta.insert(META_POSITION, codec::encode_value(&p).as_slice())?;
+            }
+            if let Some(last) = page.checkpoint {
+                let cp = Checkpoint {
+                    last_action_us: last,
+                    synced_to_s3: false,
+                    updated_at_us: crate::timefmt::now_us(),
+                };
+                meta.insert(META_CHECKPOINT, codec::encode_value(&cp).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Stores episode metadata looked up outside a page (unknown ids included, as tombstones).
+    pub fn put_episode(&self, mpid: &str, entry: &EpisodeEntry) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(EPISODES)?.insert(mpid, codec::encode_value(entry).as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The journaled metadata of one episode, if any.
+    pub fn episode(&self, mpid: &str) -> Result<Option<EpisodeEntry>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(EPISODES)?;
+        let Some(v) = t.get(mpid)? else { return Ok(None) };
+        codec::decode_value(v.value())
+            .map(Some)
+            .map_err(|e| JournalError::Storage(format!("episode {mpid}: {e}")))
+    }
+
+    /// Every journaled episode, in media package id order.
+    #[allow(clippy::type_complexity)]
+    pub fn episodes(&self) -> Result<Vec<(String, std::result::Result<EpisodeEntry, CodecError>)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(EPISODES)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), codec::decode_value(v.value())));
+        }
+        Ok(out)
+    }
+
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        self.get_meta(META_CHECKPOINT)
+    }
+
+    /// Records that S3 now holds `cp` (only if it is still the current checkpoint).
+    pub fn mark_checkpoint_synced(&self, cp: &Checkpoint) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let current: Option<Checkpoint> = decode_meta(&meta, META_CHECKPOINT)?;
+            if current.map(|c| c.last_action_us) == Some(cp.last_action_us) {
+                let synced = Checkpoint { synced_to_s3: true, ..*cp };
+                meta.insert(META_CHECKPOINT, codec::encode_value(&synced).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets the checkpoint outright (a checkpoint adopted from S3 is already synced).
+    pub fn set_checkpoint(&self, cp: Checkpoint) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(META)?.insert(META_CHECKPOINT, codec::encode_value(&cp).as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes the checkpoint (the next harvest starts from its defaults).
+    pub fn clear_checkpoint(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(META)?.remove(META_CHECKPOINT)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn harvest_position(&self) -> Result<Option<HarvestPosition>> {
+        self.get_meta(META_POSITION)
+    }
+
+    fn get_meta<T: Decode<()>>(&self, key: &str) -> Result<Option<T>> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        decode_meta(&meta, key)
+    }
+
+    /// The sequence number the next record will get (= records ever appended).
+    pub fn next_seq(&self) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        get_u64(&tx.open_table(META)?, META_NEXT_SEQ)
+    }
+
+    /// A sink's cursor: the first sequence it has not acknowledged (0 for a new sink).
+    pub fn cursor(&self, sink: &str) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(CURSORS)?.get(sink)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Every sink cursor by name.
+    pub fn cursors(&self) -> Result<Vec<(String, u64)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CURSORS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Moves a sink's cursor forward (never backward) after the sink acknowledged.
+    pub fn advance_cursor(&self, sink: &str, to: u64) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(CURSORS)?;
+            let cur = t.get(sink)?.map(|v| v.value()).unwrap_or(0);
+            if to > cur {
+                t.insert(sink, to)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records from `from` on, whole blocks at a time, until at least `want` are gathered or the
+    /// journal ends. Returns `(first_seq, records)`; `first_seq` may be above `from` when earlier
+    /// records were pruned.
+    pub fn read_from(&self, from: u64, want: usize) -> Result<(u64, Vec<Record>)> {
+        let tx = self.db.begin_read()?;
+        let blocks = tx.open_table(BLOCKS)?;
+        let mut out: Vec<Record> = Vec::new();
+        let mut first = None;
+        // The block holding `from` starts at or before it.
+        let start_key = match blocks.range(..=from)?.next_back() {
+            Some(row) => row?.0.value(),
+            None => from,
+        };
+        for row in blocks.range((Bound::Included(start_key), Bound::Unbounded))? {
+            let (k, v) = row?;
+            let key = k.value();
+            let recs =
+                codec::decode_block(v.value()).map_err(|source| JournalError::Corrupt { seq: key, source })?;
+            let end = key + recs.len() as u64;
+            if end <= from {
+                continue;
+            }
+            let skip = from.saturating_sub(key) as usize;
+            first.get_or_insert(key + skip as u64);
+            out.extend(recs.into_iter().skip(skip));
+            if out.len() >= want {
+                break;
+            }
+        }
+        Ok((first.unwrap_or(from), out))
+    }
+
+    /// Block headers in sequence order: `(first_seq, header, stored bytes)`.
+    pub fn block_headers(&self) -> Result<Vec<(u64, BlockHeader, usize)>> {
+        let tx = self.db.begin_read()?;
+        let blocks = tx.open_table(BLOCKS)?;
+        let mut out = Vec::new();
+        for row in blocks.iter()? {
+            let (k, v) = row?;
+            let h = codec::block_header(v.value())
+                .map_err(|source| JournalError::Corrupt { seq: k.value(), source })?;
+            out.push((k.value(), h, v.value().len()));
+        }
+        Ok(out)
+    }
+
+    /// All dead letters in arrival order.
+    pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(DEAD_LETTERS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let d = codec::decode_value(v.value())
+                .map_err(|e| JournalError::Storage(format!("dead letter {}: {e}", k.value())))?;
+            out.push((k.value(), d));
+        }
+        Ok(out)
+    }
+
+    /// Number of distinct action ids ever journaled.
+    pub fn known_action_ids(&self) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(ACTION_IDS)?.len()?)
+    }
+
+    /// True when this action id is already in the journal.
+    pub fn has_action(&self, id: i64) -> Result<bool> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(ACTION_IDS)?.get(id)?.is_some())
+    }
+}
+
+fn decode_meta<T: Decode<()>>(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>> {
+    match meta.get(key)? {
+        None => Ok(None),
+        Some(v) => codec::decode_value(v.value())
+            .map(Some)
+            .map_err(|e| JournalError::Storage(format!("meta {key}: {e}"))),
+    }
+}
+
+fn get_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64> {
+    Ok(decode_meta::<u64>(meta, key)?.unwrap_or(0))
+}
+
+fn put_u64(meta: &mut redb::Table<&'static str, &'static [u8]>, key: &str, v: u64) -> Result<()> {
+    meta.insert(key, codec::encode_value(&v).as_slice())?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Logs on stderr (text on a terminal, or JSON lines), and optionally to Loggly.
+//!
+//! stdout is reserved for records. The Loggly layer never blocks the harvest: events go through
+//! a bounded queue to a background task that posts them in bulk; when the queue is full, events
+//! are dropped (and counted), and at exit the task gets a short grace period to flush.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::cli::LogFormat;
+use crate::config::ConfigError;
+
+/// Loggly settings.
+#[derive(Debug, Clone)]
+pub struct LogglyConfig {
+    pub token: String,
+    pub tags: Option<String>,
+    /// Base of the bulk endpoint; `{token}` and the tags are appended.
+    pub url: Option<String>,
+}
+
+/// Keeps the Loggly sender alive; [`LogGuard::finish`] flushes it.
+pub struct LogGuard {
+    loggly: Option<(mpsc::Sender<String>, tokio::task::JoinHandle<()>, Arc<AtomicU64>)>,
+}
+
+impl LogGuard {
+    /// Gives the Loggly task up to two seconds to send what it holds.
+    pub async fn finish(self) {
+        if let Some((tx, task, dropped)) = self.loggly {
+            drop(tx);
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            let n = dropped.load(Ordering::Relaxed);
+            if n > 0 {
+                eprintln!("warning: {n} log events were not sent to Loggly (queue full)");
+            }
+        }
+    }
+}
+
+/// Turns the original's `LOG_LEVEL` values (INFO, DEBUG, WARNING...) or filter directives into
+/// a filter: third-party crates stay at `warn` unless a directive says otherwise.
+pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
+    let l = level.trim().to_ascii_lowercase();
+    let l = match l.as_str() {
+        "warning" => "warn".to_string(),
+        "critical" | "fatal" => "error".to_string(),
+        _ => l,
+    };
+    let directive = if matches!(l.as_str(), "error" | "warn" | "info" | "debug" | "trace" | "off") {
+        format!("warn,harvester={l}")
+    } else {
+        l
+    };
+    EnvFilter::try_new(&directive)
+        .map_err(|e| ConfigError(format!("LOG_LEVEL='{level}' is not a level or filter: {e}")))
+}
+
+/// Installs the global subscriber (call once, inside the runtime when Loggly is on).
+pub fn init(level: &str, format: LogFormat, loggly: Option<LogglyConfig>) -> Result<LogGuard, ConfigError> {
+    let filter = filter(level)?;
+    let fmt_layer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_current_span(false)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .boxed(),
+    };
+    let (loggly_layer, guard) = match loggly {
+        Some(cfg) => {
+            let (layer, tx, task, dropped) = LogglyLayer::start(cfg);
+            (Some(layer), LogGuard { loggly: Some((tx, task, dropped)) })
+        }
+        None => (None, LogGuard { loggly: None }),
+    };
+    let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(loggly_layer).try_init();
+    Ok(guard)
+}
+
+/// A tracing layer that queues events for Loggly's HTTP bulk endpoint.
+struct LogglyLayer {
+    tx: mpsc::Sender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl LogglyLayer {
+    fn start(
+        cfg: LogglyConfig,
+    ) -> (LogglyLayer, mpsc::Sender<String>, tokio::task::JoinHandle<()>, Arc<AtomicU64>) {
+        let (tx, mut rx) = mpsc::channel::<String>(10_000);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let base = cfg.url.unwrap_or_else(|| "https://logs-01.loggly.com".into());
+        let mut url = format!("{}/bulk/{}/tag/harvester", base.trim_end_matches('/'), cfg.token);
+        if let Some(tags) = cfg.tags.filter(|t| !t.trim().is_empty()) {
+            url.push(',');
+            url.push_str(&tags.split(',').map(str::trim).collect::<Vec<_>>().join(","));
+        }
+        url.push('/');
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+            let mut buf: Vec<String> = Vec::new();
+            loop {
+                let more = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+                let closed = matches!(more, Ok(None));
+                let idle = more.is_err();
+                if let Ok(Some(line)) = more {
+                    buf.push(line);
+                    while buf.len() < 500 {
+                        match rx.try_recv() {
+                            Ok(l) => buf.push(l),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                if !buf.is_empty() && (buf.len() >= 500 || closed || idle) {
+                    let body = buf.join("\n");
+                    buf.clear();
+                    // Best effort: a Loggly failure must never disturb the harvest.
+                    let _ = http.post(&url).header("content-type", "text/plain").body(body).send().await;
+                }
+                if closed {
+                    break;
+                }
+            }
+        });
+        (LogglyLayer { tx: tx.clone(), dropped: dropped.clone() }, tx, task, dropped)
+    }
+}
+
+struct JsonVisitor(serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_string(), serde_json::Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), serde_json::Value::String(value.to_string()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+}
+
+impl<S: Subscriber> Layer<S> for LogglyLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut v = JsonVisitor(serde_json::Map::new());
+        event.record(&mut v);
+        v.0.insert("level".into(), event.metadata().level().to_string().into());
+        v.0.insert("timestamp".into(), crate::timefmt::format_rfc3339(crate::timefmt::now_us()).into());
+        v.0.insert("app".into(), "harvester".into());
+        let line = serde_json::Value::Object(v.0).to_string();
+        if self.tx.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

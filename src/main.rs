@@ -1,0 +1,55 @@
+//! Parse the command line, load settings, dispatch; nothing else.
+
+use clap::Parser;
+
+use harvester::app::{self, AppError};
+use harvester::cli::{Cli, Command};
+use harvester::{config, logging};
+
+fn main() {
+    // .env first, without overriding the environment, so that clap sees flags > env > .env.
+    if let Err(e) = config::load_dotenv() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let code = rt.block_on(async {
+        let loggly = cli.loggly_token.clone().filter(|t| !t.is_empty()).map(|token| logging::LogglyConfig {
+            token,
+            tags: cli.loggly_tags.clone(),
+            url: cli.loggly_url.clone(),
+        });
+        let guard = match logging::init(&cli.log_level, cli.log_format, loggly) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        let result: Result<(), AppError> = match &cli.command {
+            Command::Harvest(a) => app::harvest(&cli, a).await,
+            Command::Forward(a) => app::forward(&cli, a).await,
+            Command::Checkpoint(a) => app::checkpoint(&cli, a).await,
+            Command::Sim(a) => app::sim(a).await,
+            Command::Demo(a) => app::demo(a).await,
+        };
+        let code = match result {
+            Ok(()) => 0,
+            Err(e) => {
+                // One line a person (or a log pipeline, in JSON mode) can act on.
+                match cli.log_format {
+                    harvester::cli::LogFormat::Json => tracing::error!("{e}"),
+                    harvester::cli::LogFormat::Text => eprintln!("error: {e}"),
+                }
+                e.exit_code()
+            }
+        };
+        guard.finish().await;
+        code
+    });
+    std::process::exit(code);
+}

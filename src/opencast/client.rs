@@ -1,0 +1,284 @@
+//! The HTTP client for Opencast's engage and admin nodes: digest auth, timeouts, bounded retries.
+//!
+//! Transient faults (connection errors, timeouts, 5xx, a truncated or non-JSON body) are retried
+//! with exponential backoff and full jitter; a definite answer (wrong credentials, 4xx, a redirect
+//! to the login page) is not, and comes back as an error that says what to fix.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::header::{HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{StatusCode, Url};
+
+use super::digest::Challenge;
+use super::wire::DecodeError;
+
+/// How the client reaches Opencast and how hard it tries.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub user: String,
+    pub password: String,
+    pub timeout: Duration,
+    /// Retries after the first attempt for a transient fault.
+    pub retries: u32,
+    /// First backoff; doubles each retry, capped at `max_backoff`, full jitter.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(user: &str, password: &str) -> ClientConfig {
+        ClientConfig {
+            user: user.to_string(),
+            password: password.to_string(),
+            timeout: Duration::from_secs(30),
+            retries: 5,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A failed Opencast request, after any retries it deserved.
+#[derive(Debug, thiserror::Error)]
+pub enum OpencastError {
+    #[error(
+        "Opencast rejected the credentials of user '{user}' at {url}; check MATTERHORN_REST_USER \
+         and MATTERHORN_REST_PASS (or --user/--password)"
+    )]
+    CredentialsRejected { url: String, user: String },
+    #[error("Opencast answered 401 without a Digest challenge at {url}; is this an Opencast REST endpoint?")]
+    NoChallenge { url: String },
+    #[error(
+        "Opencast redirected {url} to {location} instead of asking for digest auth; the node may \
+         not accept REST (digest) logins, or the host is wrong"
+    )]
+    Redirected { url: String, location: String },
+    #[error("Opencast answered {status} for {url}: {snippet}")]
+    Status { url: String, status: u16, snippet: String },
+    #[error("Opencast request {url} failed {attempts} times, last: {last}; is the node up and reachable?")]
+    Exhausted { url: String, attempts: u32, last: String },
+    #[error("bad Opencast address '{0}': give a host, host:port or a full http(s) URL")]
+    BadHost(String),
+}
+
+/// Counters a benchmark or the metrics endpoint can read.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub latency_us_total: AtomicU64,
+}
+
+struct AuthState {
+    challenge: Challenge,
+    nc: u32,
+}
+
+/// A shareable Opencast client (cheap to clone: the connection pool and auth state are shared).
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    cfg: Arc<ClientConfig>,
+    auth: Arc<Mutex<Option<AuthState>>>,
+    stats: Arc<ClientStats>,
+}
+
+enum Attempt {
+    Transient(String),
+    Fatal(OpencastError),
+}
+
+/// Turns `host`, `host:port` or a full URL into a base URL (no trailing slash).
+pub fn base_url(host: &str) -> Result<Url, OpencastError> {
+    let h = host.trim().trim_end_matches('/');
+    if h.is_empty() {
+        return Err(OpencastError::BadHost(host.to_string()));
+    }
+    let full = if h.contains("://") { h.to_string() } else { format!("http://{h}") };
+    let url = Url::parse(&full).map_err(|_| OpencastError::BadHost(host.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(OpencastError::BadHost(host.to_string()));
+    }
+    Ok(url)
+}
+
+impl Client {
+    pub fn new(cfg: ClientConfig) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(16)
+            .build()
+            .expect("HTTP client builds");
+        Client {
+            http,
+            cfg: Arc::new(cfg),
+            auth: Arc::new(Mutex::new(None)),
+            stats: Arc::new(ClientStats::default()),
+        }
+    }
+
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// GETs `url` and parses the body with `parse`, retrying transient faults.
+    pub async fn get_parsed<T>(
+        &self,
+        url: &Url,
+        parse: impl Fn(&[u8]) -> Result<T, DecodeError>,
+    ) -> Result<T, OpencastError> {
+        let attempts = self.cfg.retries + 1;
+        let mut last = String::new();
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let cap = self
+                    .cfg
+                    .backoff
+                    .saturating_mul(1u32 << (attempt - 1).min(16))
+                    .min(self.cfg.max_backoff);
+                let sleep = rand::rng().random_range(cap / 4..=cap);
+                tracing::warn!(url = %url, attempt, error = %last, "retrying Opencast request in {:?}", sleep);
+                tokio::time::sleep(sleep).await;
+            }
+            match self.attempt(url).await {
+                Ok(body) => match parse(&body) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => last = format!("unreadable body ({} bytes): {e}", body.len()),
+                },
+                Err(Attempt::Transient(e)) => last = e,
+                Err(Attempt::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(OpencastError::Exhausted { url: url.to_string(), attempts, last })
+    }
+
+    /// GETs `url` and returns the raw body (the benchmark's "bare fetch").
+    pub async fn get_bytes(&self, url: &Url) -> Result<bytes::Bytes, OpencastError> {
+        self.get_parsed(url, |b| Ok(bytes::Bytes::copy_from_slice(b))).await
+    }
+
+    async fn attempt(&self, url: &Url) -> Result<bytes::Bytes, Attempt> {
+        let started = Instant::now();
+        let resp = self.send_authed(url).await?;
+        let status = resp.status();
+        if status.is_success() {
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| Attempt::Transient(format!("reading body: {e}")))?;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .latency_us_total
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            return Ok(body);
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Attempt::Transient(format!("HTTP {status}")));
+        }
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_string();
+            return Err(Attempt::Fatal(OpencastError::Redirected { url: url.to_string(), location }));
+        }
+        let snippet: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+        Err(Attempt::Fatal(OpencastError::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            snippet,
+        }))
+    }
+
+    /// Sends a GET with digest auth, answering a fresh challenge once (twice when it is `stale`).
+    async fn send_authed(&self, url: &Url) -> Result<reqwest::Response, Attempt> {
+        let uri = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let mut answered = 0;
+        loop {
+            let header = {
+                let mut st = self.auth.lock().expect("auth lock");
+                st.as_mut().map(|s| {
+                    s.nc += 1;
+                    let cnonce = format!("{:016x}", rand::rng().random::<u64>());
+                    s.challenge.authorization(
+                        &self.cfg.user,
+                        &self.cfg.password,
+                        "GET",
+                        &uri,
+                        s.nc,
+                        &cnonce,
+                    )
+                })
+            };
+            let mut req = self
+                .http
+                .get(url.clone())
+                .header("X-Requested-Auth", "Digest")
+                .header("X-Opencast-Matterhorn-Authorization", "true");
+            if let Some(h) = header {
+                let mut v = HeaderValue::from_str(&h)
+                    .map_err(|_| Attempt::Fatal(OpencastError::BadHost(url.to_string())))?;
+                v.set_sensitive(true);
+                req = req.header(AUTHORIZATION, v);
+            }
+            let resp = req.send().await.map_err(|e| Attempt::Transient(describe(&e)))?;
+            if resp.status() != StatusCode::UNAUTHORIZED {
+                return Ok(resp);
+            }
+            let challenge = resp
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(Challenge::parse)
+                .ok_or_else(|| Attempt::Fatal(OpencastError::NoChallenge { url: url.to_string() }))?;
+            let limit = if challenge.stale { 2 } else { 1 };
+            if answered >= limit {
+                return Err(Attempt::Fatal(OpencastError::CredentialsRejected {
+                    url: url.to_string(),
+                    user: self.cfg.user.clone(),
+                }));
+            }
+            answered += 1;
+            *self.auth.lock().expect("auth lock") = Some(AuthState { challenge, nc: 0 });
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_urls() {
+        assert_eq!(base_url("oc.example.edu").unwrap().as_str(), "http://oc.example.edu/");
+        assert_eq!(base_url("oc:8080").unwrap().as_str(), "http://oc:8080/");
+        assert_eq!(base_url("https://oc.example.edu/").unwrap().as_str(), "https://oc.example.edu/");
+        assert!(base_url("").is_err());
+        assert!(base_url("ftp://x").is_err());
+    }
+}

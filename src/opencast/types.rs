@@ -1,0 +1,176 @@
+//! Strict domain types made from the lenient wire shapes, and the one place that judges them.
+//!
+//! An action either becomes an [`Action`] or yields the reason it cannot (that reason goes to the
+//! dead-letter table with the raw JSON). Episodes and workflows never fail as a whole: a missing
+//! part leaves a field empty.
+
+use chrono_tz::Tz;
+
+use super::wire::{WireAction, WireEpisode, WireWorkflow};
+use crate::timefmt;
+
+/// A user action, validated: everything a record needs, in strict types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub id: i64,
+    pub mpid: String,
+    pub session_id: String,
+    pub user_id: Option<String>,
+    pub user_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub kind: Option<String>,
+    pub inpoint: Option<i64>,
+    pub outpoint: Option<i64>,
+    pub length: Option<i64>,
+    pub is_playing: i64,
+    pub created_us: i64,
+}
+
+impl Action {
+    /// Parses one raw action. `Err` carries a reason a person can read next to the raw JSON.
+    pub fn from_raw(raw: &str, tz: Tz) -> Result<Action, String> {
+        let w: WireAction =
+            serde_json::from_str(raw).map_err(|e| format!("not a user-action object: {e}"))?;
+        Action::from_wire(w, tz)
+    }
+
+    pub fn from_wire(w: WireAction, tz: Tz) -> Result<Action, String> {
+        let id = w.id.ok_or("missing action id")?.0;
+        let mpid = w
+            .mediapackage_id
+            .map(|s| s.0)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or("missing mediapackageId")?;
+        let session = w.session_id.ok_or("missing sessionId object")?;
+        let session_id = session.session_id.map(|s| s.0).ok_or("missing sessionId.sessionId")?;
+        let created = w.created.ok_or("missing created time")?.0;
+        let created_us = timefmt::parse_xsd(&created, tz).map_err(|e| e.to_string())?;
+        Ok(Action {
+            id,
+            mpid,
+            session_id,
+            user_id: session.user_id.map(|s| s.0),
+            user_ip: session.user_ip.map(|s| s.0),
+            user_agent: session.user_agent.map(|s| s.0),
+            kind: w.kind.map(|s| s.0),
+            inpoint: w.inpoint.map(|n| n.0),
+            outpoint: w.outpoint.map(|n| n.0),
+            length: w.length.map(|n| n.0),
+            is_playing: w.is_playing.map(|p| p.0).unwrap_or(0),
+            created_us,
+        })
+    }
+}
+
+/// An attachment of a media package (player previews, segment previews with slide times).
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Attachment {
+    pub kind: String,
+    pub url: Option<String>,
+    pub reference: Option<String>,
+}
+
+/// Episode metadata from the search endpoint, as the harvester keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct EpisodeMeta {
+    pub mpid: String,
+    pub title: Option<String>,
+    pub duration_ms: Option<i64>,
+    /// The media package `start` exactly as Opencast gave it.
+    pub start: Option<String>,
+    pub dc_created: Option<String>,
+    pub series: Option<String>,
+    pub series_title: Option<String>,
+    pub dc_type: Option<String>,
+    pub dc_description: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+impl EpisodeMeta {
+    pub fn from_wire(w: WireEpisode) -> Option<EpisodeMeta> {
+        let mp = w.mediapackage.0;
+        let mpid = mp
+            .as_ref()
+            .and_then(|m| m.id.clone())
+            .or(w.id)
+            .map(|s| s.0)
+            .filter(|s| !s.is_empty())?;
+        let non_empty = |s: Option<super::wire::LenientString>| s.map(|s| s.0).filter(|s| !s.is_empty());
+        let (title, duration_ms, start, series, series_title, attachments) = match mp {
+            Some(m) => (
+                non_empty(m.title),
+                m.duration.map(|d| d.0),
+                non_empty(m.start),
+                non_empty(m.series),
+                non_empty(m.seriestitle),
+                m.attachments
+                    .0
+                    .map(|a| a.attachment.0)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|a| {
+                        Some(Attachment {
+                            kind: a.kind?.0,
+                            url: a.url.map(|u| u.0),
+                            reference: a.reference.map(|r| r.0),
+                        })
+                    })
+                    .collect(),
+            ),
+            None => (None, None, None, None, None, Vec::new()),
+        };
+        Some(EpisodeMeta {
+            mpid,
+            title: title.or_else(|| non_empty(w.dc_title)),
+            duration_ms,
+            start,
+            dc_created: non_empty(w.dc_created),
+            series: series.or_else(|| non_empty(w.dc_is_part_of)),
+            series_title,
+            dc_type: non_empty(w.dc_type),
+            dc_description: non_empty(w.dc_description),
+            attachments,
+        })
+    }
+}
+
+/// One operation of a workflow instance, times in epoch milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub id: String,
+    pub state: Option<String>,
+    pub started_ms: Option<i64>,
+    pub completed_ms: Option<i64>,
+}
+
+/// A workflow instance of the admin node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    pub id: i64,
+    pub state: Option<String>,
+    pub operations: Vec<Operation>,
+}
+
+impl Workflow {
+    pub fn from_wire(w: WireWorkflow) -> Option<Workflow> {
+        Some(Workflow {
+            id: w.id?.0,
+            state: w.state.map(|s| s.0),
+            operations: w
+                .operations
+                .0
+                .map(|o| o.operation.0)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|o| {
+                    Some(Operation {
+                        id: o.id?.0,
+                        state: o.state.map(|s| s.0),
+                        started_ms: o.started.map(|n| n.0),
+                        completed_ms: o.completed.map(|n| n.0),
+                    })
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,452 @@
+//! The one tolerant decoding layer for Opencast's XML-born JSON.
+//!
+//! Opencast serialises through JAXB/Jettison, so a one-element list arrives as a bare object,
+//! an empty list as a missing key (or `""`), numbers as strings, and text-with-attributes under
+//! `"$"`. Everything here accepts all of those shapes and hands strict Rust types onwards; nothing
+//! outside `src/opencast/` sees a loosely typed value.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A list that may arrive as an array, a single bare object, an absent key, `""` or `null`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany(Vec::new())
+    }
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array, a single object, or an empty value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element()? {
+                    out.push(item);
+                }
+                Ok(OneOrMany(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let one = T::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(OneOrMany(vec![one]))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v.trim().is_empty() {
+                    Ok(OneOrMany(Vec::new()))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(OneOrMany(Vec::new()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(OneOrMany(Vec::new()))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// An integer that may arrive as a JSON number (integral float included) or a numeric string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LenientI64(pub i64);
+
+impl<'de> Deserialize<'de> for LenientI64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = LenientI64;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or a string holding one")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientI64, E> {
+                Ok(LenientI64(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientI64, E> {
+                i64::try_from(v)
+                    .map(LenientI64)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientI64, E> {
+                if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    Ok(LenientI64(v as i64))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientI64, E> {
+                let t = v.trim();
+                if let Ok(n) = t.parse::<i64>() {
+                    return Ok(LenientI64(n));
+                }
+                match t.parse::<f64>() {
+                    Ok(f) => self.visit_f64(f),
+                    Err(_) => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string that may arrive as a number (`"series": 20150221144`) or as `{"$": "text", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LenientString(pub String);
+
+impl<'de> Deserialize<'de> for LenientString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LenientString;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a number, or an object with a \"$\" text")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientString, E> {
+                Ok(LenientString(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<LenientString, E> {
+                Ok(LenientString(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientString, E> {
+                Ok(LenientString(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientString, E> {
+                Ok(LenientString(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientString, E> {
+                if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    Ok(LenientString(format!("{}", v as i64)))
+                } else {
+                    Ok(LenientString(v.to_string()))
+                }
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<LenientString, E> {
+                Ok(LenientString(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LenientString, A::Error> {
+                let mut text = None;
+                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if k == "$" {
+                        text = Some(map.next_value::<LenientString>()?.0);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(LenientString(text.unwrap_or_default()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `isPlaying`: a boolean in stock Opencast, `0`/`1`/`2` in the DCE build (2 = live stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IsPlaying(pub i64);
+
+impl<'de> Deserialize<'de> for IsPlaying {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = IsPlaying;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false, 0, 1 or 2")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<IsPlaying, E> {
+                Ok(IsPlaying(v as i64))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IsPlaying, E> {
+                Ok(IsPlaying(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<IsPlaying, E> {
+                Ok(IsPlaying(v.min(i64::MAX as u64) as i64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IsPlaying, E> {
+                match v.trim() {
+                    "true" => Ok(IsPlaying(1)),
+                    "false" | "" => Ok(IsPlaying(0)),
+                    other => other
+                        .parse::<i64>()
+                        .map(IsPlaying)
+                        .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<IsPlaying, E> {
+                Ok(IsPlaying(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An object that may also arrive as `""` (an empty XML element) or `null`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaybeEmpty<T>(pub Option<T>);
+
+impl<T> Default for MaybeEmpty<T> {
+    fn default() -> Self {
+        MaybeEmpty(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MaybeEmpty<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = MaybeEmpty<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object or an empty value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Ok(MaybeEmpty(Some(T::deserialize(
+                    de::value::MapAccessDeserializer::new(map),
+                )?)))
+            }
+            fn visit_str<E: de::Error>(self, _v: &str) -> Result<Self::Value, E> {
+                Ok(MaybeEmpty(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeEmpty(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                // An array where an object was expected: take its first element.
+                let first: Option<T> = seq.next_element()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeEmpty(first))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /usertracking/actions.json
+
+/// One page of `/usertracking/actions.json`; each action is kept raw so that a malformed one can
+/// be quarantined with its exact text while its neighbours go on.
+#[derive(Debug)]
+pub struct ActionsPage {
+    pub total: i64,
+    pub offset: i64,
+    pub limit: i64,
+    pub actions: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct ActionsEnvelope {
+    actions: MaybeEmpty<ActionsBody>,
+}
+
+#[derive(Deserialize)]
+struct ActionsBody {
+    total: Option<LenientI64>,
+    offset: Option<LenientI64>,
+    limit: Option<LenientI64>,
+    action: Option<Box<RawValue>>,
+}
+
+/// Why a response body could not be read as the expected document.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+impl ActionsPage {
+    /// Decodes a page body. A body that is not the expected envelope (truncated, HTML, ...) is an
+    /// error; an individual action that is odd is not (it is judged later, alone).
+    pub fn parse(body: &[u8]) -> Result<ActionsPage, DecodeError> {
+        let env: ActionsEnvelope = serde_json::from_slice(body)
+            .map_err(|e| DecodeError(format!("not a user-actions page: {e}")))?;
+        let Some(body) = env.actions.0 else {
+            return Ok(ActionsPage { total: 0, offset: 0, limit: 0, actions: Vec::new() });
+        };
+        let actions = match body.action {
+            None => Vec::new(),
+            Some(raw) => split_one_or_many(raw)?,
+        };
+        Ok(ActionsPage {
+            total: body.total.map(|n| n.0).unwrap_or(actions.len() as i64),
+            offset: body.offset.map(|n| n.0).unwrap_or(0),
+            limit: body.limit.map(|n| n.0).unwrap_or(0),
+            actions,
+        })
+    }
+}
+
+fn split_one_or_many(raw: Box<RawValue>) -> Result<Vec<Box<RawValue>>, DecodeError> {
+    match raw.get().trim_start().as_bytes().first() {
+        Some(b'[') => serde_json::from_str::<Vec<Box<RawValue>>>(raw.get())
+            .map_err(|e| DecodeError(format!("bad action list: {e}"))),
+        Some(b'{') => Ok(vec![raw]),
+        // `""` or `null`: an empty element.
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// One user action as Opencast sends it; every field optional, judged in `record.rs`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireAction {
+    pub id: Option<LenientI64>,
+    pub mediapackage_id: Option<LenientString>,
+    pub session_id: Option<WireSession>,
+    pub inpoint: Option<LenientI64>,
+    pub outpoint: Option<LenientI64>,
+    pub length: Option<LenientI64>,
+    #[serde(rename = "type")]
+    pub kind: Option<LenientString>,
+    pub is_playing: Option<IsPlaying>,
+    pub created: Option<LenientString>,
+}
+
+/// The `sessionId` object: session, user, the `X-Forwarded-For` chain and the user agent.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireSession {
+    pub session_id: Option<LenientString>,
+    pub user_id: Option<LenientString>,
+    pub user_ip: Option<LenientString>,
+    pub user_agent: Option<LenientString>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// /search/episode.json
+
+#[derive(Debug, Deserialize)]
+pub struct SearchEnvelope {
+    #[serde(rename = "search-results")]
+    pub results: MaybeEmpty<SearchBody>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchBody {
+    pub total: Option<LenientI64>,
+    #[serde(default)]
+    pub result: OneOrMany<WireEpisode>,
+}
+
+/// A search result: Dublin Core fields at the top, the media package below.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireEpisode {
+    pub id: Option<LenientString>,
+    #[serde(default)]
+    pub mediapackage: MaybeEmpty<WireMediapackage>,
+    pub dc_title: Option<LenientString>,
+    pub dc_created: Option<LenientString>,
+    pub dc_type: Option<LenientString>,
+    pub dc_description: Option<LenientString>,
+    pub dc_is_part_of: Option<LenientString>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireMediapackage {
+    pub id: Option<LenientString>,
+    pub title: Option<LenientString>,
+    pub duration: Option<LenientI64>,
+    pub start: Option<LenientString>,
+    pub series: Option<LenientString>,
+    pub seriestitle: Option<LenientString>,
+    #[serde(default)]
+    pub attachments: MaybeEmpty<WireAttachments>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireAttachments {
+    #[serde(default)]
+    pub attachment: OneOrMany<WireAttachment>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireAttachment {
+    #[serde(rename = "type")]
+    pub kind: Option<LenientString>,
+    pub url: Option<LenientString>,
+    #[serde(rename = "ref")]
+    pub reference: Option<LenientString>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// /workflow/instances.json
+
+#[derive(Debug, Deserialize)]
+pub struct WorkflowsEnvelope {
+    pub workflows: MaybeEmpty<WorkflowsBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowsBody {
+    pub total_count: Option<LenientI64>,
+    #[serde(default)]
+    pub workflow: OneOrMany<WireWorkflow>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireWorkflow {
+    pub id: Option<LenientI64>,
+    pub state: Option<LenientString>,
+    #[serde(default)]
+    pub operations: MaybeEmpty<WireOperations>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireOperations {
+    #[serde(default)]
+    pub operation: OneOrMany<WireOperation>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WireOperation {
+    pub id: Option<LenientString>,
+    pub state: Option<LenientString>,
+    pub started: Option<LenientI64>,
+    pub completed: Option<LenientI64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_or_many_accepts_every_shape() {
+        #[derive(Deserialize)]
+        struct W {
+            #[serde(default)]
+            v: OneOrMany<LenientI64>,
+        }
+        let p = |s: &str| serde_json::from_str::<W>(s).unwrap().v.0.len();
+        assert_eq!(p(r#"{"v":[1,"2"]}"#), 2);
+        assert_eq!(p(r#"{}"#), 0);
+        assert_eq!(p(r#"{"v":""}"#), 0);
+        assert_eq!(p(r#"{"v":null}"#), 0);
+    }
+
+    #[test]
+    fn lenient_scalars() {
+        let n: LenientI64 = serde_json::from_str(r#""6875847""#).unwrap();
+        assert_eq!(n.0, 6875847);
+        let s: LenientString = serde_json::from_str("20150221144").unwrap();
+        assert_eq!(s.0, "20150221144");
+        let s: LenientString = serde_json::from_str(r#"{"type":"md5","$":"abc"}"#).unwrap();
+        assert_eq!(s.0, "abc");
+        for (j, v) in [("true", 1), ("false", 0), ("2", 2), ("\"2\"", 2), ("0", 0)] {
+            assert_eq!(serde_json::from_str::<IsPlaying>(j).unwrap().0, v);
+        }
+    }
+}

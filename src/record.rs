@@ -1,0 +1,184 @@
+//! Action + episode → the record downstream consumers read (the compatibility contract).
+//!
+//! The field names, types and odd spellings (`"None"`, `cdn`, `proxyN`) are those of the original
+//! harvester; `shared/reference/opencast-api.md` is the specification. A [`Record`] is what the
+//! journal stores (strict, compact, bincode) and its JSON form is produced by [`Record::to_json`].
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::opencast::{Action, EpisodeMeta};
+use crate::timefmt;
+
+/// One harvested action, enriched with its episode as known at harvest time.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Record {
+    pub action_id: i64,
+    /// `created`, as UTC microseconds since the epoch.
+    pub created_us: i64,
+    pub mpid: String,
+    pub session_id: String,
+    /// `sessionId.userId`; absent renders as the string `"None"`, as the original did.
+    pub huid: Option<String>,
+    pub useragent: Option<String>,
+    pub action: ActionBlock,
+    /// The `userIp` chain: client first, then proxies.
+    pub ips: Vec<String>,
+    pub is_live: bool,
+    /// `None` when the episode is unknown to Opencast (renders as `{}`).
+    pub episode: Option<EpisodeBlock>,
+}
+
+/// The `action` object of a record.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct ActionBlock {
+    pub kind: Option<String>,
+    pub inpoint: Option<i64>,
+    pub outpoint: Option<i64>,
+    pub length: Option<i64>,
+    pub is_playing: bool,
+}
+
+/// The `episode` object of a record.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct EpisodeBlock {
+    pub title: Option<String>,
+    pub duration: Option<i64>,
+    pub start: Option<String>,
+    /// `(series title, series id)`, present only when both are.
+    pub series: Option<(String, String)>,
+    pub kind: Option<String>,
+    pub description: Option<String>,
+}
+
+impl EpisodeBlock {
+    pub fn from_meta(m: &EpisodeMeta, tz: chrono_tz::Tz) -> EpisodeBlock {
+        let start = m.start.clone().or_else(|| {
+            m.dc_created.as_deref().map(|c| match timefmt::parse_xsd(c, tz) {
+                Ok(us) => timefmt::format_utc_z(us),
+                Err(_) => c.to_string(),
+            })
+        });
+        let series = match (&m.series_title, &m.series) {
+            (Some(t), Some(s)) => Some((t.clone(), s.clone())),
+            _ => None,
+        };
+        EpisodeBlock {
+            title: m.title.clone(),
+            duration: m.duration_ms,
+            start,
+            series,
+            kind: m.dc_type.clone(),
+            description: m.dc_description.clone(),
+        }
+    }
+}
+
+impl Record {
+    /// Builds the record of `action`; `episode` is `None` when Opencast does not know it.
+    pub fn build(action: Action, episode: Option<&EpisodeMeta>, tz: chrono_tz::Tz) -> Record {
+        let ips = match &action.user_ip {
+            Some(chain) => chain.split(',').map(|s| s.trim().to_string()).collect(),
+            None => Vec::new(),
+        };
+        Record {
+            action_id: action.id,
+            created_us: action.created_us,
+            mpid: action.mpid,
+            session_id: action.session_id,
+            huid: action.user_id,
+            useragent: action.user_agent,
+            action: ActionBlock {
+                kind: action.kind,
+                inpoint: action.inpoint,
+                outpoint: action.outpoint,
+                length: action.length,
+                is_playing: action.is_playing > 0,
+            },
+            ips,
+            is_live: action.is_playing == 2,
+            episode: episode.map(|m| EpisodeBlock::from_meta(m, tz)),
+        }
+    }
+
+    /// The record as one line of JSON (no trailing newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a record always serialises")
+    }
+
+    /// Appends the JSON form to `out` (the forwarders' hot path: no intermediate `String`).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("a record always serialises");
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("action_id", &self.action_id)?;
+        m.serialize_entry("timestamp", &timefmt::python_isoformat_utc(self.created_us))?;
+        m.serialize_entry("mpid", &self.mpid)?;
+        m.serialize_entry("session_id", &self.session_id)?;
+        m.serialize_entry("huid", self.huid.as_deref().unwrap_or("None"))?;
+        m.serialize_entry("useragent", &self.useragent)?;
+        m.serialize_entry("action", &self.action)?;
+        let mut ips = self.ips.iter();
+        m.serialize_entry("ip", &ips.next())?;
+        for (n, proxy) in ips.enumerate() {
+            m.serialize_entry(&format!("proxy{}", n + 1), proxy)?;
+        }
+        m.serialize_entry("is_live", &(self.is_live as u8))?;
+        match &self.episode {
+            Some(e) => m.serialize_entry("episode", e)?,
+            None => m.serialize_entry("episode", &Empty {})?,
+        }
+        m.end()
+    }
+}
+
+struct Empty {}
+
+impl Serialize for Empty {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+impl Serialize for ActionBlock {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("type", &self.kind)?;
+        m.serialize_entry("inpoint", &self.inpoint)?;
+        m.serialize_entry("outpoint", &self.outpoint)?;
+        m.serialize_entry("length", &self.length)?;
+        m.serialize_entry("is_playing", &self.is_playing)?;
+        m.end()
+    }
+}
+
+impl Serialize for EpisodeBlock {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("title", &self.title)?;
+        m.serialize_entry("duration", &self.duration)?;
+        m.serialize_entry("start", &self.start)?;
+        if let Some((course, series)) = &self.series {
+            m.serialize_entry("course", course)?;
+            m.serialize_entry("series", series)?;
+            // Python slicing: short series ids give short (or empty) parts, never an error.
+            m.serialize_entry("year", &char_slice(series, 0, 4))?;
+            m.serialize_entry("term", &char_slice(series, 4, 6))?;
+            m.serialize_entry("cdn", &char_slice(series, 6, 11))?;
+        }
+        if let Some(t) = &self.kind {
+            m.serialize_entry("type", t)?;
+        }
+        if let Some(d) = &self.description {
+            m.serialize_entry("description", d)?;
+        }
+        m.end()
+    }
+}
+
+fn char_slice(s: &str, from: usize, to: usize) -> String {
+    s.chars().skip(from).take(to - from).collect()
+}

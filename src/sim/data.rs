@@ -1,0 +1,403 @@
+//! Deterministic Opencast data from a seed: user actions, episodes and workflows.
+//!
+//! Nothing is stored: action `i` is computed from `(seed, i)` on demand and the actions are spread
+//! evenly over the configured time range in id order, so any window or page is found by binary
+//! search and rendered in microseconds, whatever the volume. Every quirk of
+//! `shared/reference/opencast-api.md` appears somewhere in the data.
+
+use std::fmt::Write as _;
+
+use chrono_tz::Tz;
+
+use crate::timefmt;
+
+/// Real search responses recorded from Harvard's Opencast, served verbatim for their ids.
+pub const REAL_EPISODES: [&str; 2] = [
+    include_str!("../../fixtures/search-episode-example-16x9Monostream-episode.json"),
+    include_str!("../../fixtures/search-episode-example-HLS-episode.json"),
+];
+const REAL_IDS: [&str; 2] =
+    ["83ebde9d-0812-4071-8fb7-a97c1472ceb9", "e8d2d1ac-0185-45f5-950f-518e447ebabc"];
+
+/// Actions per simulated viewing session (a PLAY, heartbeats and seeks, a PAUSE).
+pub const SESSION_LEN: u64 = 25;
+
+/// The shape of the generated data.
+#[derive(Debug, Clone)]
+pub struct DataConfig {
+    pub seed: u64,
+    /// Number of actions over the whole range.
+    pub actions: u64,
+    pub start_us: i64,
+    pub end_us: i64,
+    /// Episodes in the catalog (the first two are real recorded responses).
+    pub episodes: u64,
+    /// Every Nth session watches a media package the search endpoint does not know (0: never).
+    pub unknown_every: u64,
+    /// Every Nth episode is a live stream (its actions send `isPlaying: 2`).
+    pub live_every: u64,
+    /// Every Nth action is malformed (no session, or a bad date), for dead-letter tests (0: never).
+    pub malformed_every: u64,
+    pub first_id: i64,
+}
+
+impl DataConfig {
+    pub fn new(seed: u64, actions: u64, start_us: i64, end_us: i64) -> DataConfig {
+        DataConfig {
+            seed,
+            actions,
+            start_us,
+            end_us,
+            episodes: 40,
+            unknown_every: 53,
+            live_every: 10,
+            malformed_every: 0,
+            first_id: 1000,
+        }
+    }
+}
+
+/// SplitMix64: a fast, well-mixed hash of `(seed, n)`.
+pub fn mix(seed: u64, n: u64) -> u64 {
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn uuid(h1: u64, h2: u64) -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        h1 >> 32,
+        (h1 >> 16) & 0xffff,
+        h1 & 0xfff,
+        0x8000 | (h2 >> 48) & 0x3fff,
+        h2 & 0xffff_ffff_ffff
+    )
+}
+
+/// One generated action, in plain fields (tests build their expectations from these).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimAction {
+    pub index: u64,
+    pub id: i64,
+    pub mpid: String,
+    pub episode: Option<u64>,
+    pub session_id: String,
+    pub user_id: Option<String>,
+    pub user_ip: String,
+    pub user_agent: Option<String>,
+    pub kind: &'static str,
+    pub inpoint: i64,
+    pub is_playing: i64,
+    pub created_us: i64,
+    /// The offset `created` is rendered in, in minutes east of UTC.
+    pub offset_min: i32,
+    pub millis: bool,
+    pub malformed: Option<&'static str>,
+}
+
+/// A generated episode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimEpisode {
+    pub index: u64,
+    pub mpid: String,
+    pub live: bool,
+    pub created_us: i64,
+}
+
+/// The generator: maps indices to actions and episodes.
+#[derive(Debug, Clone)]
+pub struct Data {
+    pub cfg: DataConfig,
+}
+
+impl Data {
+    pub fn new(cfg: DataConfig) -> Data {
+        Data { cfg }
+    }
+
+    fn created_raw(&self, i: u64) -> i64 {
+        let span = (self.cfg.end_us - self.cfg.start_us).max(0) as i128;
+        let n = self.cfg.actions.max(1) as i128;
+        self.cfg.start_us + (i as i128 * span / n) as i64
+    }
+
+    /// `created` of action `i`, rounded to what is rendered (ms or whole seconds); non-decreasing.
+    pub fn created(&self, i: u64) -> i64 {
+        let raw = self.created_raw(i);
+        if i % 2 == 1 {
+            raw.div_euclid(1000) * 1000
+        } else {
+            timefmt::floor_second(raw)
+        }
+    }
+
+    /// Index range of actions whose `created` second lies in `[start_s, end_s]` (inclusive).
+    pub fn window(&self, start_us: i64, end_us: i64) -> std::ops::Range<u64> {
+        let lo = self.first_at_or_after(timefmt::floor_second(start_us));
+        let hi = self.first_at_or_after(timefmt::floor_second(end_us) + 1_000_000);
+        lo..hi.max(lo)
+    }
+
+    fn first_at_or_after(&self, t: i64) -> u64 {
+        // created() is monotone except that odd indices keep milliseconds: compare by second.
+        let (mut lo, mut hi) = (0u64, self.cfg.actions);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if timefmt::floor_second(self.created(mid)) < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    pub fn episode(&self, k: u64) -> SimEpisode {
+        let mpid = if (k as usize) < REAL_IDS.len() {
+            REAL_IDS[k as usize].to_string()
+        } else {
+            uuid(mix(self.cfg.seed ^ 0xE915, k), mix(self.cfg.seed ^ 0x0DE, k))
+        };
+        SimEpisode {
+            index: k,
+            mpid,
+            live: self.cfg.live_every > 0 && k % self.cfg.live_every == 3,
+            created_us: self.cfg.start_us - (self.cfg.episodes as i64 - k as i64) * 3_600_000_000,
+        }
+    }
+
+    pub fn find_episode(&self, mpid: &str) -> Option<SimEpisode> {
+        (0..self.cfg.episodes).map(|k| self.episode(k)).find(|e| e.mpid == mpid)
+    }
+
+    pub fn action(&self, i: u64) -> SimAction {
+        let seed = self.cfg.seed;
+        let session = i / SESSION_LEN;
+        let j = i % SESSION_LEN;
+        let h = mix(seed, session);
+        let unknown = self.cfg.unknown_every > 0 && (h >> 8) % self.cfg.unknown_every == 0;
+        let (mpid, episode) = if unknown || self.cfg.episodes == 0 {
+            (uuid(mix(seed ^ 0xDEAD, session), h), None)
+        } else {
+            let k = h % self.cfg.episodes;
+            (self.episode(k).mpid, Some(k))
+        };
+        let live = episode.map(|k| self.episode(k).live).unwrap_or(false);
+        let omitted = h % 11 == 0;
+        let user_id = if omitted {
+            Some("-omitted-".to_string())
+        } else if h % 7 == 0 {
+            None
+        } else {
+            Some(format!("{:08}", (h >> 20) % 100_000_000))
+        };
+        let client = format!("10.{}.{}.{}", (h >> 8) & 0xff, (h >> 16) & 0xff, (h >> 24) & 0xfe | 1);
+        let user_ip = if omitted {
+            "-omitted-".to_string()
+        } else {
+            match (h >> 40) % 3 {
+                0 => client,
+                1 => format!("{client}, 128.103.1.1"),
+                _ => format!("{client},128.103.1.1 , 172.16.0.5"),
+            }
+        };
+        let user_agent = if h % 13 == 0 {
+            None
+        } else {
+            Some(format!(
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/{}.0 Safari/537.36",
+                100 + (h >> 50) % 30
+            ))
+        };
+        let kind = match j {
+            0 => "PLAY",
+            j if j == SESSION_LEN - 1 => "PAUSE",
+            5 | 15 => "SEEK",
+            12 => "VOLUME",
+            20 => "FOOTPRINT",
+            _ => "HEARTBEAT",
+        };
+        let is_playing = if live {
+            2
+        } else if kind == "PAUSE" {
+            0
+        } else {
+            1
+        };
+        let malformed = if self.cfg.malformed_every > 0 && (i + 1) % self.cfg.malformed_every == 0 {
+            Some(if (i / self.cfg.malformed_every) % 2 == 0 { "no-session" } else { "bad-date" })
+        } else {
+            None
+        };
+        SimAction {
+            index: i,
+            id: self.cfg.first_id + i as i64,
+            mpid,
+            episode,
+            session_id: format!("{:012x}", mix(seed ^ 0x5E55, session) & 0xffff_ffff_ffff),
+            user_id,
+            user_ip,
+            user_agent,
+            kind,
+            inpoint: (j * 10) as i64,
+            is_playing,
+            created_us: self.created(i),
+            offset_min: [-300, 0, 60][(i % 3) as usize],
+            millis: i % 2 == 1,
+            malformed,
+        }
+    }
+
+    /// Renders one action as Opencast's JSON, quirks included.
+    pub fn write_action(&self, out: &mut String, a: &SimAction) {
+        let i = a.index;
+        // Numbers as strings on some rows, as Jettison does.
+        let num = |out: &mut String, v: i64, quoted: bool| {
+            if quoted {
+                let _ = write!(out, "\"{v}\"");
+            } else {
+                let _ = write!(out, "{v}");
+            }
+        };
+        let _ = write!(out, "{{\"id\":");
+        num(out, a.id, i % 17 == 0);
+        let _ = write!(out, ",\"mediapackageId\":\"{}\"", a.mpid);
+        if a.malformed != Some("no-session") {
+            let _ = write!(out, ",\"sessionId\":{{\"sessionId\":\"{}\"", a.session_id);
+            if let Some(u) = &a.user_id {
+                let _ = write!(out, ",\"userId\":\"{u}\"");
+            }
+            let _ = write!(out, ",\"userIp\":\"{}\"", a.user_ip);
+            if let Some(ua) = &a.user_agent {
+                let _ = write!(out, ",\"userAgent\":\"{ua}\"");
+            }
+            out.push('}');
+        }
+        let quoted = i % 5 == 0;
+        out.push_str(",\"inpoint\":");
+        num(out, a.inpoint, quoted);
+        out.push_str(",\"outpoint\":");
+        num(out, a.inpoint + 10, quoted);
+        out.push_str(",\"length\":");
+        num(out, 10, quoted);
+        let _ = write!(out, ",\"type\":\"{}\",\"isPlaying\":", a.kind);
+        match (a.is_playing, i % 4) {
+            (2, _) => out.push('2'),
+            (p, 0) => num(out, p, false),
+            (p, _) => out.push_str(if p > 0 { "true" } else { "false" }),
+        }
+        out.push_str(",\"created\":\"");
+        if a.malformed == Some("bad-date") {
+            out.push_str("not-a-date");
+        } else {
+            let off = chrono::FixedOffset::east_opt(a.offset_min * 60).unwrap();
+            let d = timefmt::utc(a.created_us).with_timezone(&off);
+            let base = d.format("%Y-%m-%dT%H:%M:%S");
+            let frac = if a.millis { format!(".{:03}", (a.created_us / 1000).rem_euclid(1000)) } else { String::new() };
+            let zone = if a.offset_min == 0 && i % 2 == 0 { "Z".to_string() } else { d.format("%:z").to_string() };
+            let _ = write!(out, "{base}{frac}{zone}");
+        }
+        out.push_str("\"}");
+    }
+
+    /// The search response for one episode index, as Opencast would send it.
+    pub fn episode_json(&self, k: u64) -> serde_json::Value {
+        if (k as usize) < REAL_EPISODES.len() {
+            let v: serde_json::Value = serde_json::from_str(REAL_EPISODES[k as usize]).unwrap();
+            return v["search-results"]["result"].clone();
+        }
+        let e = self.episode(k);
+        let h = mix(self.cfg.seed ^ 0xE915, k);
+        let created = timefmt::utc(e.created_us);
+        let mut mp = serde_json::json!({
+            "id": e.mpid,
+            "title": format!("Lecture {k}"),
+            "creators": {"creator": "Professor Example"},
+            "publications": "",
+        });
+        mp["duration"] = if k % 2 == 0 {
+            serde_json::json!(format!("{}", 3_000_000 + k * 1000))
+        } else {
+            serde_json::json!(3_000_000 + k * 1000)
+        };
+        if k % 5 != 0 {
+            mp["start"] = serde_json::json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        let series = format!("2015{}{:05}", ["01", "02", "03"][(k % 3) as usize], 10000 + h % 90000);
+        if k % 7 != 0 {
+            mp["series"] = if k % 2 == 0 {
+                serde_json::json!(series.parse::<u64>().unwrap())
+            } else {
+                serde_json::json!(series)
+            };
+            if k % 9 != 0 {
+                mp["seriestitle"] = serde_json::json!(format!("Course {}", h % 1000));
+            }
+        }
+        let track = uuid(h, k);
+        let mut attachments = vec![
+            serde_json::json!({"type": "presenter/player+preview", "ref": format!("track:{track}"),
+                "url": format!("http://sim.invalid/static/{}/presenter.jpg", e.mpid)}),
+            serde_json::json!({"type": "presentation/player+preview", "ref": format!("track:{track}"),
+                "url": format!("http://sim.invalid/static/{}/presentation.jpg", e.mpid)}),
+        ];
+        for s in 0..(k % 4) {
+            attachments.push(serde_json::json!({
+                "type": "presentation/segment+preview",
+                "ref": format!("track:{track};time=T00:{:02}:{:02}:0F1000", s * 3, (s * 17) % 60),
+                "url": format!("http://sim.invalid/static/{}/slide{s}.jpg", e.mpid)}));
+        }
+        mp["attachments"] = if attachments.len() == 1 {
+            serde_json::json!({"attachment": attachments[0]})
+        } else {
+            serde_json::json!({"attachment": attachments})
+        };
+        let mut r = serde_json::json!({
+            "id": e.mpid,
+            "org": "mh_default_org",
+            "mediapackage": mp,
+            "dcTitle": format!("Lecture {k}"),
+            "dcCreated": created.with_timezone(&chrono::FixedOffset::west_opt(4 * 3600).unwrap())
+                .format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+        });
+        if k % 3 != 2 {
+            r["dcType"] = serde_json::json!(format!("L{:02}", k % 20));
+        }
+        if k % 4 == 1 {
+            r["dcDescription"] = serde_json::json!(format!("Description of lecture {k}"));
+        }
+        r
+    }
+
+    /// Workflows of one episode (admin node): live ones have a `capture` operation.
+    pub fn workflows_json(&self, k: u64) -> Vec<serde_json::Value> {
+        let e = self.episode(k);
+        let base_ms = e.created_us / 1000;
+        let mut ops = Vec::new();
+        if e.live {
+            ops.push(serde_json::json!({"id": "capture", "state": "SUCCEEDED",
+                "started": base_ms, "completed": base_ms + 3_600_000}));
+        }
+        ops.push(serde_json::json!({"id": "retract-element", "state": "SUCCEEDED",
+            "started": (base_ms + 7_000_000).to_string(), "completed": (base_ms + 7_200_000).to_string()}));
+        let newest = serde_json::json!({"id": 5000 + k * 2 + 1, "state": "SUCCEEDED",
+            "mediapackage": {"id": e.mpid},
+            "operations": {"operation": if ops.len() == 1 { ops[0].clone() } else { serde_json::json!(ops) }}});
+        // An older run of the same definition, listed after the newest: sort order is not to be trusted.
+        let older = serde_json::json!({"id": (5000 + k * 2).to_string(), "state": "SUCCEEDED",
+            "mediapackage": {"id": e.mpid},
+            "operations": {"operation": {"id": "retract-element", "state": "SUCCEEDED",
+                "started": base_ms, "completed": base_ms + 1000}}});
+        if k % 2 == 0 {
+            vec![older, newest]
+        } else {
+            vec![newest]
+        }
+    }
+
+    pub fn tz_render(&self, us: i64, tz: Tz) -> String {
+        timefmt::format_compact(us, tz)
+    }
+}

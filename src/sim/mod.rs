@@ -1,0 +1,407 @@
+//! A simulated Opencast engage + admin node that follows `shared/reference/opencast-api.md`.
+//!
+//! It serves `/usertracking/actions.json`, `/search/episode.json` and `/workflow/instances.json`
+//! behind HTTP Digest auth (with the `X-Requested-Auth: Digest` header rule and expiring nonces),
+//! with the JSON quirks of the real thing and injectable faults. It powers the tests, the demo
+//! and the benchmarks, so it renders pages straight from the deterministic generator in `data`.
+
+pub mod data;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Response, StatusCode, Uri};
+use axum::routing::get;
+use axum::Router;
+use chrono_tz::Tz;
+
+use crate::opencast::digest::Credentials;
+use crate::timefmt;
+pub use data::{Data, DataConfig, SimAction};
+
+/// Faults to inject, each off at 0.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Answer 503 to every Nth data request.
+    pub fail_every: u64,
+    /// Cut the body of every Nth data request in half (valid HTTP, invalid JSON).
+    pub truncate_every: u64,
+    /// Sleep this long before each data response.
+    pub delay: Duration,
+    /// Start each actions page this many rows before the asked offset (pages overlap).
+    pub overlap: u64,
+    /// A nonce is good for this many requests, then answered with `stale=true`.
+    pub nonce_uses: u64,
+    /// Shuffle rows within a page (the server promises no order).
+    pub shuffle: bool,
+}
+
+/// Everything the simulator needs to run.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub data: DataConfig,
+    pub user: String,
+    pub password: String,
+    pub realm: String,
+    /// The server's zone: how it reads `start`/`end`.
+    pub tz: Tz,
+    pub faults: Faults,
+}
+
+impl SimConfig {
+    pub fn new(data: DataConfig) -> SimConfig {
+        SimConfig {
+            data,
+            user: "opencast_system_account".into(),
+            password: "CHANGE_ME".into(),
+            realm: "Opencast".into(),
+            tz: Tz::UTC,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Request counters, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    pub actions_requests: AtomicU64,
+    pub search_requests: AtomicU64,
+    pub workflow_requests: AtomicU64,
+    pub challenges: AtomicU64,
+    pub redirects: AtomicU64,
+    pub faults: AtomicU64,
+    data_requests: AtomicU64,
+}
+
+struct SimState {
+    cfg: SimConfig,
+    data: Data,
+    stats: Arc<SimStats>,
+    nonces: Mutex<HashMap<String, u64>>,
+    nonce_counter: AtomicU64,
+    episode_index: HashMap<String, u64>,
+}
+
+/// A running simulator; stops when dropped or on [`SimHandle::stop`].
+pub struct SimHandle {
+    pub addr: SocketAddr,
+    pub stats: Arc<SimStats>,
+    pub data: Data,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`, to use as the engage and admin host.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Starts the simulator on `addr` (port 0 picks a free one).
+pub async fn spawn(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    let data = Data::new(cfg.data.clone());
+    let episode_index =
+        (0..cfg.data.episodes).map(|k| (data.episode(k).mpid, k)).collect::<HashMap<_, _>>();
+    let stats = Arc::new(SimStats::default());
+    let state = Arc::new(SimState {
+        cfg,
+        data: data.clone(),
+        stats: stats.clone(),
+        nonces: Mutex::new(HashMap::new()),
+        nonce_counter: AtomicU64::new(1),
+        episode_index,
+    });
+    let app = Router::new()
+        .route("/usertracking/actions.json", get(actions))
+        .route("/search/episode.json", get(search))
+        .route("/workflow/instances.json", get(workflows))
+        .route("/login.html", get(|| async { "<html>Opencast login</html>" }))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Ok(SimHandle { addr, stats, data, stop: Some(tx), task: Some(task) })
+}
+
+type Resp = Response<Body>;
+
+fn plain(status: StatusCode, body: &str) -> Resp {
+    Response::builder().status(status).body(Body::from(body.to_string())).unwrap()
+}
+
+fn json(body: String) -> Resp {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+impl SimState {
+    fn challenge(&self, stale: bool) -> Resp {
+        self.stats.challenges.fetch_add(1, Ordering::Relaxed);
+        let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
+        let nonce = format!("{:016x}{:08x}", data::mix(self.cfg.data.seed, n), n);
+        self.nonces.lock().unwrap().insert(nonce.clone(), 0);
+        let mut h = format!(
+            "Digest realm=\"{}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{:x}\"",
+            self.cfg.realm,
+            data::mix(7, self.cfg.data.seed)
+        );
+        if stale {
+            h.push_str(", stale=true");
+        }
+        Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("WWW-Authenticate", h)
+            .body(Body::from("Unauthorized"))
+            .unwrap()
+    }
+
+    /// Checks digest auth the way Opencast does; `Err` is the response to send instead.
+    fn authorize(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Resp> {
+        let wants_digest = headers
+            .get("X-Requested-Auth")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.eq_ignore_ascii_case("digest"))
+            .unwrap_or(false);
+        if !wants_digest {
+            // A browser-style client: send it to the login page.
+            self.stats.redirects.fetch_add(1, Ordering::Relaxed);
+            return Err(Response::builder()
+                .status(StatusCode::FOUND)
+                .header("Location", "/login.html")
+                .body(Body::empty())
+                .unwrap());
+        }
+        let Some(creds) = headers
+            .get("Authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Credentials::parse)
+        else {
+            return Err(self.challenge(false));
+        };
+        let path_q = uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
+        if creds.uri != path_q || creds.username != self.cfg.user || creds.realm != self.cfg.realm {
+            return Err(self.challenge(false));
+        }
+        {
+            let mut nonces = self.nonces.lock().unwrap();
+            match nonces.get_mut(&creds.nonce) {
+                None => {
+                    drop(nonces);
+                    return Err(self.challenge(true));
+                }
+                Some(uses) => {
+                    *uses += 1;
+                    let limit = self.cfg.faults.nonce_uses;
+                    if limit > 0 && *uses > limit {
+                        nonces.remove(&creds.nonce);
+                        drop(nonces);
+                        return Err(self.challenge(true));
+                    }
+                }
+            }
+        }
+        if !creds.verify(&self.cfg.password, "GET") {
+            return Err(self.challenge(false));
+        }
+        Ok(())
+    }
+
+    /// Applies delay / 503 / truncation faults around a data response.
+    async fn faulty(&self, body: String) -> Resp {
+        let f = &self.cfg.faults;
+        let n = self.stats.data_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if !f.delay.is_zero() {
+            tokio::time::sleep(f.delay).await;
+        }
+        if f.fail_every > 0 && n % f.fail_every == 0 {
+            self.stats.faults.fetch_add(1, Ordering::Relaxed);
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+        }
+        if f.truncate_every > 0 && n % f.truncate_every == 0 {
+            self.stats.faults.fetch_add(1, Ordering::Relaxed);
+            let mut cut = body.len() / 2;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            return json(body[..cut].to_string());
+        }
+        json(body)
+    }
+}
+
+fn param_i64(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, Resp> {
+    match q.get(k) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| plain(StatusCode::BAD_REQUEST, &format!("bad {k}"))),
+    }
+}
+
+async fn actions(
+    State(st): State<Arc<SimState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+) -> Resp {
+    if let Err(r) = st.authorize(&headers, &uri) {
+        return r;
+    }
+    st.stats.actions_requests.fetch_add(1, Ordering::Relaxed);
+    let (limit, offset) = match (param_i64(&q, "limit"), param_i64(&q, "offset")) {
+        (Ok(l), Ok(o)) => (l.unwrap_or(0), o.unwrap_or(0)),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    if limit < 0 || offset < 0 {
+        return plain(StatusCode::BAD_REQUEST, "limit and offset must not be negative");
+    }
+    let limit = if limit == 0 { 10 } else { limit as u64 };
+    let tz = st.cfg.tz;
+    let parse = |k: &str| q.get(k).map(|v| timefmt::parse_compact(v, tz));
+    let range = match (parse("start"), parse("end")) {
+        (Some(Ok(s)), Some(Ok(e))) => st.data.window(s, e),
+        (None, None) => 0..st.cfg.data.actions,
+        _ => return plain(StatusCode::BAD_REQUEST, "start/end must be YYYYMMDDHHmmss"),
+    };
+    let total = range.end - range.start;
+    // The overlap fault repeats rows of the previous page in front of this one.
+    let from = (offset as u64).saturating_sub(st.cfg.faults.overlap).min(total);
+    let to = (offset as u64 + limit).min(total);
+    let mut idx: Vec<u64> = (range.start + from..range.start + to).collect();
+    if st.cfg.faults.shuffle {
+        idx.sort_by_key(|i| data::mix(offset as u64, *i));
+    }
+    let mut body = String::with_capacity(64 + idx.len() * 420);
+    body.push_str(&format!(
+        "{{\"actions\":{{\"total\":\"{total}\",\"offset\":\"{offset}\",\"limit\":\"{limit}\""
+    ));
+    // Jettison: no key for an empty list, a bare object for a single element.
+    match idx.len() {
+        0 => {}
+        1 => {
+            body.push_str(",\"action\":");
+            st.data.write_action(&mut body, &st.data.action(idx[0]));
+        }
+        _ => {
+            body.push_str(",\"action\":[");
+            for (n, i) in idx.iter().enumerate() {
+                if n > 0 {
+                    body.push(',');
+                }
+                st.data.write_action(&mut body, &st.data.action(*i));
+            }
+            body.push(']');
+        }
+    }
+    body.push_str("}}");
+    st.faulty(body).await
+}
+
+fn one_or_many(mut items: Vec<serde_json::Value>) -> Option<serde_json::Value> {
+    match items.len() {
+        0 => None,
+        1 => items.pop(),
+        _ => Some(serde_json::Value::Array(items)),
+    }
+}
+
+async fn search(
+    State(st): State<Arc<SimState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+) -> Resp {
+    if let Err(r) = st.authorize(&headers, &uri) {
+        return r;
+    }
+    st.stats.search_requests.fetch_add(1, Ordering::Relaxed);
+    let limit = q.get("limit").and_then(|v| v.parse::<u64>().ok()).filter(|l| *l > 0).unwrap_or(20);
+    let offset = q.get("offset").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let matching: Vec<u64> = if let Some(id) = q.get("id") {
+        st.episode_index.get(id).copied().into_iter().collect()
+    } else {
+        let from = q
+            .get("createdFrom")
+            .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+            .map(|d| d.timestamp_micros())
+            .unwrap_or(i64::MIN);
+        let mut ks: Vec<u64> = (0..st.cfg.data.episodes)
+            .filter(|k| st.data.episode(*k).created_us >= from)
+            .collect();
+        ks.sort_by_key(|k| st.data.episode(*k).created_us);
+        ks
+    };
+    let total = matching.len();
+    let page: Vec<serde_json::Value> = matching
+        .iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|k| st.data.episode_json(*k))
+        .collect();
+    let mut res = serde_json::json!({
+        "searchTime": "3", "total": total.to_string(), "limit": limit.to_string(),
+        "offset": offset.to_string(), "query": "*:*"
+    });
+    if let Some(r) = one_or_many(page) {
+        res["result"] = r;
+    }
+    st.faulty(serde_json::json!({ "search-results": res }).to_string()).await
+}
+
+async fn workflows(
+    State(st): State<Arc<SimState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+) -> Resp {
+    if let Err(r) = st.authorize(&headers, &uri) {
+        return r;
+    }
+    st.stats.workflow_requests.fetch_add(1, Ordering::Relaxed);
+    let wfs = q
+        .get("mp")
+        .and_then(|mp| st.episode_index.get(mp))
+        .map(|k| st.data.workflows_json(*k))
+        .unwrap_or_default();
+    let mut body = serde_json::json!({
+        "totalCount": wfs.len().to_string(), "startPage": "0", "count": wfs.len().to_string()
+    });
+    if let Some(w) = one_or_many(wfs) {
+        body["workflow"] = w;
+    }
+    st.faulty(serde_json::json!({ "workflows": body }).to_string()).await
+}

@@ -1,0 +1,152 @@
+//! The time formats the harvester speaks, in one place.
+//!
+//! Opencast reads `start`/`end` as `YYYYMMDDHHmmss` in its own local zone, sends `created` as an
+//! XSD dateTime with its offset, and downstream consumers expect Python's `isoformat()` in UTC.
+//! Inside the program an instant is always UTC microseconds since the epoch (`i64`).
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+
+/// `YYYYMMDDHHmmss`, the window and checkpoint format of the original harvester.
+pub const COMPACT: &str = "%Y%m%d%H%M%S";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TimeError {
+    #[error("'{0}' is not a time in the form YYYYMMDDHHmmss (e.g. 20240131235900)")]
+    BadCompact(String),
+    #[error("'{0}' is not a time in the form YYYYMMDDHHmmss or RFC 3339 (2024-01-31T23:59:00Z)")]
+    BadTime(String),
+    #[error("'{0}' is not an XSD dateTime (e.g. 2016-03-01T12:00:00-05:00)")]
+    BadDateTime(String),
+}
+
+/// Reads `YYYYMMDDHHmmss` as a wall-clock time in `tz`; an ambiguous time (DST fall-back) takes
+/// the earlier instant, a skipped one (spring-forward) the first valid instant after it.
+pub fn parse_compact(s: &str, tz: Tz) -> Result<i64, TimeError> {
+    let t = s.trim();
+    if t.len() != 14 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TimeError::BadCompact(s.to_string()));
+    }
+    let naive = NaiveDateTime::parse_from_str(t, COMPACT)
+        .map_err(|_| TimeError::BadCompact(s.to_string()))?;
+    Ok(localize(naive, tz).timestamp_micros())
+}
+
+/// Reads a command-line time: `YYYYMMDDHHmmss` in `tz`, or RFC 3339 with its own offset.
+pub fn parse_user_time(s: &str, tz: Tz) -> Result<i64, TimeError> {
+    if let Ok(us) = parse_compact(s, tz) {
+        return Ok(us);
+    }
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|d| d.timestamp_micros())
+        .map_err(|_| TimeError::BadTime(s.to_string()))
+}
+
+fn localize(naive: NaiveDateTime, tz: Tz) -> DateTime<Tz> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(d) => d,
+        LocalResult::Ambiguous(a, _) => a,
+        LocalResult::None => {
+            // Inside a DST gap: walk forward a minute at a time to the first wall time that exists.
+            let mut n = naive;
+            loop {
+                n += chrono::Duration::minutes(1);
+                if let LocalResult::Single(d) | LocalResult::Ambiguous(d, _) =
+                    tz.from_local_datetime(&n)
+                {
+                    return d;
+                }
+            }
+        }
+    }
+}
+
+/// Renders an instant as `YYYYMMDDHHmmss` in `tz` (seconds are floored).
+pub fn format_compact(us: i64, tz: Tz) -> String {
+    utc(us).with_timezone(&tz).format(COMPACT).to_string()
+}
+
+/// Parses an XSD dateTime (`created`); a value without an offset is read in `tz`.
+pub fn parse_xsd(s: &str, tz: Tz) -> Result<i64, TimeError> {
+    let t = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.timestamp_micros());
+    }
+    // Offsets without a colon (`-0500`), as some Java formatters write them.
+    if let Ok(d) = DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Ok(d.timestamp_micros());
+    }
+    if let Ok(n) = NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Ok(localize(n, tz).timestamp_micros());
+    }
+    Err(TimeError::BadDateTime(s.to_string()))
+}
+
+/// Python's `datetime.isoformat()` of the UTC instant: `2016-03-12T12:00:01.898000+00:00`, the
+/// fraction only when there are sub-second digits, exactly as the original harvester wrote it.
+pub fn python_isoformat_utc(us: i64) -> String {
+    let d = utc(us);
+    let micros = d.nanosecond() / 1000;
+    if micros == 0 {
+        d.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        format!("{}.{:06}+00:00", d.format("%Y-%m-%dT%H:%M:%S"), micros)
+    }
+}
+
+/// `YYYY-MM-DDTHH:mm:ssZ` in UTC (the episode `start` fallback format).
+pub fn format_utc_z(us: i64) -> String {
+    utc(us).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// RFC 3339 in UTC with milliseconds only when present, for logs and `journal stats`.
+pub fn format_rfc3339(us: i64) -> String {
+    utc(us).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+pub fn utc(us: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default()
+}
+
+pub fn now_us() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+/// Floors an instant to its whole second.
+pub fn floor_second(us: i64) -> i64 {
+    us.div_euclid(1_000_000) * 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isoformat_matches_python() {
+        let us = parse_xsd("2016-03-12T07:00:00-05:00", Tz::UTC).unwrap();
+        assert_eq!(python_isoformat_utc(us), "2016-03-12T12:00:00+00:00");
+        let us = parse_xsd("2016-03-12T12:00:01.898Z", Tz::UTC).unwrap();
+        assert_eq!(python_isoformat_utc(us), "2016-03-12T12:00:01.898000+00:00");
+        // Python drops an all-zero fraction.
+        let us = parse_xsd("2016-03-12T12:00:01.000+00:00", Tz::UTC).unwrap();
+        assert_eq!(python_isoformat_utc(us), "2016-03-12T12:00:01+00:00");
+    }
+
+    #[test]
+    fn compact_round_trip_in_zone() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let us = parse_compact("20160301120000", tz).unwrap();
+        assert_eq!(format_compact(us, Tz::UTC), "20160301170000");
+        assert_eq!(format_compact(us, tz), "20160301120000");
+        assert!(parse_compact("2016-03-01", tz).is_err());
+        assert!(parse_compact("20161301120000", tz).is_err());
+    }
+
+    #[test]
+    fn xsd_without_colon_or_offset() {
+        let a = parse_xsd("2016-03-01T12:00:00-0500", Tz::UTC).unwrap();
+        let b = parse_xsd("2016-03-01T17:00:00", Tz::UTC).unwrap();
+        assert_eq!(a, b);
+        assert!(parse_xsd("yesterday", Tz::UTC).is_err());
+    }
+}
