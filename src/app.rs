@@ -168,7 +168,6 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     if args.interval == 0 {
         return Err(ConfigError("DEFAULT_INTERVAL/--interval must be at least 1 minute".into()).into());
     }
-    let opencast = config::opencast(&args.opencast, None)?;
     let parse_opt = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
         v.as_deref()
             .map(|s| timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}"))))
@@ -177,6 +176,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let start_flag = parse_opt(&args.start, "--start")?;
     let end_flag = parse_opt(&args.end, "--end")?;
     let update = !args.no_update_last_ts;
+    let opencast = config::opencast(&args.opencast, None)?;
 
     let journal = open_journal(&cli.journal)?;
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);

@@ -75,6 +75,7 @@ pub fn init(level: &str, format: LogFormat, loggly: Option<LogglyConfig>) -> Res
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .boxed(),
     };

@@ -49,7 +49,7 @@ impl DataConfig {
             start_us,
             end_us,
             episodes: 40,
-            unknown_every: 53,
+            unknown_every: 20,
             live_every: 10,
             malformed_every: 0,
             first_id: 1000,

@@ -1,0 +1,182 @@
+//! Shared test helpers: the simulated Opencast, the harvester binary, and the real services.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use harvester::journal::Journal;
+use harvester::record::Record;
+use harvester::sim::{self, DataConfig, SimConfig, SimHandle};
+use harvester::timefmt;
+
+pub const USER: &str = "opencast_system_account";
+pub const PASS: &str = "CHANGE_ME";
+
+/// 2016-03-01T12:00:00Z, the start of every test data set.
+pub fn t0() -> i64 {
+    timefmt::parse_compact("20160301120000", chrono_tz::Tz::UTC).unwrap()
+}
+
+pub fn compact(us: i64) -> String {
+    timefmt::format_compact(us, chrono_tz::Tz::UTC)
+}
+
+/// Data of `n` actions over `secs` seconds from [`t0`].
+pub fn data(n: u64, secs: i64) -> DataConfig {
+    DataConfig::new(7, n, t0(), t0() + secs * 1_000_000)
+}
+
+pub async fn start_sim(cfg: SimConfig) -> SimHandle {
+    sim::spawn(cfg, "127.0.0.1:0".parse().unwrap()).await.expect("simulator starts")
+}
+
+/// A scratch directory that is removed at the end of the test.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// The harvester binary with a clean environment, run in `dir` (so no stray .env is read).
+pub fn harvester(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_harvester"));
+    c.env_clear()
+        .current_dir(dir)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JOURNAL_PATH", dir.join("journal.redb"))
+        .env("LOG_LEVEL", "info");
+    c
+}
+
+/// The harvester pointed at a simulator with the right credentials.
+pub fn harvester_for(dir: &Path, sim: &SimHandle) -> Command {
+    let mut c = harvester(dir);
+    c.env("MATTERHORN_ENGAGE_HOST", sim.url())
+        .env("MATTERHORN_REST_USER", USER)
+        .env("MATTERHORN_REST_PASS", PASS)
+        .env("OPENCAST_RETRIES", "8");
+    c
+}
+
+pub fn run(mut c: Command) -> Output {
+    let out = c.output().expect("harvester runs");
+    if std::env::var_os("HARVESTER_TEST_VERBOSE").is_some() {
+        eprintln!("--- stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+pub fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "harvester failed ({:?}):\n{}", o.status.code(), stderr(o));
+}
+
+pub fn stdout_records(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}")))
+        .collect()
+}
+
+pub fn journal_path(dir: &Path) -> PathBuf {
+    dir.join("journal.redb")
+}
+
+/// Every record in the journal, in sequence order.
+pub fn journal_records(dir: &Path) -> Vec<Record> {
+    let j = Journal::open(&journal_path(dir)).expect("journal opens");
+    j.read_from(0, usize::MAX).expect("journal reads").1
+}
+
+/// An endpoint of a real service started by `.ci/run`; fails (never skips silently) when absent,
+/// unless HARVESTER_ALLOW_SKIP=1 says the caller knowingly runs without services.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("HARVESTER_ALLOW_SKIP").as_deref() == Ok("1") {
+                eprintln!("SKIPPED: {var} is not set (HARVESTER_ALLOW_SKIP=1)");
+                None
+            } else {
+                panic!(
+                    "{var} is not set: this test needs the real service. Run the tests with `bash .ci/run` \
+                     (it starts moto_server and ElasticMQ), or start them with `bash .ci/services.sh start` \
+                     and export the variables it prints"
+                );
+            }
+        }
+    }
+}
+
+/// The JSON record the compatibility table of opencast-api.md prescribes for a simulated action,
+/// computed here independently of the harvester's own code.
+pub fn expected_record(sim: &SimHandle, a: &harvester::sim::SimAction) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let d = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(a.created_us).unwrap();
+    let micros = a.created_us.rem_euclid(1_000_000);
+    let ts = if micros == 0 {
+        d.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        format!("{}.{:06}+00:00", d.format("%Y-%m-%dT%H:%M:%S"), micros)
+    };
+    let mut r = Map::new();
+    r.insert("action_id".into(), json!(a.id));
+    r.insert("timestamp".into(), json!(ts));
+    r.insert("mpid".into(), json!(a.mpid));
+    r.insert("session_id".into(), json!(a.session_id));
+    r.insert("huid".into(), json!(a.user_id.clone().unwrap_or_else(|| "None".into())));
+    r.insert("useragent".into(), json!(a.user_agent));
+    r.insert(
+        "action".into(),
+        json!({"type": a.kind, "inpoint": a.inpoint, "outpoint": a.inpoint + 10, "length": 10,
+               "is_playing": a.is_playing > 0}),
+    );
+    let ips: Vec<String> = a.user_ip.split(',').map(|s| s.trim().to_string()).collect();
+    r.insert("ip".into(), json!(ips[0]));
+    for (i, p) in ips.iter().skip(1).enumerate() {
+        r.insert(format!("proxy{}", i + 1), json!(p));
+    }
+    r.insert("is_live".into(), json!(if a.is_playing == 2 { 1 } else { 0 }));
+    let episode = match a.episode {
+        None => json!({}),
+        Some(k) => {
+            let e = sim.data.episode_json(k);
+            let mp = &e["mediapackage"];
+            let s = |v: &Value| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            let mut ep = Map::new();
+            ep.insert("title".into(), json!(s(&mp["title"])));
+            ep.insert("duration".into(), json!(s(&mp["duration"]).map(|d| d.parse::<i64>().unwrap())));
+            let start = s(&mp["start"]).or_else(|| {
+                s(&e["dcCreated"]).map(|c| {
+                    chrono::DateTime::parse_from_rfc3339(&c)
+                        .unwrap()
+                        .with_timezone(&chrono::Utc)
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string()
+                })
+            });
+            ep.insert("start".into(), json!(start));
+            if let (Some(series), Some(title)) = (s(&mp["series"]), s(&mp["seriestitle"])) {
+                ep.insert("course".into(), json!(title));
+                ep.insert("series".into(), json!(series));
+                ep.insert("year".into(), json!(series[0..4]));
+                ep.insert("term".into(), json!(series[4..6]));
+                ep.insert("cdn".into(), json!(series[6..11]));
+            }
+            if let Some(t) = s(&e["dcType"]) {
+                ep.insert("type".into(), json!(t));
+            }
+            if let Some(t) = s(&e["dcDescription"]) {
+                ep.insert("description".into(), json!(t));
+            }
+            Value::Object(ep)
+        }
+    };
+    r.insert("episode".into(), episode);
+    Value::Object(r)
+}
