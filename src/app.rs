@@ -110,10 +110,14 @@ async fn forward_all(journal: &Arc<Journal>, outputs: &[Output], sink: &SinkArgs
     let mut total = 0;
     for o in outputs {
         let res = match make_sink(o, sink).await {
-            Ok((mut s, cursor)) => forward::forward(journal, &mut s, &cursor).await.map_err(failed).map(|f| {
-                tracing::info!(sink = %cursor, forwarded = f.forwarded, cursor = f.cursor, "forwarded");
-                f.forwarded
-            }),
+            Ok((mut s, cursor)) => {
+                let res = forward::forward(journal, &mut s, &cursor).await;
+                let requests = s.requests();
+                res.map_err(failed).map(|f| {
+                    tracing::info!(sink = %cursor, forwarded = f.forwarded, cursor = f.cursor, requests, "forwarded");
+                    f.forwarded
+                })
+            }
             Err(e) => Err(e),
         };
         match res {

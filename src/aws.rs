@@ -25,7 +25,27 @@ pub fn sqs_client(cfg: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(cfg)
 }
 
-/// Renders an SDK error with its whole chain (the service's code and message included).
-pub fn describe<E: std::error::Error>(e: &E) -> String {
-    aws_sdk_s3::error::DisplayErrorContext(e).to_string()
+/// Renders an SDK error briefly: the service's code and message when it answered, else the
+/// whole chain (connection refused, timeout, ...).
+pub fn describe<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or("(no message)"))
+        }
+        other => aws_sdk_s3::error::DisplayErrorContext(other).to_string(),
+    }
+}
+
+/// The service's error code, when the service answered.
+pub fn error_code<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Option<&str>
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    e.as_service_error().and_then(|s| s.code())
 }

@@ -4,7 +4,6 @@
 //! other hosts. A failed S3 write leaves the journal's checkpoint marked unsynced, and the next
 //! run writes it again.
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use chrono_tz::Tz;
@@ -44,7 +43,7 @@ impl S3Checkpoint {
         let out = match self.client.get_object().bucket(&self.bucket).key(&self.key).send().await {
             Ok(o) => o,
             Err(e) => {
-                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                let code = crate::aws::error_code(&e).unwrap_or("");
                 if matches!(code, "NoSuchKey" | "NoSuchBucket") {
                     return Ok(None);
                 }
@@ -79,7 +78,7 @@ impl S3Checkpoint {
             match res {
                 Ok(_) => return Ok(()),
                 Err(e) => {
-                    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                    let code = crate::aws::error_code(&e).unwrap_or("");
                     if code == "NoSuchBucket" && attempt == 0 {
                         self.create_bucket().await?;
                         continue;
@@ -96,7 +95,7 @@ impl S3Checkpoint {
         match self.client.delete_object().bucket(&self.bucket).key(&self.key).send().await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                let code = crate::aws::error_code(&e).unwrap_or("");
                 if matches!(code, "NoSuchKey" | "NoSuchBucket") {
                     Ok(())
                 } else {
@@ -120,7 +119,7 @@ impl S3Checkpoint {
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                let code = crate::aws::error_code(&e).unwrap_or("");
                 if matches!(code, "BucketAlreadyOwnedByYou" | "BucketAlreadyExists") {
                     Ok(())
                 } else {

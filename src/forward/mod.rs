@@ -37,6 +37,14 @@ impl Sink {
         }
     }
 
+    /// Requests made to the sink's service so far (SendMessageBatch calls for SQS).
+    pub fn requests(&self) -> u64 {
+        match self {
+            Sink::Stdout(_) => 0,
+            Sink::Sqs(s) => s.calls(),
+        }
+    }
+
     pub async fn send(&mut self, records: &[Record]) -> Result<(), SinkError> {
         match self {
             Sink::Stdout(s) => s.send(records),

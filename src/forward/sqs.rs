@@ -70,7 +70,12 @@ impl SqsSink {
         };
         let url = match client.get_queue_url().queue_name(&name).send().await {
             Ok(out) => out.queue_url().unwrap_or_default().to_string(),
-            Err(e) if e.as_service_error().map(|s| s.is_queue_does_not_exist()).unwrap_or(false) => {
+            Err(e)
+                if matches!(
+                    crate::aws::error_code(&e),
+                    Some("QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue")
+                ) =>
+            {
                 tracing::info!(queue = %name, "creating missing SQS queue");
                 let mut req = client.create_queue().queue_name(&name);
                 if fifo {
