@@ -8,7 +8,10 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use crate::checkpoint::S3Checkpoint;
-use crate::cli::{CheckpointArgs, Cli, DemoArgs, ForwardArgs, HarvestArgs, S3Args, SimArgs, SinkArgs};
+use crate::cli::{
+    BenchFetchArgs, CheckpointArgs, Cli, DemoArgs, ForwardArgs, HarvestArgs, S3Args, SimArgs,
+    SinkArgs,
+};
 use crate::config::{self, ConfigError};
 use crate::episodes::EpisodeCache;
 use crate::forward::{self, Sink, SqsConfig, SqsSink, StdoutSink};
@@ -60,7 +63,14 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
                 )))
             }
         };
-        if o == Output::Sqs && sink.queue_name.as_deref().map(str::trim).unwrap_or("").is_empty() {
+        if o == Output::Sqs
+            && sink
+                .queue_name
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or("")
+                .is_empty()
+        {
             return Err(ConfigError(
                 "output sqs needs a queue: set SQS_QUEUE_NAME (in .env) or pass -q/--queue-name, or use -o - for stdout".into(),
             ));
@@ -105,7 +115,11 @@ async fn make_sink(o: &Output, sink: &SinkArgs) -> Result<(Sink, String), AppErr
 }
 
 /// Forwards to each output in turn; returns the first error after trying them all.
-async fn forward_all(journal: &Arc<Journal>, outputs: &[Output], sink: &SinkArgs) -> Result<u64, AppError> {
+async fn forward_all(
+    journal: &Arc<Journal>,
+    outputs: &[Output],
+    sink: &SinkArgs,
+) -> Result<u64, AppError> {
     let mut first_err = None;
     let mut total = 0;
     for o in outputs {
@@ -135,12 +149,22 @@ async fn forward_all(journal: &Arc<Journal>, outputs: &[Output], sink: &SinkArgs
 }
 
 fn s3_checkpoint(s3: &S3Args, client: Option<aws_sdk_s3::Client>) -> Option<S3Checkpoint> {
-    let bucket = s3.s3_bucket.as_deref().map(str::trim).filter(|b| !b.is_empty())?;
+    let bucket = s3
+        .s3_bucket
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())?;
     Some(S3Checkpoint::new(client?, bucket, &s3.s3_key))
 }
 
 async fn s3_client_if(s3: &S3Args) -> Option<aws_sdk_s3::Client> {
-    if s3.s3_bucket.as_deref().map(str::trim).unwrap_or("").is_empty() {
+    if s3
+        .s3_bucket
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or("")
+        .is_empty()
+    {
         None
     } else {
         Some(aws::s3_client(&aws::sdk_config().await))
@@ -148,13 +172,21 @@ async fn s3_client_if(s3: &S3Args) -> Option<aws_sdk_s3::Client> {
 }
 
 /// Copies the journal's checkpoint to S3 when S3 does not have it yet.
-async fn sync_checkpoint(journal: &Arc<Journal>, s3: &S3Checkpoint, tz: Tz) -> Result<(), AppError> {
-    let Some(cp) = journal.checkpoint().map_err(failed)? else { return Ok(()) };
+async fn sync_checkpoint(
+    journal: &Arc<Journal>,
+    s3: &S3Checkpoint,
+    tz: Tz,
+) -> Result<(), AppError> {
+    let Some(cp) = journal.checkpoint().map_err(failed)? else {
+        return Ok(());
+    };
     if cp.synced_to_s3 {
         return Ok(());
     }
     s3.write(cp.last_action_us, tz).await.map_err(|e| {
-        failed(format!("{e} (the checkpoint is safe in the journal and will be written to S3 on the next run)"))
+        failed(format!(
+            "{e} (the checkpoint is safe in the journal and will be written to S3 on the next run)"
+        ))
     })?;
     journal.mark_checkpoint_synced(&cp).map_err(failed)?;
     tracing::info!(checkpoint = %timefmt::format_compact(cp.last_action_us, tz), "checkpoint written to S3");
@@ -170,7 +202,9 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         return Err(ConfigError("--wait takes a number of seconds, 0 or more".into()).into());
     }
     if args.interval == 0 {
-        return Err(ConfigError("DEFAULT_INTERVAL/--interval must be at least 1 minute".into()).into());
+        return Err(
+            ConfigError("DEFAULT_INTERVAL/--interval must be at least 1 minute".into()).into(),
+        );
     }
     let parse_opt = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
         v.as_deref()
@@ -239,6 +273,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         opencast.clone(),
         journal.clone(),
         Duration::from_secs(args.episode_cache_expire.max(1)),
+        tz,
     );
     let harvester = Harvester {
         opencast,
@@ -326,7 +361,11 @@ pub async fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<(), AppError
         return Ok(());
     }
     if let Some(us) = set {
-        let cp = Checkpoint { last_action_us: us, synced_to_s3: false, updated_at_us: timefmt::now_us() };
+        let cp = Checkpoint {
+            last_action_us: us,
+            synced_to_s3: false,
+            updated_at_us: timefmt::now_us(),
+        };
         journal.set_checkpoint(cp).map_err(failed)?;
         if let Some(s3) = &s3 {
             sync_checkpoint(&journal, s3, tz).await?;
@@ -337,7 +376,10 @@ pub async fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<(), AppError
         Some(s3) => Some(s3.read(tz).await.map_err(failed)?),
         None => None,
     };
-    let show = |us: Option<i64>| us.map(|u| timefmt::format_compact(u, tz)).unwrap_or_else(|| "none".into());
+    let show = |us: Option<i64>| {
+        us.map(|u| timefmt::format_compact(u, tz))
+            .unwrap_or_else(|| "none".into())
+    };
     println!("journal: {}", show(local.map(|c| c.last_action_us)));
     if let Some(cp) = local {
         println!("synced to S3: {}", cp.synced_to_s3);
@@ -352,14 +394,18 @@ pub async fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<(), AppError
 /// `harvester sim`.
 pub async fn sim(args: &SimArgs) -> Result<(), AppError> {
     let cfg = config::sim_config(&args.data)?;
-    let addr: SocketAddr = args
-        .listen
-        .parse()
-        .map_err(|_| ConfigError(format!("--listen '{}' is not an address like 127.0.0.1:8080", args.listen)))?;
+    let addr: SocketAddr = args.listen.parse().map_err(|_| {
+        ConfigError(format!(
+            "--listen '{}' is not an address like 127.0.0.1:8080",
+            args.listen
+        ))
+    })?;
     let tz = cfg.tz;
     let (start, end) = (cfg.data.start_us, cfg.data.end_us);
     let (user, actions) = (cfg.user.clone(), cfg.data.actions);
-    let handle = sim::spawn(cfg, addr).await.map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
+    let handle = sim::spawn(cfg, addr)
+        .await
+        .map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
     eprintln!(
         "simulated Opencast on {} (user {user}): {actions} actions from {} to {} ({tz}); Ctrl-C stops it",
         handle.url(),
@@ -397,14 +443,24 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
     };
     let opencast = config::opencast(&oc_args, None)?;
     let harvester = Harvester {
-        episodes: EpisodeCache::new(opencast.clone(), journal.clone(), Duration::from_secs(1800)),
+        episodes: EpisodeCache::new(
+            opencast.clone(),
+            journal.clone(),
+            Duration::from_secs(1800),
+            tz,
+        ),
         opencast,
         journal: journal.clone(),
-        opts: HarvestOptions { tz, ..HarvestOptions::default() },
+        opts: HarvestOptions {
+            tz,
+            ..HarvestOptions::default()
+        },
     };
     let s = harvester.harvest(&[(start, end)]).await.map_err(failed)?;
     let mut sink = Sink::Stdout(StdoutSink::default());
-    let f = forward::forward(&journal, &mut sink, "stdout").await.map_err(failed)?;
+    let f = forward::forward(&journal, &mut sink, "stdout")
+        .await
+        .map_err(failed)?;
     handle.stop().await;
     tracing::info!(
         actions = s.actions,
@@ -416,6 +472,41 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
         seconds = format!("{:.3}", s.seconds),
         journal = %args.demo_journal.display(),
         "demo complete: records above on stdout, journal kept for inspection"
+    );
+    Ok(())
+}
+
+/// `harvester bench-fetch`: the bare page fetches a harvest is measured against.
+pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppError> {
+    let tz = config::parse_tz(&args.opencast.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let parse = |s: &str, flag: &str| {
+        timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}")))
+    };
+    let (start, end) = (parse(&args.start, "--start")?, parse(&args.end, "--end")?);
+    let opencast = config::opencast(&args.opencast, None)?;
+    let journal = open_journal(&cli.journal)?;
+    let harvester = Harvester {
+        episodes: EpisodeCache::new(
+            opencast.clone(),
+            journal.clone(),
+            Duration::from_secs(1),
+            tz,
+        ),
+        opencast,
+        journal,
+        opts: HarvestOptions {
+            batch_size: args.batch_size,
+            tz,
+            ..HarvestOptions::default()
+        },
+    };
+    let t = std::time::Instant::now();
+    let (pages, bytes) = harvester.fetch_only(start, end).await.map_err(failed)?;
+    tracing::info!(
+        pages,
+        bytes,
+        seconds = format!("{:.3}", t.elapsed().as_secs_f64()),
+        "bare fetch complete"
     );
     Ok(())
 }

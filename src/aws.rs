@@ -10,14 +10,19 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 pub async fn sdk_config() -> SdkConfig {
     let region = aws_config::meta::region::RegionProviderChain::default_provider()
         .or_else(Region::new("us-east-1"));
-    aws_config::defaults(BehaviorVersion::latest()).region(region).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await
 }
 
 /// An S3 client; path-style addressing whenever an endpoint override is in force.
 pub fn s3_client(cfg: &SdkConfig) -> aws_sdk_s3::Client {
-    let overridden = cfg.endpoint_url().is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let conf = aws_sdk_s3::config::Builder::from(cfg).force_path_style(overridden).build();
+    let overridden =
+        cfg.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let conf = aws_sdk_s3::config::Builder::from(cfg)
+        .force_path_style(overridden)
+        .build();
     aws_sdk_s3::Client::from_conf(conf)
 }
 
@@ -36,7 +41,11 @@ where
     match e {
         SdkError::ServiceError(se) => {
             let err = se.err();
-            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or("(no message)"))
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("error"),
+                err.message().unwrap_or("(no message)")
+            )
         }
         other => aws_sdk_s3::error::DisplayErrorContext(other).to_string(),
     }

@@ -31,16 +31,32 @@ pub struct S3Checkpoint {
 
 impl S3Checkpoint {
     pub fn new(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> S3Checkpoint {
-        S3Checkpoint { client, bucket: bucket.to_string(), key: key.to_string() }
+        S3Checkpoint {
+            client,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        }
     }
 
     fn err(&self, what: &str, detail: String) -> S3Error {
-        S3Error { bucket: self.bucket.clone(), key: self.key.clone(), what: what.into(), detail }
+        S3Error {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            what: what.into(),
+            detail,
+        }
     }
 
     /// Reads the checkpoint (`None` when the bucket or the object does not exist).
     pub async fn read(&self, tz: Tz) -> Result<Option<i64>, S3Error> {
-        let out = match self.client.get_object().bucket(&self.bucket).key(&self.key).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 let code = crate::aws::error_code(&e).unwrap_or("");
@@ -92,7 +108,14 @@ impl S3Checkpoint {
 
     /// Removes the checkpoint object (a missing one is fine).
     pub async fn delete(&self) -> Result<(), S3Error> {
-        match self.client.delete_object().bucket(&self.bucket).key(&self.key).send().await {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 let code = crate::aws::error_code(&e).unwrap_or("");
@@ -107,7 +130,12 @@ impl S3Checkpoint {
 
     async fn create_bucket(&self) -> Result<(), S3Error> {
         tracing::info!(bucket = %self.bucket, "creating missing S3 bucket");
-        let region = self.client.config().region().map(|r| r.to_string()).unwrap_or_default();
+        let region = self
+            .client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         let mut req = self.client.create_bucket().bucket(&self.bucket);
         if !region.is_empty() && region != "us-east-1" {
             req = req.create_bucket_configuration(

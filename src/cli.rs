@@ -18,7 +18,12 @@ Settings come from flags, then the environment, then a .env file in the working 
 #[command(name = "harvester", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// The local journal (a redb file) every harvested action is committed to first.
-    #[arg(long, global = true, env = "JOURNAL_PATH", default_value = "./harvester.redb")]
+    #[arg(
+        long,
+        global = true,
+        env = "JOURNAL_PATH",
+        default_value = "./harvester.redb"
+    )]
     pub journal: PathBuf,
 
     /// Log level: error, warn, info, debug or trace (the original's INFO/DEBUG also work).
@@ -30,7 +35,13 @@ pub struct Cli {
     pub log_format: LogFormat,
 
     /// Loggly customer token: log events are also sent to Loggly (best effort).
-    #[arg(long, global = true, env = "LOGGLY_TOKEN", hide_env_values = true, hide = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "LOGGLY_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
     pub loggly_token: Option<String>,
 
     /// Extra Loggly tags, comma-separated.
@@ -64,6 +75,9 @@ pub enum Command {
     Sim(SimArgs),
     /// Start a simulated Opencast, harvest it into a fresh journal and print the records.
     Demo(DemoArgs),
+    /// Benchmark helper: fetch a window's pages like `harvest` but do nothing with them.
+    #[command(hide = true)]
+    BenchFetch(BenchFetchArgs),
 }
 
 const HARVEST_HELP: &str = "\
@@ -79,7 +93,12 @@ Examples:
 #[derive(Debug, Clone, Args)]
 pub struct OpencastArgs {
     /// Engage node: host, host:port or a full URL.
-    #[arg(short = 'H', long, alias = "engage_host", env = "MATTERHORN_ENGAGE_HOST")]
+    #[arg(
+        short = 'H',
+        long,
+        alias = "engage_host",
+        env = "MATTERHORN_ENGAGE_HOST"
+    )]
     pub engage_host: Option<String>,
 
     /// REST user for digest authentication.
@@ -87,11 +106,21 @@ pub struct OpencastArgs {
     pub user: Option<String>,
 
     /// REST password for digest authentication.
-    #[arg(short = 'p', long, env = "MATTERHORN_REST_PASS", hide_env_values = true)]
+    #[arg(
+        short = 'p',
+        long,
+        env = "MATTERHORN_REST_PASS",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
 
     /// Opencast's time zone (IANA name): how it reads start/end, and the checkpoint's zone.
-    #[arg(long, alias = "opencast_timezone", env = "OPENCAST_TIMEZONE", default_value = "UTC")]
+    #[arg(
+        long,
+        alias = "opencast_timezone",
+        env = "OPENCAST_TIMEZONE",
+        default_value = "UTC"
+    )]
     pub opencast_timezone: String,
 
     /// Seconds before an Opencast request times out.
@@ -127,7 +156,11 @@ pub struct S3Args {
     pub s3_bucket: Option<String>,
 
     /// S3 key of the checkpoint object.
-    #[arg(long, env = "S3_LAST_ACTION_TS_KEY", default_value = "last-action-timestamp")]
+    #[arg(
+        long,
+        env = "S3_LAST_ACTION_TS_KEY",
+        default_value = "last-action-timestamp"
+    )]
     pub s3_key: String,
 }
 
@@ -284,4 +317,16 @@ pub struct DemoArgs {
     /// Journal of the demo (replaced at each run).
     #[arg(long, default_value = "./demo.redb")]
     pub demo_journal: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFetchArgs {
+    #[command(flatten)]
+    pub opencast: OpencastArgs,
+    #[arg(short = 's', long)]
+    pub start: String,
+    #[arg(short = 'e', long)]
+    pub end: String,
+    #[arg(short = 'b', long, default_value_t = 1000)]
+    pub batch_size: u64,
 }

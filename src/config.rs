@@ -43,19 +43,29 @@ pub fn opencast(args: &OpencastArgs, admin_host: Option<&str>) -> Result<Opencas
     let engage = args.engage_host.as_deref().filter(|h| !h.trim().is_empty()).ok_or_else(|| {
         ConfigError("no Opencast engage host: set MATTERHORN_ENGAGE_HOST (in .env) or pass -H/--engage-host".into())
     })?;
-    let engage = base_url(engage).map_err(|e| ConfigError(format!("MATTERHORN_ENGAGE_HOST: {e}")))?;
+    let engage =
+        base_url(engage).map_err(|e| ConfigError(format!("MATTERHORN_ENGAGE_HOST: {e}")))?;
     let admin = match admin_host.filter(|h| !h.trim().is_empty()) {
-        Some(h) => Some(base_url(h).map_err(|e| ConfigError(format!("MATTERHORN_ADMIN_HOST: {e}")))?),
+        Some(h) => {
+            Some(base_url(h).map_err(|e| ConfigError(format!("MATTERHORN_ADMIN_HOST: {e}")))?)
+        }
         None => None,
     };
     let user = args.user.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
-        ConfigError("no Opencast REST user: set MATTERHORN_REST_USER (in .env) or pass -u/--user".into())
+        ConfigError(
+            "no Opencast REST user: set MATTERHORN_REST_USER (in .env) or pass -u/--user".into(),
+        )
     })?;
     let password = args.password.clone().ok_or_else(|| {
-        ConfigError("no Opencast REST password: set MATTERHORN_REST_PASS (in .env) or pass -p/--password".into())
+        ConfigError(
+            "no Opencast REST password: set MATTERHORN_REST_PASS (in .env) or pass -p/--password"
+                .into(),
+        )
     })?;
     if args.opencast_timeout == 0 {
-        return Err(ConfigError("OPENCAST_TIMEOUT must be at least 1 second".into()));
+        return Err(ConfigError(
+            "OPENCAST_TIMEOUT must be at least 1 second".into(),
+        ));
     }
     let mut cfg = ClientConfig::new(&user, &password);
     cfg.timeout = Duration::from_secs(args.opencast_timeout);
@@ -69,7 +79,8 @@ pub fn sim_config(a: &SimDataArgs) -> Result<SimConfig, ConfigError> {
     let parse = |v: &Option<String>, name: &str, default: i64| -> Result<i64, ConfigError> {
         match v {
             None => Ok(default),
-            Some(s) => timefmt::parse_compact(s, Tz::UTC).map_err(|e| ConfigError(format!("--{name}: {e}"))),
+            Some(s) => timefmt::parse_compact(s, Tz::UTC)
+                .map_err(|e| ConfigError(format!("--{name}: {e}"))),
         }
     };
     let start = parse(&a.from, "from", now - 3_600_000_000)?;

@@ -11,15 +11,34 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
+use chrono_tz::Tz;
+
 use crate::journal::{EpisodeEntry, Journal};
 use crate::opencast::{Opencast, OpencastError};
+use crate::record::EpisodeBlock;
 use crate::timefmt;
 
 /// A cached look-up: the entry, and whether the journal already holds it.
 #[derive(Debug)]
 pub struct Lookup {
     pub entry: EpisodeEntry,
+    /// The record's `episode` block, made once and shared by every action of the episode.
+    pub block: Option<Arc<EpisodeBlock>>,
     journaled: AtomicBool,
+}
+
+impl Lookup {
+    fn new(entry: EpisodeEntry, journaled: bool, tz: Tz) -> Lookup {
+        let block = entry
+            .meta
+            .as_ref()
+            .map(|m| Arc::new(EpisodeBlock::from_meta(m, tz)));
+        Lookup {
+            entry,
+            block,
+            journaled: AtomicBool::new(journaled),
+        }
+    }
 }
 
 impl Lookup {
@@ -36,16 +55,21 @@ pub struct EpisodeCache {
     opencast: Opencast,
     journal: Arc<Journal>,
     ttl: Duration,
+    tz: Tz,
     fetched: Arc<AtomicU64>,
 }
 
 impl EpisodeCache {
-    pub fn new(opencast: Opencast, journal: Arc<Journal>, ttl: Duration) -> EpisodeCache {
+    pub fn new(opencast: Opencast, journal: Arc<Journal>, ttl: Duration, tz: Tz) -> EpisodeCache {
         EpisodeCache {
-            cache: Cache::builder().max_capacity(200_000).time_to_live(ttl).build(),
+            cache: Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(ttl)
+                .build(),
             opencast,
             journal,
             ttl,
+            tz,
             fetched: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -59,7 +83,9 @@ impl EpisodeCache {
     pub async fn get(&self, mpid: &str) -> Result<Arc<Lookup>, Arc<OpencastError>> {
         let this = self.clone();
         let id = mpid.to_string();
-        self.cache.try_get_with(mpid.to_string(), async move { this.load(id).await }).await
+        self.cache
+            .try_get_with(mpid.to_string(), async move { this.load(id).await })
+            .await
     }
 
     async fn load(&self, mpid: String) -> Result<Arc<Lookup>, OpencastError> {
@@ -73,7 +99,7 @@ impl EpisodeCache {
         let ttl_us = self.ttl.as_micros() as i64;
         if let Some(e) = stored {
             if timefmt::now_us() - e.fetched_at_us < ttl_us {
-                return Ok(Arc::new(Lookup { entry: e, journaled: AtomicBool::new(true) }));
+                return Ok(Arc::new(Lookup::new(e, true, self.tz)));
             }
         }
         let meta = self.opencast.episode(&mpid).await?;
@@ -81,9 +107,10 @@ impl EpisodeCache {
         if meta.is_none() {
             tracing::warn!(mpid = %mpid, "episode not found in Opencast; its actions get \"episode\": {{}}");
         }
-        Ok(Arc::new(Lookup {
-            entry: EpisodeEntry { fetched_at_us: timefmt::now_us(), meta },
-            journaled: AtomicBool::new(false),
-        }))
+        let entry = EpisodeEntry {
+            fetched_at_us: timefmt::now_us(),
+            meta,
+        };
+        Ok(Arc::new(Lookup::new(entry, false, self.tz)))
     }
 }

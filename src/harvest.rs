@@ -14,9 +14,11 @@ use chrono_tz::Tz;
 use futures::StreamExt;
 
 use crate::episodes::{EpisodeCache, Lookup};
-use crate::journal::{DeadLetter, HarvestPosition, Journal, JournalError, PageCommit};
-use crate::opencast::{Action, ActionsPage, Opencast, OpencastError};
-use crate::record::Record;
+use crate::journal::{
+    codec, DeadLetter, HarvestPosition, Journal, JournalError, PageCommit, PageOutcome,
+};
+use crate::opencast::{ActionsPage, JudgedPage, Opencast, OpencastError};
+use crate::record::{EpisodeBlock, Record};
 use crate::timefmt;
 
 /// What can stop a harvest.
@@ -38,7 +40,12 @@ pub enum HarvestError {
          s3://<S3_HARVEST_TS_BUCKET>/<S3_LAST_ACTION_TS_KEY>), then harvest the gap by hand in \
          --start/--end pieces."
     )]
-    SpanTooLarge { start: String, end: String, span: i64, max: i64 },
+    SpanTooLarge {
+        start: String,
+        end: String,
+        span: i64,
+        max: i64,
+    },
     #[error("internal task failed: {0}")]
     Task(String),
 }
@@ -110,13 +117,19 @@ pub struct Harvester {
     pub opts: HarvestOptions,
 }
 
-type PageFetch = tokio::task::JoinHandle<Result<ActionsPage, OpencastError>>;
+type PageFetch = tokio::task::JoinHandle<Result<Prepared, HarvestError>>;
+type PendingCommit = tokio::task::JoinHandle<Result<PageOutcome, JournalError>>;
 
 impl Harvester {
     /// Harvests the windows in order; each completed window moves the checkpoint (if enabled).
     pub async fn harvest(&self, windows: &[(i64, i64)]) -> Result<HarvestSummary, HarvestError> {
         let started = Instant::now();
-        let retries_before = self.opencast.client().stats().retries.load(std::sync::atomic::Ordering::Relaxed);
+        let retries_before = self
+            .opencast
+            .client()
+            .stats()
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed);
         let fetched_before = self.episodes.fetched();
         let mut sum = HarvestSummary::default();
         for (n, (s, e)) in windows.iter().enumerate() {
@@ -132,16 +145,30 @@ impl Harvester {
             self.harvest_window(*s, *e, &mut sum).await?;
             sum.windows += 1;
         }
-        sum.request_retries = self.opencast.client().stats().retries.load(std::sync::atomic::Ordering::Relaxed) - retries_before;
+        sum.request_retries = self
+            .opencast
+            .client()
+            .stats()
+            .retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - retries_before;
         sum.episodes_fetched = self.episodes.fetched() - fetched_before;
         sum.seconds = started.elapsed().as_secs_f64();
         Ok(sum)
     }
 
+    /// Fetches, decodes, judges, enriches and encodes one page in its own task, so that several
+    /// pages are prepared in parallel while commits go one at a time, in order.
     fn spawn_fetch(&self, start: &str, end: &str, offset: u64) -> PageFetch {
         let oc = self.opencast.clone();
         let url = oc.actions_url(start, end, self.opts.batch_size, offset);
-        tokio::spawn(async move { oc.actions_page(&url).await })
+        let episodes = self.episodes.clone();
+        let (tz, concurrency) = (self.opts.tz, self.opts.episode_concurrency.max(1));
+        let source = format!("usertracking/actions.json?start={start}&end={end}&offset={offset}");
+        tokio::spawn(async move {
+            let page = oc.judged_page(&url, tz).await?;
+            prepare_page(page, &episodes, concurrency, &source).await
+        })
     }
 
     async fn harvest_window(
@@ -151,29 +178,43 @@ impl Harvester {
         sum: &mut HarvestSummary,
     ) -> Result<(), HarvestError> {
         let tz = self.opts.tz;
-        let (start, end) = (timefmt::format_compact(start_us, tz), timefmt::format_compact(end_us, tz));
+        let (start, end) = (
+            timefmt::format_compact(start_us, tz),
+            timefmt::format_compact(end_us, tz),
+        );
         let batch = self.opts.batch_size;
-        let prefetch = if self.opts.wait.is_zero() { self.opts.prefetch.max(1) } else { 1 };
+        let prefetch = if self.opts.wait.is_zero() {
+            self.opts.prefetch.max(1)
+        } else {
+            1
+        };
         let mut inflight: VecDeque<(u64, PageFetch)> = VecDeque::new();
         inflight.push_back((0, self.spawn_fetch(&start, &end, 0)));
         let mut next_offset = batch;
         let mut total = 0u64;
         let mut max_created: Option<i64> = None;
         let mut pages = 0u64;
+        // One commit runs while the next page is prepared; commits stay in page order, so the
+        // one carrying the checkpoint is always the last.
+        let mut pending: Option<PendingCommit> = None;
         while let Some((offset, fetch)) = inflight.pop_front() {
-            let page = fetch.await.map_err(|e| HarvestError::Task(e.to_string()))??;
+            let Prepared {
+                total: page_total,
+                mut commit,
+                newest: page_max,
+            } = fetch
+                .await
+                .map_err(|e| HarvestError::Task(e.to_string()))??;
             pages += 1;
             sum.batches += 1;
-            total = page.total.max(0) as u64;
+            total = page_total.max(0) as u64;
             if self.opts.wait.is_zero() {
                 while inflight.len() < prefetch && next_offset < total {
                     inflight.push_back((next_offset, self.spawn_fetch(&start, &end, next_offset)));
                     next_offset += batch;
                 }
             }
-            let source = format!("usertracking/actions.json?start={start}&end={end}&offset={offset}");
-            let mut commit = self.build_page(page, &source).await?;
-            if let Some(m) = commit.records.iter().map(|r| r.created_us).max() {
+            if let Some(m) = page_max {
                 max_created = Some(max_created.map_or(m, |c| c.max(m)));
             }
             if !self.opts.wait.is_zero() && next_offset < total {
@@ -194,14 +235,23 @@ impl Harvester {
             if last && self.opts.update_checkpoint {
                 commit.checkpoint = max_created;
             }
+            if let Some(p) = pending.take() {
+                account(
+                    sum,
+                    p.await.map_err(|e| HarvestError::Task(e.to_string()))??,
+                );
+            }
             let journal = self.journal.clone();
-            let out = tokio::task::spawn_blocking(move || journal.commit_page(commit))
-                .await
-                .map_err(|e| HarvestError::Task(e.to_string()))??;
-            sum.actions += out.appended;
-            sum.duplicates += out.duplicates;
-            sum.dead_letters += out.dead_letters;
-            tracing::debug!(offset, total, appended = out.appended, duplicates = out.duplicates, "page journaled");
+            pending = Some(tokio::task::spawn_blocking(move || {
+                journal.commit_page(commit)
+            }));
+            tracing::debug!(offset, total, "page prepared");
+        }
+        if let Some(p) = pending.take() {
+            account(
+                sum,
+                p.await.map_err(|e| HarvestError::Task(e.to_string()))??,
+            );
         }
         if let Some(m) = max_created {
             sum.last_action_us = Some(sum.last_action_us.map_or(m, |c| c.max(m)));
@@ -210,55 +260,126 @@ impl Harvester {
         Ok(())
     }
 
-    /// Judges each action of a page, looks up its episodes, and builds the page's commit.
-    async fn build_page(&self, page: ActionsPage, source: &str) -> Result<PageCommit, HarvestError> {
+    /// Fetches a window's pages as [`Harvester::harvest`] does (same client, page size and
+    /// prefetch depth) and does nothing with them: the floor a harvest's time is compared with
+    /// in the benchmarks. Only the first page is parsed, for the total. Returns (pages, bytes).
+    pub async fn fetch_only(&self, start_us: i64, end_us: i64) -> Result<(u64, u64), HarvestError> {
         let tz = self.opts.tz;
-        let mut good: Vec<Action> = Vec::with_capacity(page.actions.len());
-        let mut dead = Vec::new();
-        for raw in page.actions {
-            match Action::from_raw(raw.get(), tz) {
-                Ok(a) => good.push(a),
-                Err(reason) => {
-                    tracing::warn!(%reason, "action quarantined in the dead-letter table");
-                    let key = dead_letter_key(raw.get());
-                    dead.push((
-                        key,
-                        DeadLetter {
-                            source: source.to_string(),
-                            raw: raw.get().to_string(),
-                            reason,
-                            at_us: timefmt::now_us(),
-                        },
-                    ));
-                }
-            }
-        }
-        // Look up each distinct episode once (the cache coalesces across pages too).
-        let mpids: HashSet<&str> = good.iter().map(|a| a.mpid.as_str()).collect();
-        let lookups: Vec<(String, Result<Arc<Lookup>, Arc<OpencastError>>)> =
-            futures::stream::iter(mpids)
-                .map(|m| async move { (m.to_string(), self.episodes.get(m).await) })
-                .buffer_unordered(self.opts.episode_concurrency.max(1))
-                .collect()
-                .await;
-        let mut episodes: HashMap<String, Arc<Lookup>> = HashMap::with_capacity(lookups.len());
-        let mut new_episodes = Vec::new();
-        for (mpid, res) in lookups {
-            let l = res.map_err(HarvestError::Episode)?;
-            if l.take_unjournaled() {
-                new_episodes.push((mpid.clone(), l.entry.clone()));
-            }
-            episodes.insert(mpid, l);
-        }
-        let records: Vec<Record> = good
-            .into_iter()
-            .map(|a| {
-                let meta = episodes.get(&a.mpid).and_then(|l| l.entry.meta.as_ref());
-                Record::build(a, meta, tz)
+        let (start, end) = (
+            timefmt::format_compact(start_us, tz),
+            timefmt::format_compact(end_us, tz),
+        );
+        let batch = self.opts.batch_size;
+        let first = self.opencast.actions_url(&start, &end, batch, 0);
+        let body = self.opencast.client().get_bytes(&first).await?;
+        let total = ActionsPage::parse(&body)
+            .map(|p| p.total.max(0) as u64)
+            .unwrap_or(0);
+        let offsets: Vec<u64> = (1..total.div_ceil(batch)).map(|p| p * batch).collect();
+        let mut pages = 1;
+        let mut bytes = body.len() as u64;
+        let mut fetches = futures::stream::iter(offsets)
+            .map(|o| {
+                let oc = self.opencast.clone();
+                let url = oc.actions_url(&start, &end, batch, o);
+                tokio::spawn(async move { oc.client().get_bytes(&url).await })
             })
-            .collect();
-        Ok(PageCommit { records, dead_letters: dead, episodes: new_episodes, position: None, checkpoint: None })
+            .buffered(self.opts.prefetch.max(1));
+        while let Some(r) = fetches.next().await {
+            let b = r.map_err(|e| HarvestError::Task(e.to_string()))??;
+            pages += 1;
+            bytes += b.len() as u64;
+        }
+        Ok((pages, bytes))
     }
+}
+
+/// A page ready to commit.
+struct Prepared {
+    total: i64,
+    commit: PageCommit,
+    newest: Option<i64>,
+}
+
+/// Looks up a judged page's episodes and builds (and encodes) its commit.
+/// Returns the commit and the newest `created` on the page.
+async fn prepare_page(
+    page: JudgedPage,
+    episodes: &EpisodeCache,
+    concurrency: usize,
+    source: &str,
+) -> Result<Prepared, HarvestError> {
+    let now = timefmt::now_us();
+    let dead: Vec<(String, DeadLetter)> = page
+        .rejected
+        .into_iter()
+        .map(|(raw, reason)| {
+            tracing::warn!(%reason, "action quarantined in the dead-letter table");
+            let key = dead_letter_key(&raw);
+            (
+                key,
+                DeadLetter {
+                    source: source.to_string(),
+                    raw,
+                    reason,
+                    at_us: now,
+                },
+            )
+        })
+        .collect();
+    // Look up each distinct episode once (the cache coalesces across pages too).
+    let mpids: HashSet<String> = page.actions.iter().map(|a| a.mpid.clone()).collect();
+    type Looked = (String, Result<Arc<Lookup>, Arc<OpencastError>>);
+    let lookups: Vec<Looked> = futures::stream::iter(mpids)
+        .map(|m: String| {
+            let episodes = episodes.clone();
+            async move {
+                let r = episodes.get(&m).await;
+                (m, r)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut blocks: HashMap<String, Option<Arc<EpisodeBlock>>> =
+        HashMap::with_capacity(lookups.len());
+    let mut new_episodes = Vec::new();
+    for (mpid, res) in lookups {
+        let l = res.map_err(HarvestError::Episode)?;
+        if l.take_unjournaled() {
+            new_episodes.push((mpid.clone(), l.entry.clone()));
+        }
+        blocks.insert(mpid, l.block.clone());
+    }
+    let (actions, total) = (page.actions, page.total);
+    let records: Vec<Record> = actions
+        .into_iter()
+        .map(|a| {
+            let block = blocks.get(&a.mpid).cloned().flatten();
+            Record::with_block(a, block)
+        })
+        .collect();
+    let encoded = (!records.is_empty()).then(|| codec::encode_block(&records));
+    let newest = records.iter().map(|r| r.created_us).max();
+    let commit = PageCommit {
+        records,
+        encoded,
+        dead_letters: dead,
+        episodes: new_episodes,
+        position: None,
+        checkpoint: None,
+    };
+    Ok(Prepared {
+        total,
+        commit,
+        newest,
+    })
+}
+
+fn account(sum: &mut HarvestSummary, out: PageOutcome) {
+    sum.actions += out.appended;
+    sum.duplicates += out.duplicates;
+    sum.dead_letters += out.dead_letters;
 }
 
 /// Dead letters are stored once: by action id when one can be read, else by the text's hash.
@@ -281,7 +402,14 @@ mod tests {
     fn windows_cover_the_span() {
         assert_eq!(windows(0, 10_000_000, None), vec![(0, 10_000_000)]);
         let w = windows(0, 10_000_000, Some(4));
-        assert_eq!(w, vec![(0, 4_000_000), (4_000_000, 8_000_000), (8_000_000, 10_000_000)]);
+        assert_eq!(
+            w,
+            vec![
+                (0, 4_000_000),
+                (4_000_000, 8_000_000),
+                (8_000_000, 10_000_000)
+            ]
+        );
     }
 
     #[test]

@@ -29,7 +29,11 @@ pub struct LogglyConfig {
 
 /// Keeps the Loggly sender alive; [`LogGuard::finish`] flushes it.
 pub struct LogGuard {
-    loggly: Option<(mpsc::Sender<String>, tokio::task::JoinHandle<()>, Arc<AtomicU64>)>,
+    loggly: Option<(
+        mpsc::Sender<String>,
+        tokio::task::JoinHandle<()>,
+        Arc<AtomicU64>,
+    )>,
 }
 
 impl LogGuard {
@@ -55,7 +59,10 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
         "critical" | "fatal" => "error".to_string(),
         _ => l,
     };
-    let directive = if matches!(l.as_str(), "error" | "warn" | "info" | "debug" | "trace" | "off") {
+    let directive = if matches!(
+        l.as_str(),
+        "error" | "warn" | "info" | "debug" | "trace" | "off"
+    ) {
         format!("warn,harvester={l}")
     } else {
         l
@@ -65,7 +72,11 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
 }
 
 /// Installs the global subscriber (call once, inside the runtime when Loggly is on).
-pub fn init(level: &str, format: LogFormat, loggly: Option<LogglyConfig>) -> Result<LogGuard, ConfigError> {
+pub fn init(
+    level: &str,
+    format: LogFormat,
+    loggly: Option<LogglyConfig>,
+) -> Result<LogGuard, ConfigError> {
     let filter = filter(level)?;
     let fmt_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -82,11 +93,20 @@ pub fn init(level: &str, format: LogFormat, loggly: Option<LogglyConfig>) -> Res
     let (loggly_layer, guard) = match loggly {
         Some(cfg) => {
             let (layer, tx, task, dropped) = LogglyLayer::start(cfg);
-            (Some(layer), LogGuard { loggly: Some((tx, task, dropped)) })
+            (
+                Some(layer),
+                LogGuard {
+                    loggly: Some((tx, task, dropped)),
+                },
+            )
         }
         None => (None, LogGuard { loggly: None }),
     };
-    let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(loggly_layer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(loggly_layer)
+        .try_init();
     Ok(guard)
 }
 
@@ -99,18 +119,32 @@ struct LogglyLayer {
 impl LogglyLayer {
     fn start(
         cfg: LogglyConfig,
-    ) -> (LogglyLayer, mpsc::Sender<String>, tokio::task::JoinHandle<()>, Arc<AtomicU64>) {
+    ) -> (
+        LogglyLayer,
+        mpsc::Sender<String>,
+        tokio::task::JoinHandle<()>,
+        Arc<AtomicU64>,
+    ) {
         let (tx, mut rx) = mpsc::channel::<String>(10_000);
         let dropped = Arc::new(AtomicU64::new(0));
-        let base = cfg.url.unwrap_or_else(|| "https://logs-01.loggly.com".into());
-        let mut url = format!("{}/bulk/{}/tag/harvester", base.trim_end_matches('/'), cfg.token);
+        let base = cfg
+            .url
+            .unwrap_or_else(|| "https://logs-01.loggly.com".into());
+        let mut url = format!(
+            "{}/bulk/{}/tag/harvester",
+            base.trim_end_matches('/'),
+            cfg.token
+        );
         if let Some(tags) = cfg.tags.filter(|t| !t.trim().is_empty()) {
             url.push(',');
             url.push_str(&tags.split(',').map(str::trim).collect::<Vec<_>>().join(","));
         }
         url.push('/');
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client");
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client");
             let mut buf: Vec<String> = Vec::new();
             loop {
                 let more = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
@@ -129,14 +163,27 @@ impl LogglyLayer {
                     let body = buf.join("\n");
                     buf.clear();
                     // Best effort: a Loggly failure must never disturb the harvest.
-                    let _ = http.post(&url).header("content-type", "text/plain").body(body).send().await;
+                    let _ = http
+                        .post(&url)
+                        .header("content-type", "text/plain")
+                        .body(body)
+                        .send()
+                        .await;
                 }
                 if closed {
                     break;
                 }
             }
         });
-        (LogglyLayer { tx: tx.clone(), dropped: dropped.clone() }, tx, task, dropped)
+        (
+            LogglyLayer {
+                tx: tx.clone(),
+                dropped: dropped.clone(),
+            },
+            tx,
+            task,
+            dropped,
+        )
     }
 }
 
@@ -144,10 +191,16 @@ struct JsonVisitor(serde_json::Map<String, serde_json::Value>);
 
 impl Visit for JsonVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_string(), serde_json::Value::String(format!("{value:?}")));
+        self.0.insert(
+            field.name().to_string(),
+            serde_json::Value::String(format!("{value:?}")),
+        );
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_string(), serde_json::Value::String(value.to_string()));
+        self.0.insert(
+            field.name().to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_string(), value.into());
@@ -165,7 +218,10 @@ impl<S: Subscriber> Layer<S> for LogglyLayer {
         let mut v = JsonVisitor(serde_json::Map::new());
         event.record(&mut v);
         v.0.insert("level".into(), event.metadata().level().to_string().into());
-        v.0.insert("timestamp".into(), crate::timefmt::format_rfc3339(crate::timefmt::now_us()).into());
+        v.0.insert(
+            "timestamp".into(),
+            crate::timefmt::format_rfc3339(crate::timefmt::now_us()).into(),
+        );
         v.0.insert("app".into(), "harvester".into());
         let line = serde_json::Value::Object(v.0).to_string();
         if self.tx.try_send(line).is_err() {

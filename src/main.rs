@@ -18,11 +18,15 @@ fn main() {
         .build()
         .expect("tokio runtime starts");
     let code = rt.block_on(async {
-        let loggly = cli.loggly_token.clone().filter(|t| !t.is_empty()).map(|token| logging::LogglyConfig {
-            token,
-            tags: cli.loggly_tags.clone(),
-            url: cli.loggly_url.clone(),
-        });
+        let loggly = cli
+            .loggly_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(|token| logging::LogglyConfig {
+                token,
+                tags: cli.loggly_tags.clone(),
+                url: cli.loggly_url.clone(),
+            });
         let guard = match logging::init(&cli.log_level, cli.log_format, loggly) {
             Ok(g) => g,
             Err(e) => {
@@ -36,6 +40,7 @@ fn main() {
             Command::Checkpoint(a) => app::checkpoint(&cli, a).await,
             Command::Sim(a) => app::sim(a).await,
             Command::Demo(a) => app::demo(a).await,
+            Command::BenchFetch(a) => app::bench_fetch(&cli, a).await,
         };
         let code = match result {
             Ok(()) => 0,

@@ -4,6 +4,8 @@
 //! harvester; `shared/reference/opencast-api.md` is the specification. A [`Record`] is what the
 //! journal stores (strict, compact, bincode) and its JSON form is produced by [`Record::to_json`].
 
+use std::sync::Arc;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::opencast::{Action, EpisodeMeta};
@@ -21,11 +23,13 @@ pub struct Record {
     pub huid: Option<String>,
     pub useragent: Option<String>,
     pub action: ActionBlock,
-    /// The `userIp` chain: client first, then proxies.
-    pub ips: Vec<String>,
+    /// The `userIp` chain as sent (`X-Forwarded-For`: client first, then proxies); split into
+    /// `ip`, `proxy1`, ... when rendered.
+    pub ip_chain: Option<String>,
     pub is_live: bool,
-    /// `None` when the episode is unknown to Opencast (renders as `{}`).
-    pub episode: Option<EpisodeBlock>,
+    /// `None` when the episode is unknown to Opencast (renders as `{}`). Shared: every action of
+    /// an episode points at the same block.
+    pub episode: Option<Arc<EpisodeBlock>>,
 }
 
 /// The `action` object of a record.
@@ -53,10 +57,12 @@ pub struct EpisodeBlock {
 impl EpisodeBlock {
     pub fn from_meta(m: &EpisodeMeta, tz: chrono_tz::Tz) -> EpisodeBlock {
         let start = m.start.clone().or_else(|| {
-            m.dc_created.as_deref().map(|c| match timefmt::parse_xsd(c, tz) {
-                Ok(us) => timefmt::format_utc_z(us),
-                Err(_) => c.to_string(),
-            })
+            m.dc_created
+                .as_deref()
+                .map(|c| match timefmt::parse_xsd(c, tz) {
+                    Ok(us) => timefmt::format_utc_z(us),
+                    Err(_) => c.to_string(),
+                })
         });
         let series = match (&m.series_title, &m.series) {
             (Some(t), Some(s)) => Some((t.clone(), s.clone())),
@@ -76,10 +82,12 @@ impl EpisodeBlock {
 impl Record {
     /// Builds the record of `action`; `episode` is `None` when Opencast does not know it.
     pub fn build(action: Action, episode: Option<&EpisodeMeta>, tz: chrono_tz::Tz) -> Record {
-        let ips = match &action.user_ip {
-            Some(chain) => chain.split(',').map(|s| s.trim().to_string()).collect(),
-            None => Vec::new(),
-        };
+        let block = episode.map(|m| Arc::new(EpisodeBlock::from_meta(m, tz)));
+        Record::with_block(action, block)
+    }
+
+    /// Builds the record of `action` with an episode block made once for all its actions.
+    pub fn with_block(action: Action, episode: Option<Arc<EpisodeBlock>>) -> Record {
         Record {
             action_id: action.id,
             created_us: action.created_us,
@@ -94,9 +102,9 @@ impl Record {
                 length: action.length,
                 is_playing: action.is_playing > 0,
             },
-            ips,
+            ip_chain: action.user_ip,
             is_live: action.is_playing == 2,
-            episode: episode.map(|m| EpisodeBlock::from_meta(m, tz)),
+            episode,
         }
     }
 
@@ -121,14 +129,17 @@ impl Serialize for Record {
         m.serialize_entry("huid", self.huid.as_deref().unwrap_or("None"))?;
         m.serialize_entry("useragent", &self.useragent)?;
         m.serialize_entry("action", &self.action)?;
-        let mut ips = self.ips.iter();
-        m.serialize_entry("ip", &ips.next())?;
-        for (n, proxy) in ips.enumerate() {
+        let mut ips = self
+            .ip_chain
+            .as_deref()
+            .map(|c| c.split(',').map(str::trim));
+        m.serialize_entry("ip", &ips.as_mut().and_then(|i| i.next()))?;
+        for (n, proxy) in ips.into_iter().flatten().enumerate() {
             m.serialize_entry(&format!("proxy{}", n + 1), proxy)?;
         }
         m.serialize_entry("is_live", &(self.is_live as u8))?;
         match &self.episode {
-            Some(e) => m.serialize_entry("episode", e)?,
+            Some(e) => m.serialize_entry("episode", e.as_ref())?,
             None => m.serialize_entry("episode", &Empty {})?,
         }
         m.end()

@@ -19,7 +19,10 @@ struct Aws {
 }
 
 fn aws() -> Option<Aws> {
-    Some(Aws { s3: service("HARVESTER_TEST_S3_ENDPOINT")?, sqs: service("HARVESTER_TEST_SQS_ENDPOINT")? })
+    Some(Aws {
+        s3: service("HARVESTER_TEST_S3_ENDPOINT")?,
+        sqs: service("HARVESTER_TEST_SQS_ENDPOINT")?,
+    })
 }
 
 fn with_aws(mut c: Command, a: &Aws) -> Command {
@@ -39,9 +42,16 @@ async fn sdk(a: &Aws) -> (aws_sdk_s3::Client, aws_sdk_sqs::Client) {
         .load()
         .await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&base).endpoint_url(&a.s3).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&base)
+            .endpoint_url(&a.s3)
+            .force_path_style(true)
+            .build(),
     );
-    let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&base).endpoint_url(&a.sqs).build());
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&base)
+            .endpoint_url(&a.sqs)
+            .build(),
+    );
     (s3, sqs)
 }
 
@@ -51,7 +61,11 @@ fn unique(prefix: &str) -> String {
 
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
 }
 
 async fn run_async(c: Command) -> std::process::Output {
@@ -64,13 +78,23 @@ async fn s3_text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Str
 }
 
 /// Drains a queue: body by action id, and how many times each id arrived.
-async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> (HashMap<i64, String>, HashMap<i64, usize>) {
+async fn drain(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> (HashMap<i64, String>, HashMap<i64, usize>) {
     let mut bodies = HashMap::new();
     let mut counts = HashMap::new();
     let mut empty = 0;
     while empty < 3 {
-        let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(0)
-            .visibility_timeout(300).send().await.unwrap();
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .visibility_timeout(300)
+            .send()
+            .await
+            .unwrap();
         let msgs = out.messages();
         if msgs.is_empty() {
             empty += 1;
@@ -80,8 +104,13 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> (HashMap<i64, String>, H
         // Delete what was read: a FIFO group delivers nothing more while messages are in flight.
         let mut del = sqs.delete_message_batch().queue_url(url);
         for (i, m) in msgs.iter().enumerate() {
-            del = del.entries(aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string()).receipt_handle(m.receipt_handle().unwrap()).build().unwrap());
+            del = del.entries(
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .build()
+                    .unwrap(),
+            );
         }
         del.send().await.unwrap();
         for m in msgs {
@@ -96,7 +125,10 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> (HashMap<i64, String>, H
 }
 
 fn journal_json(dir: &Path) -> HashMap<i64, String> {
-    journal_records(dir).into_iter().map(|r| (r.action_id, r.to_json())).collect()
+    journal_records(dir)
+        .into_iter()
+        .map(|r| (r.action_id, r.to_json()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,12 +139,23 @@ async fn checkpoint_goes_to_s3_and_a_fresh_journal_starts_from_it() {
     let bucket = unique("ckpt");
     let dir = scratch();
     let mut c = with_aws(harvester_for(dir.path(), &sim), &a);
-    c.env("S3_HARVEST_TS_BUCKET", &bucket).env("S3_LAST_ACTION_TS_KEY", "last-action-ts");
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 600_000_000), "-o", "none"]);
+    c.env("S3_HARVEST_TS_BUCKET", &bucket)
+        .env("S3_LAST_ACTION_TS_KEY", "last-action-ts");
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 600_000_000),
+        "-o",
+        "none",
+    ]);
     let out = run_async(c).await;
     assert_ok(&out);
     // The bucket was created, and holds the last action's second in OPENCAST_TIMEZONE (UTC).
-    let text = s3_text(&s3, &bucket, "last-action-ts").await.expect("checkpoint object");
+    let text = s3_text(&s3, &bucket, "last-action-ts")
+        .await
+        .expect("checkpoint object");
     let j = Journal::open(&journal_path(dir.path())).unwrap();
     let cp = j.checkpoint().unwrap().unwrap();
     assert_eq!(text, compact(cp.last_action_us));
@@ -121,13 +164,26 @@ async fn checkpoint_goes_to_s3_and_a_fresh_journal_starts_from_it() {
     // Another host (a fresh journal) starts from the S3 checkpoint.
     let dir2 = scratch();
     let mut c = with_aws(harvester_for(dir2.path(), &sim), &a);
-    c.env("S3_HARVEST_TS_BUCKET", &bucket).env("S3_LAST_ACTION_TS_KEY", "last-action-ts");
+    c.env("S3_HARVEST_TS_BUCKET", &bucket)
+        .env("S3_LAST_ACTION_TS_KEY", "last-action-ts");
     c.args(["harvest", "-e", &compact(t0() + 1_200_000_000), "-o", "-"]);
     let out = run_async(c).await;
     assert_ok(&out);
-    assert!(stderr(&out).contains("starting from the S3 checkpoint"), "{}", stderr(&out));
-    let first = stdout_records(&out).iter().map(|r| r["timestamp"].as_str().unwrap().to_string()).min().unwrap();
-    assert_eq!(first[..19].replace(['-', 'T', ':'], ""), text, "starts at the checkpoint second");
+    assert!(
+        stderr(&out).contains("starting from the S3 checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    let first = stdout_records(&out)
+        .iter()
+        .map(|r| r["timestamp"].as_str().unwrap().to_string())
+        .min()
+        .unwrap();
+    assert_eq!(
+        first[..19].replace(['-', 'T', ':'], ""),
+        text,
+        "starts at the checkpoint second"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,23 +193,53 @@ async fn s3_refusing_keeps_the_local_checkpoint_and_the_next_run_syncs_it() {
     let sim = start_sim(SimConfig::new(data(600, 600))).await;
     let bucket = unique("refuse");
     let dir = scratch();
-    let dead = format!("http://127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
     let mut c = with_aws(harvester_for(dir.path(), &sim), &a);
-    c.env("AWS_ENDPOINT_URL_S3", &dead).env("AWS_MAX_ATTEMPTS", "1").env("S3_HARVEST_TS_BUCKET", &bucket);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 600_000_000), "-o", "-"]);
+    c.env("AWS_ENDPOINT_URL_S3", &dead)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("S3_HARVEST_TS_BUCKET", &bucket);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 600_000_000),
+        "-o",
+        "-",
+    ]);
     let out = run_async(c).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("will be written to S3 on the next run"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("will be written to S3 on the next run"),
+        "{}",
+        stderr(&out)
+    );
     // The harvest itself is journaled and forwarded, the checkpoint kept locally.
     assert_eq!(stdout_records(&out).len(), 600);
-    let local = Journal::open(&journal_path(dir.path())).unwrap().checkpoint().unwrap().unwrap();
+    let local = Journal::open(&journal_path(dir.path()))
+        .unwrap()
+        .checkpoint()
+        .unwrap()
+        .unwrap();
     assert!(!local.synced_to_s3);
     // S3 is back: the next run (nothing new to harvest) writes the checkpoint.
     let mut c = with_aws(harvester_for(dir.path(), &sim), &a);
     c.env("S3_HARVEST_TS_BUCKET", &bucket);
     c.args(["harvest", "-e", &compact(t0() + 600_000_000), "-o", "none"]);
     assert_ok(&run_async(c).await);
-    assert_eq!(s3_text(&s3, &bucket, "last-action-timestamp").await.unwrap(), compact(local.last_action_us));
+    assert_eq!(
+        s3_text(&s3, &bucket, "last-action-timestamp")
+            .await
+            .unwrap(),
+        compact(local.last_action_us)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,16 +251,34 @@ async fn every_record_reaches_sqs_once_in_batches_of_ten() {
     let dir = scratch();
     let mut c = with_aws(harvester_for(dir.path(), &sim), &a);
     c.env("SQS_QUEUE_NAME", &queue);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 1_200_000_000)]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 1_200_000_000),
+    ]);
     let out = run_async(c).await;
     assert_ok(&out);
     // 235 SendMessageBatch calls for 2,345 records: 10 per call.
     assert!(stderr(&out).contains("requests=235"), "{}", stderr(&out));
-    let url = sqs.get_queue_url().queue_name(&queue).send().await.unwrap().queue_url().unwrap().to_string();
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
     let (bodies, counts) = drain(&sqs, &url).await;
     assert_eq!(bodies.len(), 2345);
     assert!(counts.values().all(|n| *n == 1), "a record arrived twice");
-    assert_eq!(bodies, journal_json(dir.path()), "queue bodies are the journaled records");
+    assert_eq!(
+        bodies,
+        journal_json(dir.path()),
+        "queue bodies are the journaled records"
+    );
     // A second forward has nothing left to send.
     let mut c = with_aws(harvester(dir.path()), &a);
     c.env("SQS_QUEUE_NAME", &queue).args(["forward"]);
@@ -190,21 +294,53 @@ async fn sqs_down_keeps_the_cursor_and_catches_up_later() {
     let sim = start_sim(SimConfig::new(data(300, 300))).await;
     let queue = unique("outage");
     let dir = scratch();
-    let dead = format!("http://127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
     let mut c = with_aws(harvester_for(dir.path(), &sim), &a);
-    c.env("AWS_ENDPOINT_URL_SQS", &dead).env("AWS_MAX_ATTEMPTS", "1").env("SQS_QUEUE_NAME", &queue);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 300_000_000)]);
+    c.env("AWS_ENDPOINT_URL_SQS", &dead)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("SQS_QUEUE_NAME", &queue);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 300_000_000),
+    ]);
     let out = run_async(c).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("SQS queue '{queue}'")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("SQS queue '{queue}'")),
+        "{}",
+        stderr(&out)
+    );
     let j = Journal::open(&journal_path(dir.path())).unwrap();
     assert_eq!(j.cursor(&format!("sqs:{queue}")).unwrap(), 0);
-    assert_eq!(j.next_seq().unwrap(), 300, "harvested records are safe in the journal");
+    assert_eq!(
+        j.next_seq().unwrap(),
+        300,
+        "harvested records are safe in the journal"
+    );
     drop(j);
     let mut c = with_aws(harvester(dir.path()), &a);
-    c.env("SQS_QUEUE_NAME", &queue).args(["forward", "-o", "sqs"]);
+    c.env("SQS_QUEUE_NAME", &queue)
+        .args(["forward", "-o", "sqs"]);
     assert_ok(&run_async(c).await);
-    let url = sqs.get_queue_url().queue_name(&queue).send().await.unwrap().queue_url().unwrap().to_string();
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
     let (bodies, _) = drain(&sqs, &url).await;
     assert_eq!(bodies.len(), 300);
 }
@@ -220,7 +356,15 @@ async fn batch_payload_limit_and_fifo_dedup() {
     let sim = start_sim(SimConfig::new(data(200, 200))).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 200_000_000), "-o", "none"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 200_000_000),
+        "-o",
+        "none",
+    ]);
     assert_ok(&run_async(c).await);
     let journal = std::sync::Arc::new(Journal::open(&journal_path(dir.path())).unwrap());
     let records = journal.read_from(0, usize::MAX).unwrap().1;
@@ -228,19 +372,53 @@ async fn batch_payload_limit_and_fifo_dedup() {
 
     // A small payload limit: batches hold fewer than 10 records and stay under it.
     let limit = biggest * 3;
-    let mut s = Sink::Sqs(sink(sqs.clone(), SqsConfig { max_batch_bytes: limit, ..SqsConfig::new(&unique("small")) }).await);
-    let f = forward::forward(&journal, &mut s, "sqs:small").await.unwrap();
+    let mut s = Sink::Sqs(
+        sink(
+            sqs.clone(),
+            SqsConfig {
+                max_batch_bytes: limit,
+                ..SqsConfig::new(&unique("small"))
+            },
+        )
+        .await,
+    );
+    let f = forward::forward(&journal, &mut s, "sqs:small")
+        .await
+        .unwrap();
     assert_eq!(f.forwarded, 200);
-    assert!(s.requests() >= 200 / 3, "{} requests for a {limit}-byte limit", s.requests());
+    assert!(
+        s.requests() >= 200 / 3,
+        "{} requests for a {limit}-byte limit",
+        s.requests()
+    );
 
     // FIFO: MessageDeduplicationId = action id, so a resend is dropped by SQS.
     let fifo = format!("{}.fifo", unique("fifo"));
-    let q = sink(sqs.clone(), SqsConfig { group_id: "g1".into(), ..SqsConfig::new(&fifo) }).await;
+    let q = sink(
+        sqs.clone(),
+        SqsConfig {
+            group_id: "g1".into(),
+            ..SqsConfig::new(&fifo)
+        },
+    )
+    .await;
     q.send(&records).await.unwrap();
     q.send(&records[..50]).await.unwrap();
-    let attrs = sqs.get_queue_attributes().queue_url(q.queue_url())
-        .attribute_names(QueueAttributeName::FifoQueue).send().await.unwrap();
-    assert_eq!(attrs.attributes().unwrap().get(&QueueAttributeName::FifoQueue).map(String::as_str), Some("true"));
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(q.queue_url())
+        .attribute_names(QueueAttributeName::FifoQueue)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attrs
+            .attributes()
+            .unwrap()
+            .get(&QueueAttributeName::FifoQueue)
+            .map(String::as_str),
+        Some("true")
+    );
     let (bodies, counts) = drain(&sqs, q.queue_url()).await;
     assert_eq!(bodies.len(), 200);
     assert!(counts.values().all(|n| *n == 1));

@@ -10,34 +10,46 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+fn page(name: &str) -> ActionsPage {
+    ActionsPage::parse(&fixture(name).into()).unwrap()
+}
+
 fn episode(name: &str) -> harvester::opencast::EpisodeMeta {
-    parse_search_body(&fixture(name)).unwrap().pop().expect("one episode")
+    parse_search_body(&fixture(name))
+        .unwrap()
+        .pop()
+        .expect("one episode")
 }
 
 #[test]
 fn pages_in_every_shape() {
-    let many = ActionsPage::parse(&fixture("actions-page-quirks.json")).unwrap();
-    assert_eq!((many.total, many.offset, many.limit, many.actions.len()), (5, 0, 1000, 5));
-    let one = ActionsPage::parse(&fixture("actions-page-one.json")).unwrap();
-    assert_eq!((one.total, one.actions.len()), (1, 1));
-    let none = ActionsPage::parse(&fixture("actions-page-none.json")).unwrap();
-    assert_eq!((none.total, none.actions.len()), (0, 0));
-    let empty = ActionsPage::parse(&fixture("actions-page-empty-element.json")).unwrap();
-    assert_eq!(empty.actions.len(), 0);
+    let many = page("actions-page-quirks.json");
+    assert_eq!(
+        (many.total, many.offset, many.limit, many.len()),
+        (5, 0, 1000, 5)
+    );
+    let one = page("actions-page-one.json");
+    assert_eq!((one.total, one.len()), (1, 1));
+    let none = page("actions-page-none.json");
+    assert_eq!((none.total, none.len()), (0, 0));
+    assert!(page("actions-page-empty-element.json").is_empty());
 }
 
 #[test]
 fn truncated_or_foreign_bodies_are_errors() {
     let body = fixture("actions-page-quirks.json");
-    assert!(ActionsPage::parse(&body[..body.len() / 2]).is_err());
-    assert!(ActionsPage::parse(b"<html>login</html>").is_err());
+    assert!(ActionsPage::parse(&body[..body.len() / 2].to_vec().into()).is_err());
+    assert!(ActionsPage::parse(&b"<html>login</html>".to_vec().into()).is_err());
     assert!(parse_search_body(b"{\"search-results\":").is_err());
 }
 
 #[test]
 fn each_action_is_judged_alone() {
-    let page = ActionsPage::parse(&fixture("actions-page-quirks.json")).unwrap();
-    let judged: Vec<_> = page.actions.iter().map(|r| Action::from_raw(r.get(), Tz::UTC)).collect();
+    let raws = page("actions-page-quirks.json").raw_actions();
+    let judged: Vec<_> = raws
+        .iter()
+        .map(|r| Action::from_raw(r.get(), Tz::UTC))
+        .collect();
     assert!(judged[0].is_ok() && judged[1].is_ok() && judged[2].is_ok());
     assert_eq!(judged[3].as_ref().unwrap_err(), "missing sessionId object");
     assert!(judged[4].as_ref().unwrap_err().contains("last tuesday"));
@@ -51,21 +63,31 @@ fn real_search_responses_decode() {
     assert_eq!(e.mpid, "83ebde9d-0812-4071-8fb7-a97c1472ceb9");
     assert_eq!(e.duration_ms, Some(6875847));
     assert_eq!(e.series.as_deref(), Some("20150221144"));
-    assert!(e.attachments.iter().any(|a| a.kind == "presentation/segment+preview"
-        && a.reference.as_deref().unwrap_or("").ends_with(";time=T00:02:33:0F1000")));
+    assert!(e
+        .attachments
+        .iter()
+        .any(|a| a.kind == "presentation/segment+preview"
+            && a.reference
+                .as_deref()
+                .unwrap_or("")
+                .ends_with(";time=T00:02:33:0F1000")));
     let h = episode("search-episode-example-HLS-episode.json");
-    assert_eq!((h.title.as_deref(), h.dc_description.as_deref()), (Some("HLS Test -2"), None));
+    assert_eq!(
+        (h.title.as_deref(), h.dc_description.as_deref()),
+        (Some("HLS Test -2"), None)
+    );
     let c = episode("search-episode-example-captions-episode.json");
     assert_eq!(c.mpid, e.mpid);
-    assert!(parse_search_body(&fixture("search-episode-none.json")).unwrap().is_empty());
+    assert!(parse_search_body(&fixture("search-episode-none.json"))
+        .unwrap()
+        .is_empty());
 }
 
 fn records() -> Vec<serde_json::Value> {
-    let page = ActionsPage::parse(&fixture("actions-page-quirks.json")).unwrap();
+    let raws = page("actions-page-quirks.json").raw_actions();
     let lecture = episode("search-episode-example-16x9Monostream-episode.json");
     let hls = episode("search-episode-example-HLS-episode.json");
-    page.actions
-        .iter()
+    raws.iter()
         .filter_map(|r| Action::from_raw(r.get(), Tz::UTC).ok())
         .map(|a| {
             let ep = [&lecture, &hls].into_iter().find(|e| e.mpid == a.mpid);
@@ -141,9 +163,10 @@ fn episode_start_falls_back_to_dc_created_in_utc() {
     e.series_title = None;
     let block = harvester::record::EpisodeBlock::from_meta(&e, Tz::UTC);
     assert_eq!(block.start.as_deref(), Some("2015-05-05T23:39:00Z"));
-    let page = ActionsPage::parse(&fixture("actions-page-one.json")).unwrap();
-    let a = Action::from_raw(page.actions[0].get(), Tz::UTC).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&Record::build(a, Some(&e), Tz::UTC).to_json()).unwrap();
+    let raws = page("actions-page-one.json").raw_actions();
+    let a = Action::from_raw(raws[0].get(), Tz::UTC).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&Record::build(a, Some(&e), Tz::UTC).to_json()).unwrap();
     // Without a series title none of course/series/year/term/cdn appear.
     for k in ["course", "series", "year", "term", "cdn"] {
         assert!(v["episode"].get(k).is_none(), "{k} should be absent: {v}");
@@ -157,11 +180,47 @@ fn workflows_decode_one_or_many_operations() {
         workflows: harvester::opencast::wire::MaybeEmpty<harvester::opencast::wire::WorkflowsBody>,
     }
     let w: W = serde_json::from_slice(&fixture("workflows-live.json")).unwrap();
-    let wfs: Vec<_> = w.workflows.0.unwrap().workflow.0.into_iter()
-        .filter_map(harvester::opencast::Workflow::from_wire).collect();
+    let wfs: Vec<_> = w
+        .workflows
+        .0
+        .unwrap()
+        .workflow
+        .0
+        .into_iter()
+        .filter_map(harvester::opencast::Workflow::from_wire)
+        .collect();
     assert_eq!(wfs.len(), 2);
     let newest = wfs.iter().max_by_key(|w| w.id).unwrap();
     assert_eq!(newest.id, 4002);
-    let capture = newest.operations.iter().find(|o| o.id == "capture").unwrap();
-    assert_eq!((capture.started_ms, capture.completed_ms), (Some(1456833600000), Some(1456837200000)));
+    let capture = newest
+        .operations
+        .iter()
+        .find(|o| o.id == "capture")
+        .unwrap();
+    assert_eq!(
+        (capture.started_ms, capture.completed_ms),
+        (Some(1456833600000), Some(1456837200000))
+    );
+}
+
+#[test]
+fn judging_a_page_quarantines_bad_actions_with_their_exact_text() {
+    // The one-pass decode succeeds here; the two bad actions are found by the judge.
+    let judged = harvester::opencast::JudgedPage::judge(page("actions-page-quirks.json"), Tz::UTC);
+    assert_eq!(judged.actions.len(), 3);
+    assert_eq!(judged.rejected.len(), 2);
+    assert!(
+        judged.rejected[0].0.contains("\"id\": 1784")
+            && judged.rejected[0].1 == "missing sessionId object"
+    );
+    assert!(judged.rejected[1].0.contains("last tuesday"));
+    // An element of the wrong shape makes the one-pass decode fail: each action is judged alone.
+    let odd = br#"{"actions":{"total":"2","action":[{"id":1,"mediapackageId":"m","sessionId":"flat","created":"2016-03-01T12:00:00Z"},
+        {"id":2,"mediapackageId":"m","sessionId":{"sessionId":"s"},"created":"2016-03-01T12:00:00Z"}]}}"#;
+    let judged = harvester::opencast::JudgedPage::judge(
+        ActionsPage::parse(&odd.to_vec().into()).unwrap(),
+        Tz::UTC,
+    );
+    assert_eq!((judged.actions.len(), judged.rejected.len()), (1, 1));
+    assert!(judged.rejected[0].0.contains("\"sessionId\":\"flat\""));
 }

@@ -15,7 +15,10 @@ async fn run_async(c: std::process::Command) -> std::process::Output {
 }
 
 fn ids(records: &[serde_json::Value]) -> Vec<i64> {
-    records.iter().map(|r| r["action_id"].as_i64().unwrap()).collect()
+    records
+        .iter()
+        .map(|r| r["action_id"].as_i64().unwrap())
+        .collect()
 }
 
 fn assert_unique_complete(got: &[i64], first: i64, n: usize) {
@@ -30,7 +33,15 @@ async fn records_match_the_contract_field_by_field() {
     let sim = start_sim(SimConfig::new(data(3000, 3600))).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 3_600_000_000), "-o", "-"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 3_600_000_000),
+        "-o",
+        "-",
+    ]);
     let out = run_async(c).await;
     assert_ok(&out);
     let recs = stdout_records(&out);
@@ -44,31 +55,62 @@ async fn records_match_the_contract_field_by_field() {
         unknown += (r["episode"] == serde_json::json!({})) as usize;
         live += (r["is_live"] == 1) as usize;
     }
-    assert!(unknown > 0 && live > 0, "the data should cover unknown episodes ({unknown}) and live ones ({live})");
+    assert!(
+        unknown > 0 && live > 0,
+        "the data should cover unknown episodes ({unknown}) and live ones ({live})"
+    );
     // The journal holds exactly what went out, and the summary says so.
     assert_eq!(journal_records(dir.path()).len(), 3000);
     let err = stderr(&out);
-    assert!(err.contains("harvest summary") && err.contains("actions=3000"), "{err}");
+    assert!(
+        err.contains("harvest summary") && err.contains("actions=3000"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn episode_lookups_are_cached_and_journaled() {
     let sim = start_sim(SimConfig::new(data(2000, 3600))).await;
     let dir = scratch();
-    let window = ["-s".to_string(), compact(t0()), "-e".into(), compact(t0() + 3_600_000_000)];
+    let window = [
+        "-s".to_string(),
+        compact(t0()),
+        "-e".into(),
+        compact(t0() + 3_600_000_000),
+    ];
     let mut c = harvester_for(dir.path(), &sim);
-    c.arg("harvest").args(&window).args(["-o", "none", "-b", "100"]);
+    c.arg("harvest")
+        .args(&window)
+        .args(["-o", "none", "-b", "100"]);
     assert_ok(&run_async(c).await);
     let distinct: HashSet<String> = (0..2000).map(|i| sim.data.action(i).mpid).collect();
-    let searches = sim.stats.search_requests.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(searches as usize, distinct.len(), "one look-up per media package");
+    let searches = sim
+        .stats
+        .search_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        searches as usize,
+        distinct.len(),
+        "one look-up per media package"
+    );
     // A second run (a new process, as from cron) starts warm from the journal: no look-ups.
     let mut c = harvester_for(dir.path(), &sim);
-    c.arg("harvest").args(&window).args(["-o", "none", "--no-update-last-ts"]);
+    c.arg("harvest")
+        .args(&window)
+        .args(["-o", "none", "--no-update-last-ts"]);
     let out = run_async(c).await;
     assert_ok(&out);
-    assert_eq!(sim.stats.search_requests.load(std::sync::atomic::Ordering::Relaxed), searches);
-    assert!(stderr(&out).contains("duplicates_skipped=2000"), "{}", stderr(&out));
+    assert_eq!(
+        sim.stats
+            .search_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        searches
+    );
+    assert!(
+        stderr(&out).contains("duplicates_skipped=2000"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,16 +119,35 @@ async fn wrong_password_is_a_clear_error_without_retry_loop() {
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
     c.env("MATTERHORN_REST_PASS", "not-the-password");
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 60_000_000), "-o", "-"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 60_000_000),
+        "-o",
+        "-",
+    ]);
     let out = run_async(c).await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("rejected the credentials of user 'opencast_system_account'"), "{err}");
+    assert!(
+        err.contains("rejected the credentials of user 'opencast_system_account'"),
+        "{err}"
+    );
     assert!(err.contains("MATTERHORN_REST_PASS"), "{err}");
-    assert!(!err.contains("not-the-password"), "the password leaked: {err}");
+    assert!(
+        !err.contains("not-the-password"),
+        "the password leaked: {err}"
+    );
     assert!(out.stdout.is_empty());
     // One challenge, one answer, one refusal: no retry loop.
-    assert!(sim.stats.challenges.load(std::sync::atomic::Ordering::Relaxed) <= 2);
+    assert!(
+        sim.stats
+            .challenges
+            .load(std::sync::atomic::Ordering::Relaxed)
+            <= 2
+    );
     assert_eq!(journal_records(dir.path()).len(), 0);
 }
 
@@ -98,18 +159,41 @@ async fn any_realm_and_expiring_nonces() {
     let sim = start_sim(cfg).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 600_000_000), "-o", "-", "-b", "50"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 600_000_000),
+        "-o",
+        "-",
+        "-b",
+        "50",
+    ]);
     let out = run_async(c).await;
     assert_ok(&out);
     assert_unique_complete(&ids(&stdout_records(&out)), 1000, 500);
-    assert!(sim.stats.challenges.load(std::sync::atomic::Ordering::Relaxed) > 5, "nonces were renewed");
+    assert!(
+        sim.stats
+            .challenges
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 5,
+        "nonces were renewed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_digest_header_opencast_redirects_to_login() {
     let sim = start_sim(SimConfig::new(data(10, 60))).await;
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = client.get(format!("{}/usertracking/actions.json", sim.url())).send().await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("{}/usertracking/actions.json", sim.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "/login.html");
     let r = client
@@ -128,37 +212,87 @@ async fn paging_across_quirks() {
         let sim = start_sim(SimConfig::new(data(n, 300))).await;
         let dir = scratch();
         let mut c = harvester_for(dir.path(), &sim);
-        c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 300_000_000), "-o", "-", "-b", &b.to_string()]);
+        c.args([
+            "harvest",
+            "-s",
+            &compact(t0()),
+            "-e",
+            &compact(t0() + 300_000_000),
+            "-o",
+            "-",
+            "-b",
+            &b.to_string(),
+        ]);
         let out = run_async(c).await;
         assert_ok(&out);
         assert_unique_complete(&ids(&stdout_records(&out)), 1000, n as usize);
-        let pages = sim.stats.actions_requests.load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(pages, n.div_ceil(b).max(1), "pages fetched for {n} actions by {b}");
+        let pages = sim
+            .stats
+            .actions_requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            pages,
+            n.div_ceil(b).max(1),
+            "pages fetched for {n} actions by {b}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_shuffled_pages_give_no_duplicates() {
     let mut cfg = SimConfig::new(data(1000, 600));
-    cfg.faults = Faults { overlap: 37, shuffle: true, ..Faults::default() };
+    cfg.faults = Faults {
+        overlap: 37,
+        shuffle: true,
+        ..Faults::default()
+    };
     let sim = start_sim(cfg).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 600_000_000), "-o", "-", "-b", "100"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 600_000_000),
+        "-o",
+        "-",
+        "-b",
+        "100",
+    ]);
     let out = run_async(c).await;
     assert_ok(&out);
     assert_unique_complete(&ids(&stdout_records(&out)), 1000, 1000);
-    assert!(stderr(&out).contains("duplicates_skipped=333"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("duplicates_skipped=333"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_still_yield_every_action_once() {
     let mut cfg = SimConfig::new(data(2000, 1200));
-    cfg.faults = Faults { fail_every: 3, truncate_every: 5, nonce_uses: 7, ..Faults::default() };
+    cfg.faults = Faults {
+        fail_every: 3,
+        truncate_every: 5,
+        nonce_uses: 7,
+        ..Faults::default()
+    };
     let sim = start_sim(cfg).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 1_200_000_000), "-o", "-", "-b", "100"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 1_200_000_000),
+        "-o",
+        "-",
+        "-b",
+        "100",
+    ]);
     let out = run_async(c).await;
     assert_ok(&out);
     assert_unique_complete(&ids(&stdout_records(&out)), 1000, 2000);
@@ -171,7 +305,11 @@ async fn faults_still_yield_every_action_once() {
 async fn opencast_down_fails_clearly_and_keeps_the_checkpoint() {
     let dir = scratch();
     // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = harvester(dir.path());
     c.env("MATTERHORN_ENGAGE_HOST", format!("127.0.0.1:{port}"))
         .env("MATTERHORN_REST_USER", USER)
@@ -189,30 +327,58 @@ async fn opencast_down_fails_clearly_and_keeps_the_checkpoint() {
 async fn span_check_counts_days_and_names_both_remedies() {
     let sim = start_sim(SimConfig::new(data(600, 2 * 86_400))).await;
     let dir = scratch();
-    let window = ["-s".to_string(), compact(t0()), "-e".into(), compact(t0() + 2 * 86_400_000_000)];
+    let window = [
+        "-s".to_string(),
+        compact(t0()),
+        "-e".into(),
+        compact(t0() + 2 * 86_400_000_000),
+    ];
     // Two days against a one-hour limit: the original's timedelta.seconds let this through.
     let mut c = harvester_for(dir.path(), &sim);
-    c.env("MAX_START_END_SPAN", "3600").arg("harvest").args(&window).args(["-o", "-"]);
+    c.env("MAX_START_END_SPAN", "3600")
+        .arg("harvest")
+        .args(&window)
+        .args(["-o", "-"]);
     let out = run_async(c).await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("spans 172800 s") && err.contains("MAX_START_END_SPAN=3600"), "{err}");
-    assert!(err.contains("--disable-start-end-span-check") && err.contains("checkpoint --clear"), "{err}");
-    assert_eq!(sim.stats.actions_requests.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(
+        err.contains("spans 172800 s") && err.contains("MAX_START_END_SPAN=3600"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--disable-start-end-span-check") && err.contains("checkpoint --clear"),
+        "{err}"
+    );
+    assert_eq!(
+        sim.stats
+            .actions_requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     // --catch-up harvests it in 48 one-hour windows.
     let mut c = harvester_for(dir.path(), &sim);
-    c.env("MAX_START_END_SPAN", "3600").arg("harvest").args(&window).args(["-o", "-", "--catch-up"]);
+    c.env("MAX_START_END_SPAN", "3600")
+        .arg("harvest")
+        .args(&window)
+        .args(["-o", "-", "--catch-up"]);
     let out = run_async(c).await;
     assert_ok(&out);
     assert_unique_complete(&ids(&stdout_records(&out)), 1000, 600);
     assert!(stderr(&out).contains("window=48"), "{}", stderr(&out));
     // --disable-start-end-span-check harvests it at once (nothing new by now).
     let mut c = harvester_for(dir.path(), &sim);
-    c.env("MAX_START_END_SPAN", "3600").arg("harvest").args(&window)
+    c.env("MAX_START_END_SPAN", "3600")
+        .arg("harvest")
+        .args(&window)
         .args(["-o", "-", "--disable-start-end-span-check"]);
     let out = run_async(c).await;
     assert_ok(&out);
-    assert!(stderr(&out).contains("duplicates_skipped=600"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("duplicates_skipped=600"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn checkpoint_of(dir: &std::path::Path) -> Option<String> {
@@ -227,12 +393,28 @@ async fn checkpoint_resumes_inside_a_second_without_duplicates() {
     let dir = scratch();
     let mid = t0() + 300_000_000;
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(mid), "-o", "-"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(mid),
+        "-o",
+        "-",
+    ]);
     let first = run_async(c).await;
     assert_ok(&first);
     let cp = checkpoint_of(dir.path()).expect("checkpoint set");
-    let last = stdout_records(&first).iter().map(|r| r["timestamp"].as_str().unwrap().to_string()).max().unwrap();
-    assert_eq!(cp, last[..19].replace(['-', 'T', ':'], ""), "checkpoint = last action's second");
+    let last = stdout_records(&first)
+        .iter()
+        .map(|r| r["timestamp"].as_str().unwrap().to_string())
+        .max()
+        .unwrap();
+    assert_eq!(
+        cp,
+        last[..19].replace(['-', 'T', ':'], ""),
+        "checkpoint = last action's second"
+    );
     // No --start: from the checkpoint (inclusive), to --end.
     let mut c = harvester_for(dir.path(), &sim);
     c.args(["harvest", "-e", &compact(t0() + 600_000_000), "-o", "-"]);
@@ -241,7 +423,10 @@ async fn checkpoint_resumes_inside_a_second_without_duplicates() {
     let mut all = ids(&stdout_records(&first));
     all.extend(ids(&stdout_records(&second)));
     assert_unique_complete(&all, 1000, 6000);
-    assert!(!stderr(&second).contains("duplicates_skipped=0"), "the checkpoint second was re-read and deduped");
+    assert!(
+        !stderr(&second).contains("duplicates_skipped=0"),
+        "the checkpoint second was re-read and deduped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,19 +434,39 @@ async fn no_update_last_ts_leaves_the_checkpoint() {
     let sim = start_sim(SimConfig::new(data(1000, 3600))).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 600_000_000), "-o", "none"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 600_000_000),
+        "-o",
+        "none",
+    ]);
     assert_ok(&run_async(c).await);
     let cp = checkpoint_of(dir.path());
     assert!(cp.is_some());
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0() + 1_800_000_000), "-e", &compact(t0() + 3_600_000_000)])
-        .args(["-o", "none", "--no_update_last_ts"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0() + 1_800_000_000),
+        "-e",
+        &compact(t0() + 3_600_000_000),
+    ])
+    .args(["-o", "none", "--no_update_last_ts"]);
     assert_ok(&run_async(c).await);
     assert_eq!(checkpoint_of(dir.path()), cp);
     // --update-last-ts after --no-update-last-ts: the last one wins.
     let mut c = harvester_for(dir.path(), &sim);
-    c.args(["harvest", "-s", &compact(t0() + 1_800_000_000), "-e", &compact(t0() + 3_600_000_000)])
-        .args(["-o", "none", "--no-update-last-ts", "--update-last-ts"]);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0() + 1_800_000_000),
+        "-e",
+        &compact(t0() + 3_600_000_000),
+    ])
+    .args(["-o", "none", "--no-update-last-ts", "--update-last-ts"]);
     assert_ok(&run_async(c).await);
     assert_ne!(checkpoint_of(dir.path()), cp);
 }
@@ -274,16 +479,35 @@ async fn malformed_actions_go_to_dead_letters_once() {
     let dir = scratch();
     for _ in 0..2 {
         let mut c = harvester_for(dir.path(), &sim);
-        c.args(["harvest", "-s", &compact(t0()), "-e", &compact(t0() + 300_000_000), "-o", "none"]);
+        c.args([
+            "harvest",
+            "-s",
+            &compact(t0()),
+            "-e",
+            &compact(t0() + 300_000_000),
+            "-o",
+            "none",
+        ]);
         let out = run_async(c).await;
         assert_ok(&out);
     }
     let j = Journal::open(&journal_path(dir.path())).unwrap();
     let dead = j.dead_letters().unwrap();
-    assert_eq!(dead.len(), 50, "each malformed action stored once, across two runs");
-    assert!(dead.iter().any(|(_, d)| d.reason == "missing sessionId object"));
-    assert!(dead.iter().any(|(_, d)| d.reason.contains("not-a-date") && d.raw.contains("\"created\":\"not-a-date\"")));
-    assert!(dead.iter().all(|(_, d)| d.source.starts_with("usertracking/actions.json?start=")));
+    assert_eq!(
+        dead.len(),
+        50,
+        "each malformed action stored once, across two runs"
+    );
+    assert!(dead
+        .iter()
+        .any(|(_, d)| d.reason == "missing sessionId object"));
+    assert!(dead
+        .iter()
+        .any(|(_, d)| d.reason.contains("not-a-date")
+            && d.raw.contains("\"created\":\"not-a-date\"")));
+    assert!(dead
+        .iter()
+        .all(|(_, d)| d.source.starts_with("usertracking/actions.json?start=")));
     assert_eq!(j.read_from(0, usize::MAX).unwrap().1.len(), 450);
 }
 
@@ -296,19 +520,45 @@ async fn a_second_process_gets_journal_in_use() {
     c.args(["harvest", "-o", "-"]);
     let out = run_async(c).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("is in use by another harvester process"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is in use by another harvester process"),
+        "{}",
+        stderr(&out)
+    );
     drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_settings_exit_2_with_the_setting_named() {
     let dir = scratch();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["harvest", "-o", "-"], vec![], "MATTERHORN_ENGAGE_HOST"),
-        (vec!["harvest", "-o", "-", "-s", "2016-03-01"], vec![("MATTERHORN_ENGAGE_HOST", "x")], "YYYYMMDDHHmmss"),
-        (vec!["harvest"], vec![("MATTERHORN_ENGAGE_HOST", "x"), ("MATTERHORN_REST_USER", "u"), ("MATTERHORN_REST_PASS", "p")], "SQS_QUEUE_NAME"),
+        (
+            vec!["harvest", "-o", "-", "-s", "2016-03-01"],
+            vec![("MATTERHORN_ENGAGE_HOST", "x")],
+            "YYYYMMDDHHmmss",
+        ),
+        (
+            vec!["harvest"],
+            vec![
+                ("MATTERHORN_ENGAGE_HOST", "x"),
+                ("MATTERHORN_REST_USER", "u"),
+                ("MATTERHORN_REST_PASS", "p"),
+            ],
+            "SQS_QUEUE_NAME",
+        ),
         (vec!["harvest", "-o", "kafka"], vec![], "not a sink"),
-        (vec!["harvest", "-o", "-"], vec![("MATTERHORN_ENGAGE_HOST", "x"), ("MATTERHORN_REST_USER", "u"), ("MATTERHORN_REST_PASS", "p"), ("OPENCAST_TIMEZONE", "Mars/Olympus")], "OPENCAST_TIMEZONE"),
+        (
+            vec!["harvest", "-o", "-"],
+            vec![
+                ("MATTERHORN_ENGAGE_HOST", "x"),
+                ("MATTERHORN_REST_USER", "u"),
+                ("MATTERHORN_REST_PASS", "p"),
+                ("OPENCAST_TIMEZONE", "Mars/Olympus"),
+            ],
+            "OPENCAST_TIMEZONE",
+        ),
         (vec!["harvest", "-b", "0"], vec![], "batch-size"),
     ];
     for (args, env, needle) in cases {
@@ -316,7 +566,11 @@ async fn bad_settings_exit_2_with_the_setting_named() {
         c.args(&args).envs(env);
         let out = run_async(c).await;
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(needle), "{args:?} should name {needle}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(needle),
+            "{args:?} should name {needle}: {}",
+            stderr(&out)
+        );
     }
 }
 
@@ -329,28 +583,51 @@ async fn settings_precedence_flags_env_dotenv_and_secret_hygiene() {
         format!("MATTERHORN_ENGAGE_HOST={}\nMATTERHORN_REST_USER={USER}\nMATTERHORN_REST_PASS=from-dotenv-wrong\n", sim.url()),
     )
     .unwrap();
-    let window = ["-s".to_string(), compact(t0()), "-e".into(), compact(t0() + 60_000_000)];
+    let window = [
+        "-s".to_string(),
+        compact(t0()),
+        "-e".into(),
+        compact(t0() + 60_000_000),
+    ];
     // .env alone: its wrong password is used.
     let mut c = harvester(dir.path());
     c.arg("harvest").args(&window).args(["-o", "-"]);
     assert_eq!(run_async(c).await.status.code(), Some(1));
     // The environment wins over .env.
     let mut c = harvester(dir.path());
-    c.env("MATTERHORN_REST_PASS", PASS).arg("harvest").args(&window).args(["-o", "-", "--no-update-last-ts"]);
+    c.env("MATTERHORN_REST_PASS", PASS)
+        .arg("harvest")
+        .args(&window)
+        .args(["-o", "-", "--no-update-last-ts"]);
     assert_ok(&run_async(c).await);
     // A flag wins over the environment; underscore spellings of the original work.
     let mut c = harvester(dir.path());
-    c.env("MATTERHORN_REST_PASS", "env-wrong").env("MATTERHORN_ENGAGE_HOST", "nowhere.invalid")
-        .arg("harvest").args(&window)
-        .args(["-p", PASS, "--engage_host", &sim.url(), "--batch_size", "7", "-o", "-"]);
+    c.env("MATTERHORN_REST_PASS", "env-wrong")
+        .env("MATTERHORN_ENGAGE_HOST", "nowhere.invalid")
+        .arg("harvest")
+        .args(&window)
+        .args([
+            "-p",
+            PASS,
+            "--engage_host",
+            &sim.url(),
+            "--batch_size",
+            "7",
+            "-o",
+            "-",
+        ]);
     let out = run_async(c).await;
     assert_ok(&out);
     // Secrets never in --help.
     let mut c = harvester(dir.path());
-    c.env("MATTERHORN_REST_PASS", "supersecret-value").args(["harvest", "--help"]);
+    c.env("MATTERHORN_REST_PASS", "supersecret-value")
+        .args(["harvest", "--help"]);
     let help = run_async(c).await;
     let text = String::from_utf8_lossy(&help.stdout);
-    assert!(text.contains("--engage-host") && !text.contains("supersecret-value"), "{text}");
+    assert!(
+        text.contains("--engage-host") && !text.contains("supersecret-value"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -360,13 +637,16 @@ async fn json_logs_and_loggly_delivery() {
     let g = got.clone();
     let app = Router::new().route(
         "/bulk/{token}/tag/{tags}/",
-        post(move |axum::extract::Path((token, tags)): axum::extract::Path<(String, String)>, body: String| {
-            let g = g.clone();
-            async move {
-                g.lock().unwrap().push((format!("{token} {tags}"), body));
-                "ok"
-            }
-        }),
+        post(
+            move |axum::extract::Path((token, tags)): axum::extract::Path<(String, String)>,
+                  body: String| {
+                let g = g.clone();
+                async move {
+                    g.lock().unwrap().push((format!("{token} {tags}"), body));
+                    "ok"
+                }
+            },
+        ),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let loggly = format!("http://{}", listener.local_addr().unwrap());
@@ -374,12 +654,25 @@ async fn json_logs_and_loggly_delivery() {
     let sim = start_sim(SimConfig::new(data(50, 60))).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.env("LOGGLY_TOKEN", "tok123").env("LOGGLY_TAGS", "dce, test").env("LOGGLY_URL", &loggly);
-    c.args(["--log-format", "json", "harvest", "-s", &compact(t0()), "-e", &compact(t0() + 60_000_000), "-o", "-"]);
+    c.env("LOGGLY_TOKEN", "tok123")
+        .env("LOGGLY_TAGS", "dce, test")
+        .env("LOGGLY_URL", &loggly);
+    c.args([
+        "--log-format",
+        "json",
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 60_000_000),
+        "-o",
+        "-",
+    ]);
     let out = run_async(c).await;
     assert_ok(&out);
     for line in stderr(&out).lines() {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let got = got.lock().unwrap();

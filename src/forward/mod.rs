@@ -57,7 +57,11 @@ impl Sink {
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
     #[error("sink {sink}: {source} ({forwarded} records were forwarded before; the rest stay in the journal and go out next run)")]
-    Sink { sink: String, forwarded: u64, source: SinkError },
+    Sink {
+        sink: String,
+        forwarded: u64,
+        source: SinkError,
+    },
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("internal task failed: {0}")]
@@ -81,7 +85,10 @@ pub async fn forward(
     cursor: &str,
 ) -> Result<ForwardSummary, ForwardError> {
     let mut pos = journal.cursor(cursor)?;
-    let mut sum = ForwardSummary { forwarded: 0, cursor: pos };
+    let mut sum = ForwardSummary {
+        forwarded: 0,
+        cursor: pos,
+    };
     loop {
         let j = journal.clone();
         let (first, records) = tokio::task::spawn_blocking(move || j.read_from(pos, CHUNK))
@@ -107,7 +114,11 @@ pub async fn forward(
             sum.cursor = pos;
         }
         if let Err(source) = result {
-            return Err(ForwardError::Sink { sink: cursor.to_string(), forwarded: sum.forwarded, source });
+            return Err(ForwardError::Sink {
+                sink: cursor.to_string(),
+                forwarded: sum.forwarded,
+                source,
+            });
         }
     }
     Ok(sum)

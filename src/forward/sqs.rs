@@ -61,12 +61,17 @@ struct Entry {
 
 impl SqsSink {
     /// Finds the queue, creating it (FIFO when the name ends in `.fifo`) when missing.
-    pub async fn connect(client: aws_sdk_sqs::Client, cfg: SqsConfig) -> Result<SqsSink, SinkError> {
+    pub async fn connect(
+        client: aws_sdk_sqs::Client,
+        cfg: SqsConfig,
+    ) -> Result<SqsSink, SinkError> {
         let name = cfg.queue_name.clone();
         let fifo = name.ends_with(".fifo");
-        let fail = |what: &str, e: String| SinkError {
+        let fail = |what: &str, e: String| {
+            SinkError {
             acked: 0,
             message: format!("SQS queue '{name}': {what}: {e}; check SQS_QUEUE_NAME, AWS credentials/region and AWS_ENDPOINT_URL"),
+        }
         };
         let url = match client.get_queue_url().queue_name(&name).send().await {
             Ok(out) => out.queue_url().unwrap_or_default().to_string(),
@@ -90,7 +95,13 @@ impl SqsSink {
             }
             Err(e) => return Err(fail("cannot look it up", describe(&e))),
         };
-        Ok(SqsSink { client, queue_url: url, fifo, cfg, calls: Arc::new(AtomicU64::new(0)) })
+        Ok(SqsSink {
+            client,
+            queue_url: url,
+            fifo,
+            cfg,
+            calls: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     pub fn queue_url(&self) -> &str {
@@ -126,7 +137,10 @@ impl SqsSink {
                 cur_bytes = 0;
             }
             cur_bytes += body.len();
-            cur.push(Entry { body, action_id: r.action_id });
+            cur.push(Entry {
+                body,
+                action_id: r.action_id,
+            });
         }
         if !cur.is_empty() {
             batches.push(cur);
@@ -153,11 +167,16 @@ impl SqsSink {
         for attempt in 0..=self.cfg.retries {
             if attempt > 0 {
                 let ms = (100u64 << (attempt - 1).min(6)).min(5_000);
-                tokio::time::sleep(Duration::from_millis(ms / 2 + rand::random::<u64>() % (ms / 2 + 1))).await;
+                tokio::time::sleep(Duration::from_millis(
+                    ms / 2 + rand::random::<u64>() % (ms / 2 + 1),
+                ))
+                .await;
             }
             let mut req = self.client.send_message_batch().queue_url(&self.queue_url);
             for (i, e) in &pending {
-                let mut b = SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(&e.body);
+                let mut b = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&e.body);
                 if self.fifo {
                     b = b
                         .message_deduplication_id(e.action_id.to_string())
@@ -180,9 +199,14 @@ impl SqsSink {
                     if failed.iter().all(|f| f.sender_fault()) {
                         return Err(format!("SQS refused {} message(s): {last}", failed.len()));
                     }
-                    let ids: std::collections::HashSet<&str> = failed.iter().map(|f| f.id()).collect();
+                    let ids: std::collections::HashSet<&str> =
+                        failed.iter().map(|f| f.id()).collect();
                     pending.retain(|(i, _)| ids.contains(i.to_string().as_str()));
-                    tracing::warn!(failed = pending.len(), attempt, "SQS batch partly failed; resending those entries");
+                    tracing::warn!(
+                        failed = pending.len(),
+                        attempt,
+                        "SQS batch partly failed; resending those entries"
+                    );
                 }
                 Err(e) => {
                     last = describe(&e);
@@ -190,6 +214,9 @@ impl SqsSink {
                 }
             }
         }
-        Err(format!("SQS SendMessageBatch kept failing after {} attempts: {last}", self.cfg.retries + 1))
+        Err(format!(
+            "SQS SendMessageBatch kept failing after {} attempts: {last}",
+            self.cfg.retries + 1
+        ))
     }
 }

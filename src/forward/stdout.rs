@@ -21,6 +21,9 @@ impl StdoutSink {
         let mut out = std::io::stdout().lock();
         out.write_all(&self.buf)
             .and_then(|_| out.flush())
-            .map_err(|e| SinkError { acked: 0, message: format!("writing to stdout: {e}") })
+            .map_err(|e| SinkError {
+                acked: 0,
+                message: format!("writing to stdout: {e}"),
+            })
     }
 }

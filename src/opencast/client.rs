@@ -57,9 +57,17 @@ pub enum OpencastError {
     )]
     Redirected { url: String, location: String },
     #[error("Opencast answered {status} for {url}: {snippet}")]
-    Status { url: String, status: u16, snippet: String },
+    Status {
+        url: String,
+        status: u16,
+        snippet: String,
+    },
     #[error("Opencast request {url} failed {attempts} times, last: {last}; is the node up and reachable?")]
-    Exhausted { url: String, attempts: u32, last: String },
+    Exhausted {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
     #[error("bad Opencast address '{0}': give a host, host:port or a full http(s) URL")]
     BadHost(String),
 }
@@ -97,7 +105,11 @@ pub fn base_url(host: &str) -> Result<Url, OpencastError> {
     if h.is_empty() {
         return Err(OpencastError::BadHost(host.to_string()));
     }
-    let full = if h.contains("://") { h.to_string() } else { format!("http://{h}") };
+    let full = if h.contains("://") {
+        h.to_string()
+    } else {
+        format!("http://{h}")
+    };
     let url = Url::parse(&full).map_err(|_| OpencastError::BadHost(host.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(OpencastError::BadHost(host.to_string()));
@@ -130,7 +142,7 @@ impl Client {
     pub async fn get_parsed<T>(
         &self,
         url: &Url,
-        parse: impl Fn(&[u8]) -> Result<T, DecodeError>,
+        parse: impl Fn(&bytes::Bytes) -> Result<T, DecodeError>,
     ) -> Result<T, OpencastError> {
         let attempts = self.cfg.retries + 1;
         let mut last = String::new();
@@ -155,12 +167,17 @@ impl Client {
                 Err(Attempt::Fatal(e)) => return Err(e),
             }
         }
-        Err(OpencastError::Exhausted { url: url.to_string(), attempts, last })
+        Err(OpencastError::Exhausted {
+            url: url.to_string(),
+            attempts,
+            last,
+        })
     }
 
     /// GETs `url` and returns the raw body (the benchmark's "bare fetch").
     pub async fn get_bytes(&self, url: &Url) -> Result<bytes::Bytes, OpencastError> {
-        self.get_parsed(url, |b| Ok(bytes::Bytes::copy_from_slice(b))).await
+        self.get_parsed(url, |b| Ok(bytes::Bytes::copy_from_slice(b)))
+            .await
     }
 
     async fn attempt(&self, url: &Url) -> Result<bytes::Bytes, Attempt> {
@@ -189,9 +206,18 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?")
                 .to_string();
-            return Err(Attempt::Fatal(OpencastError::Redirected { url: url.to_string(), location }));
+            return Err(Attempt::Fatal(OpencastError::Redirected {
+                url: url.to_string(),
+                location,
+            }));
         }
-        let snippet: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+        let snippet: String = resp
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
         Err(Attempt::Fatal(OpencastError::Status {
             url: url.to_string(),
             status: status.as_u16(),
@@ -233,7 +259,10 @@ impl Client {
                 v.set_sensitive(true);
                 req = req.header(AUTHORIZATION, v);
             }
-            let resp = req.send().await.map_err(|e| Attempt::Transient(describe(&e)))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| Attempt::Transient(describe(&e)))?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -243,7 +272,11 @@ impl Client {
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .find_map(Challenge::parse)
-                .ok_or_else(|| Attempt::Fatal(OpencastError::NoChallenge { url: url.to_string() }))?;
+                .ok_or_else(|| {
+                    Attempt::Fatal(OpencastError::NoChallenge {
+                        url: url.to_string(),
+                    })
+                })?;
             let limit = if challenge.stale { 2 } else { 1 };
             if answered >= limit {
                 return Err(Attempt::Fatal(OpencastError::CredentialsRejected {
@@ -275,9 +308,15 @@ mod tests {
 
     #[test]
     fn hosts_and_urls() {
-        assert_eq!(base_url("oc.example.edu").unwrap().as_str(), "http://oc.example.edu/");
+        assert_eq!(
+            base_url("oc.example.edu").unwrap().as_str(),
+            "http://oc.example.edu/"
+        );
         assert_eq!(base_url("oc:8080").unwrap().as_str(), "http://oc:8080/");
-        assert_eq!(base_url("https://oc.example.edu/").unwrap().as_str(), "https://oc.example.edu/");
+        assert_eq!(
+            base_url("https://oc.example.edu/").unwrap().as_str(),
+            "https://oc.example.edu/"
+        );
         assert!(base_url("").is_err());
         assert!(base_url("ftp://x").is_err());
     }

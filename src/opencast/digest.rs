@@ -34,7 +34,10 @@ impl Challenge {
                 .get("qop")
                 .map(|q| q.split(',').any(|x| x.trim().eq_ignore_ascii_case("auth")))
                 .unwrap_or(false),
-            stale: p.get("stale").map(|s| s.eq_ignore_ascii_case("true")).unwrap_or(false),
+            stale: p
+                .get("stale")
+                .map(|s| s.eq_ignore_ascii_case("true"))
+                .unwrap_or(false),
         })
     }
 
@@ -194,8 +197,18 @@ mod tests {
             r#"Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#,
         )
         .unwrap();
-        let h = c.authorization("Mufasa", "Circle Of Life", "GET", "/dir/index.html", 1, "0a4f113b");
-        assert!(h.contains(r#"response="6629fae49393a05397450978507c4ef1""#), "{h}");
+        let h = c.authorization(
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            1,
+            "0a4f113b",
+        );
+        assert!(
+            h.contains(r#"response="6629fae49393a05397450978507c4ef1""#),
+            "{h}"
+        );
         let creds = Credentials::parse(&h).unwrap();
         assert!(creds.verify("Circle Of Life", "GET"));
         assert!(!creds.verify("wrong", "GET"));

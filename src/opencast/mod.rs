@@ -9,7 +9,7 @@ pub mod types;
 pub mod wire;
 
 pub use client::{base_url, Client, ClientConfig, OpencastError};
-pub use types::{Action, Attachment, EpisodeMeta, Operation, Workflow};
+pub use types::{Action, Attachment, EpisodeMeta, JudgedPage, Operation, Workflow};
 pub use wire::ActionsPage;
 
 use reqwest::Url;
@@ -26,7 +26,11 @@ pub struct Opencast {
 
 impl Opencast {
     pub fn new(client: Client, engage: Url, admin: Option<Url>) -> Opencast {
-        Opencast { client, engage, admin }
+        Opencast {
+            client,
+            engage,
+            admin,
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -35,7 +39,10 @@ impl Opencast {
 
     /// The URL of one page of user actions (`start`/`end` already in the server's zone).
     pub fn actions_url(&self, start: &str, end: &str, limit: u64, offset: u64) -> Url {
-        let mut u = self.engage.join("usertracking/actions.json").expect("static path");
+        let mut u = self
+            .engage
+            .join("usertracking/actions.json")
+            .expect("static path");
         u.query_pairs_mut()
             .append_pair("start", start)
             .append_pair("end", end)
@@ -49,14 +56,26 @@ impl Opencast {
         self.client.get_parsed(url, ActionsPage::parse).await
     }
 
+    /// One page of user actions, judged action by action (the CPU work stays in the caller's task).
+    pub async fn judged_page(
+        &self,
+        url: &Url,
+        tz: chrono_tz::Tz,
+    ) -> Result<JudgedPage, OpencastError> {
+        Ok(JudgedPage::judge(self.actions_page(url).await?, tz))
+    }
+
     /// The episode with media package id `mpid`, deleted ones included; `None` when unknown.
     pub async fn episode(&self, mpid: &str) -> Result<Option<EpisodeMeta>, OpencastError> {
-        let mut u = self.engage.join("search/episode.json").expect("static path");
+        let mut u = self
+            .engage
+            .join("search/episode.json")
+            .expect("static path");
         u.query_pairs_mut()
             .append_pair("id", mpid)
             .append_pair("limit", "1")
             .append_pair("includeDeleted", "true");
-        let found = self.client.get_parsed(&u, parse_search).await?;
+        let found = self.client.get_parsed(&u, |b| parse_search(b)).await?;
         Ok(found.into_iter().find(|e| e.mpid == mpid))
     }
 
@@ -67,14 +86,17 @@ impl Opencast {
         limit: u64,
         offset: u64,
     ) -> Result<Vec<EpisodeMeta>, OpencastError> {
-        let mut u = self.engage.join("search/episode.json").expect("static path");
+        let mut u = self
+            .engage
+            .join("search/episode.json")
+            .expect("static path");
         u.query_pairs_mut()
             .append_pair("createdFrom", created_from)
             .append_pair("sort", "DATE_CREATED")
             .append_pair("limit", &limit.to_string())
             .append_pair("offset", &offset.to_string())
             .append_pair("includeDeleted", "true");
-        self.client.get_parsed(&u, parse_search).await
+        self.client.get_parsed(&u, |b| parse_search(b)).await
     }
 
     /// SUCCEEDED workflows of `definition` for one media package (admin node).
@@ -96,7 +118,7 @@ impl Opencast {
             .append_pair("startPage", "0");
         self.client
             .get_parsed(&u, |b| {
-                let env: WorkflowsEnvelope = serde_json::from_slice(b)
+                let env: WorkflowsEnvelope = serde_json::from_slice(&b[..])
                     .map_err(|e| DecodeError(format!("not a workflow list: {e}")))?;
                 Ok(env
                     .workflows
@@ -112,8 +134,8 @@ impl Opencast {
 }
 
 fn parse_search(b: &[u8]) -> Result<Vec<EpisodeMeta>, DecodeError> {
-    let env: SearchEnvelope = serde_json::from_slice(b)
-        .map_err(|e| DecodeError(format!("not a search result: {e}")))?;
+    let env: SearchEnvelope =
+        serde_json::from_slice(b).map_err(|e| DecodeError(format!("not a search result: {e}")))?;
     Ok(env
         .results
         .0

@@ -6,7 +6,7 @@
 
 use chrono_tz::Tz;
 
-use super::wire::{WireAction, WireEpisode, WireWorkflow};
+use super::wire::{ActionsPage, PageActions, WireAction, WireEpisode, WireWorkflow};
 use crate::timefmt;
 
 /// A user action, validated: everything a record needs, in strict types.
@@ -42,7 +42,10 @@ impl Action {
             .filter(|s| !s.trim().is_empty())
             .ok_or("missing mediapackageId")?;
         let session = w.session_id.ok_or("missing sessionId object")?;
-        let session_id = session.session_id.map(|s| s.0).ok_or("missing sessionId.sessionId")?;
+        let session_id = session
+            .session_id
+            .map(|s| s.0)
+            .ok_or("missing sessionId.sessionId")?;
         let created = w.created.ok_or("missing created time")?.0;
         let created_us = timefmt::parse_xsd(&created, tz).map_err(|e| e.to_string())?;
         Ok(Action {
@@ -59,6 +62,53 @@ impl Action {
             is_playing: w.is_playing.map(|p| p.0).unwrap_or(0),
             created_us,
         })
+    }
+}
+
+/// A page judged action by action: the good ones, and the rest as `(raw JSON, reason)`.
+#[derive(Debug, Default)]
+pub struct JudgedPage {
+    pub total: i64,
+    pub actions: Vec<Action>,
+    pub rejected: Vec<(String, String)>,
+}
+
+impl JudgedPage {
+    pub fn judge(page: ActionsPage, tz: Tz) -> JudgedPage {
+        let mut out = JudgedPage {
+            total: page.total,
+            ..JudgedPage::default()
+        };
+        out.actions.reserve(page.len());
+        let ActionsPage { actions, body, .. } = page;
+        match actions {
+            PageActions::Decoded(wire) => {
+                let mut bad = Vec::new();
+                for (i, w) in wire.into_iter().enumerate() {
+                    match Action::from_wire(w, tz) {
+                        Ok(a) => out.actions.push(a),
+                        Err(reason) => bad.push((i, reason)),
+                    }
+                }
+                if !bad.is_empty() {
+                    // Rare: find the exact text of each rejected action.
+                    let raws = ActionsPage::raw_actions_of(&body);
+                    for (i, reason) in bad {
+                        let raw = raws.get(i).map(|r| r.get().to_string()).unwrap_or_default();
+                        out.rejected.push((raw, reason));
+                    }
+                }
+            }
+            PageActions::Raw(raw) => {
+                for r in raw {
+                    match Action::from_raw(r.get(), tz) {
+                        Ok(a) => out.actions.push(a),
+                        Err(reason) => out.rejected.push((r.get().to_string(), reason)),
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -95,7 +145,8 @@ impl EpisodeMeta {
             .or(w.id)
             .map(|s| s.0)
             .filter(|s| !s.is_empty())?;
-        let non_empty = |s: Option<super::wire::LenientString>| s.map(|s| s.0).filter(|s| !s.is_empty());
+        let non_empty =
+            |s: Option<super::wire::LenientString>| s.map(|s| s.0).filter(|s| !s.is_empty());
         let (title, duration_ms, start, series, series_title, attachments) = match mp {
             Some(m) => (
                 non_empty(m.title),

@@ -238,14 +238,23 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for MaybeEmpty<T> {
 // ---------------------------------------------------------------------------------------------
 // /usertracking/actions.json
 
-/// One page of `/usertracking/actions.json`; each action is kept raw so that a malformed one can
-/// be quarantined with its exact text while its neighbours go on.
+/// The actions of a page: decoded in one pass when every element has the expected shape,
+/// else kept raw so that each can be judged alone.
+#[derive(Debug)]
+pub enum PageActions {
+    Decoded(Vec<WireAction>),
+    Raw(Vec<Box<RawValue>>),
+}
+
+/// One page of `/usertracking/actions.json`. The body is kept so that the exact text of an
+/// action that turns out malformed can be quarantined with it.
 #[derive(Debug)]
 pub struct ActionsPage {
     pub total: i64,
     pub offset: i64,
     pub limit: i64,
-    pub actions: Vec<Box<RawValue>>,
+    pub actions: PageActions,
+    pub body: bytes::Bytes,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +270,20 @@ struct ActionsBody {
     action: Option<Box<RawValue>>,
 }
 
+#[derive(Deserialize)]
+struct DecodedEnvelope {
+    actions: MaybeEmpty<DecodedBody>,
+}
+
+#[derive(Deserialize)]
+struct DecodedBody {
+    total: Option<LenientI64>,
+    offset: Option<LenientI64>,
+    limit: Option<LenientI64>,
+    #[serde(default)]
+    action: OneOrMany<WireAction>,
+}
+
 /// Why a response body could not be read as the expected document.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -269,22 +292,78 @@ pub struct DecodeError(pub String);
 impl ActionsPage {
     /// Decodes a page body. A body that is not the expected envelope (truncated, HTML, ...) is an
     /// error; an individual action that is odd is not (it is judged later, alone).
-    pub fn parse(body: &[u8]) -> Result<ActionsPage, DecodeError> {
+    pub fn parse(body: &bytes::Bytes) -> Result<ActionsPage, DecodeError> {
+        // One pass over the body in the common case.
+        if let Ok(env) = serde_json::from_slice::<DecodedEnvelope>(body) {
+            let Some(b) = env.actions.0 else {
+                return Ok(ActionsPage::empty(body));
+            };
+            let actions = b.action.0;
+            return Ok(ActionsPage {
+                total: b.total.map(|n| n.0).unwrap_or(actions.len() as i64),
+                offset: b.offset.map(|n| n.0).unwrap_or(0),
+                limit: b.limit.map(|n| n.0).unwrap_or(0),
+                actions: PageActions::Decoded(actions),
+                body: body.clone(),
+            });
+        }
+        // Some element has an unexpected shape (or the body is broken): split it raw.
         let env: ActionsEnvelope = serde_json::from_slice(body)
             .map_err(|e| DecodeError(format!("not a user-actions page: {e}")))?;
-        let Some(body) = env.actions.0 else {
-            return Ok(ActionsPage { total: 0, offset: 0, limit: 0, actions: Vec::new() });
+        let Some(b) = env.actions.0 else {
+            return Ok(ActionsPage::empty(body));
         };
-        let actions = match body.action {
+        let actions = match b.action {
             None => Vec::new(),
             Some(raw) => split_one_or_many(raw)?,
         };
         Ok(ActionsPage {
-            total: body.total.map(|n| n.0).unwrap_or(actions.len() as i64),
-            offset: body.offset.map(|n| n.0).unwrap_or(0),
-            limit: body.limit.map(|n| n.0).unwrap_or(0),
-            actions,
+            total: b.total.map(|n| n.0).unwrap_or(actions.len() as i64),
+            offset: b.offset.map(|n| n.0).unwrap_or(0),
+            limit: b.limit.map(|n| n.0).unwrap_or(0),
+            actions: PageActions::Raw(actions),
+            body: body.clone(),
         })
+    }
+
+    fn empty(body: &bytes::Bytes) -> ActionsPage {
+        ActionsPage {
+            total: 0,
+            offset: 0,
+            limit: 0,
+            actions: PageActions::Raw(Vec::new()),
+            body: body.clone(),
+        }
+    }
+
+    /// Number of actions on the page.
+    pub fn len(&self) -> usize {
+        match &self.actions {
+            PageActions::Decoded(v) => v.len(),
+            PageActions::Raw(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The exact JSON text of each action, in page order.
+    pub fn raw_actions(&self) -> Vec<Box<RawValue>> {
+        match &self.actions {
+            PageActions::Raw(v) => v.clone(),
+            PageActions::Decoded(_) => ActionsPage::raw_actions_of(&self.body),
+        }
+    }
+
+    /// Splits a page body into the raw text of its actions.
+    pub fn raw_actions_of(body: &[u8]) -> Vec<Box<RawValue>> {
+        serde_json::from_slice::<ActionsEnvelope>(body)
+            .ok()
+            .and_then(|e| e.actions.0)
+            .and_then(|b| b.action)
+            .map(|raw| split_one_or_many(raw).unwrap_or_default())
+            .unwrap_or_default()
     }
 }
 

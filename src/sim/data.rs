@@ -16,8 +16,10 @@ pub const REAL_EPISODES: [&str; 2] = [
     include_str!("../../fixtures/search-episode-example-16x9Monostream-episode.json"),
     include_str!("../../fixtures/search-episode-example-HLS-episode.json"),
 ];
-const REAL_IDS: [&str; 2] =
-    ["83ebde9d-0812-4071-8fb7-a97c1472ceb9", "e8d2d1ac-0185-45f5-950f-518e447ebabc"];
+const REAL_IDS: [&str; 2] = [
+    "83ebde9d-0812-4071-8fb7-a97c1472ceb9",
+    "e8d2d1ac-0185-45f5-950f-518e447ebabc",
+];
 
 /// Actions per simulated viewing session (a PLAY, heartbeats and seeks, a PAUSE).
 pub const SESSION_LEN: u64 = 25;
@@ -158,7 +160,10 @@ impl Data {
         let mpid = if (k as usize) < REAL_IDS.len() {
             REAL_IDS[k as usize].to_string()
         } else {
-            uuid(mix(self.cfg.seed ^ 0xE915, k), mix(self.cfg.seed ^ 0x0DE, k))
+            uuid(
+                mix(self.cfg.seed ^ 0xE915, k),
+                mix(self.cfg.seed ^ 0x0DE, k),
+            )
         };
         SimEpisode {
             index: k,
@@ -169,7 +174,9 @@ impl Data {
     }
 
     pub fn find_episode(&self, mpid: &str) -> Option<SimEpisode> {
-        (0..self.cfg.episodes).map(|k| self.episode(k)).find(|e| e.mpid == mpid)
+        (0..self.cfg.episodes)
+            .map(|k| self.episode(k))
+            .find(|e| e.mpid == mpid)
     }
 
     pub fn action(&self, i: u64) -> SimAction {
@@ -193,7 +200,12 @@ impl Data {
         } else {
             Some(format!("{:08}", (h >> 20) % 100_000_000))
         };
-        let client = format!("10.{}.{}.{}", (h >> 8) & 0xff, (h >> 16) & 0xff, (h >> 24) & 0xfe | 1);
+        let client = format!(
+            "10.{}.{}.{}",
+            (h >> 8) & 0xff,
+            (h >> 16) & 0xff,
+            (h >> 24) & 0xfe | 1
+        );
         let user_ip = if omitted {
             "-omitted-".to_string()
         } else {
@@ -227,7 +239,11 @@ impl Data {
             1
         };
         let malformed = if self.cfg.malformed_every > 0 && (i + 1) % self.cfg.malformed_every == 0 {
-            Some(if (i / self.cfg.malformed_every) % 2 == 0 { "no-session" } else { "bad-date" })
+            Some(if (i / self.cfg.malformed_every) % 2 == 0 {
+                "no-session"
+            } else {
+                "bad-date"
+            })
         } else {
             None
         };
@@ -295,8 +311,16 @@ impl Data {
             let off = chrono::FixedOffset::east_opt(a.offset_min * 60).unwrap();
             let d = timefmt::utc(a.created_us).with_timezone(&off);
             let base = d.format("%Y-%m-%dT%H:%M:%S");
-            let frac = if a.millis { format!(".{:03}", (a.created_us / 1000).rem_euclid(1000)) } else { String::new() };
-            let zone = if a.offset_min == 0 && i % 2 == 0 { "Z".to_string() } else { d.format("%:z").to_string() };
+            let frac = if a.millis {
+                format!(".{:03}", (a.created_us / 1000).rem_euclid(1000))
+            } else {
+                String::new()
+            };
+            let zone = if a.offset_min == 0 && i % 2 == 0 {
+                "Z".to_string()
+            } else {
+                d.format("%:z").to_string()
+            };
             let _ = write!(out, "{base}{frac}{zone}");
         }
         out.push_str("\"}");
@@ -325,7 +349,11 @@ impl Data {
         if k % 5 != 0 {
             mp["start"] = serde_json::json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string());
         }
-        let series = format!("2015{}{:05}", ["01", "02", "03"][(k % 3) as usize], 10000 + h % 90000);
+        let series = format!(
+            "2015{}{:05}",
+            ["01", "02", "03"][(k % 3) as usize],
+            10000 + h % 90000
+        );
         if k % 7 != 0 {
             mp["series"] = if k % 2 == 0 {
                 serde_json::json!(series.parse::<u64>().unwrap())

@@ -123,8 +123,9 @@ impl Drop for SimHandle {
 /// Starts the simulator on `addr` (port 0 picks a free one).
 pub async fn spawn(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
     let data = Data::new(cfg.data.clone());
-    let episode_index =
-        (0..cfg.data.episodes).map(|k| (data.episode(k).mpid, k)).collect::<HashMap<_, _>>();
+    let episode_index = (0..cfg.data.episodes)
+        .map(|k| (data.episode(k).mpid, k))
+        .collect::<HashMap<_, _>>();
     let stats = Arc::new(SimStats::default());
     let state = Arc::new(SimState {
         cfg,
@@ -138,7 +139,10 @@ pub async fn spawn(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandl
         .route("/usertracking/actions.json", get(actions))
         .route("/search/episode.json", get(search))
         .route("/workflow/instances.json", get(workflows))
-        .route("/login.html", get(|| async { "<html>Opencast login</html>" }))
+        .route(
+            "/login.html",
+            get(|| async { "<html>Opencast login</html>" }),
+        )
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -150,13 +154,24 @@ pub async fn spawn(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandl
             })
             .await;
     });
-    Ok(SimHandle { addr, stats, data, stop: Some(tx), task: Some(task) })
+    Ok(SimHandle {
+        addr,
+        stats,
+        data,
+        stop: Some(tx),
+        task: Some(task),
+    })
 }
 
 type Resp = Response<Body>;
+/// A refusal the handlers send instead of data (boxed: responses are large).
+type Refusal = Box<Resp>;
 
 fn plain(status: StatusCode, body: &str) -> Resp {
-    Response::builder().status(status).body(Body::from(body.to_string())).unwrap()
+    Response::builder()
+        .status(status)
+        .body(Body::from(body.to_string()))
+        .unwrap()
 }
 
 fn json(body: String) -> Resp {
@@ -189,7 +204,7 @@ impl SimState {
     }
 
     /// Checks digest auth the way Opencast does; `Err` is the response to send instead.
-    fn authorize(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Resp> {
+    fn authorize(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
         let wants_digest = headers
             .get("X-Requested-Auth")
             .and_then(|v| v.to_str().ok())
@@ -198,29 +213,31 @@ impl SimState {
         if !wants_digest {
             // A browser-style client: send it to the login page.
             self.stats.redirects.fetch_add(1, Ordering::Relaxed);
-            return Err(Response::builder()
-                .status(StatusCode::FOUND)
-                .header("Location", "/login.html")
-                .body(Body::empty())
-                .unwrap());
+            return Err(Box::new(
+                Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header("Location", "/login.html")
+                    .body(Body::empty())
+                    .unwrap(),
+            ));
         }
         let Some(creds) = headers
             .get("Authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(Credentials::parse)
         else {
-            return Err(self.challenge(false));
+            return Err(Box::new(self.challenge(false)));
         };
         let path_q = uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
         if creds.uri != path_q || creds.username != self.cfg.user || creds.realm != self.cfg.realm {
-            return Err(self.challenge(false));
+            return Err(Box::new(self.challenge(false)));
         }
         {
             let mut nonces = self.nonces.lock().unwrap();
             match nonces.get_mut(&creds.nonce) {
                 None => {
                     drop(nonces);
-                    return Err(self.challenge(true));
+                    return Err(Box::new(self.challenge(true)));
                 }
                 Some(uses) => {
                     *uses += 1;
@@ -228,13 +245,13 @@ impl SimState {
                     if limit > 0 && *uses > limit {
                         nonces.remove(&creds.nonce);
                         drop(nonces);
-                        return Err(self.challenge(true));
+                        return Err(Box::new(self.challenge(true)));
                     }
                 }
             }
         }
         if !creds.verify(&self.cfg.password, "GET") {
-            return Err(self.challenge(false));
+            return Err(Box::new(self.challenge(false)));
         }
         Ok(())
     }
@@ -262,13 +279,13 @@ impl SimState {
     }
 }
 
-fn param_i64(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, Resp> {
+fn param_i64(q: &HashMap<String, String>, k: &str) -> Result<Option<i64>, Refusal> {
     match q.get(k) {
         None => Ok(None),
         Some(v) => v
             .parse::<i64>()
             .map(Some)
-            .map_err(|_| plain(StatusCode::BAD_REQUEST, &format!("bad {k}"))),
+            .map_err(|_| Box::new(plain(StatusCode::BAD_REQUEST, &format!("bad {k}")))),
     }
 }
 
@@ -279,15 +296,18 @@ async fn actions(
     Query(q): Query<HashMap<String, String>>,
 ) -> Resp {
     if let Err(r) = st.authorize(&headers, &uri) {
-        return r;
+        return *r;
     }
     st.stats.actions_requests.fetch_add(1, Ordering::Relaxed);
     let (limit, offset) = match (param_i64(&q, "limit"), param_i64(&q, "offset")) {
         (Ok(l), Ok(o)) => (l.unwrap_or(0), o.unwrap_or(0)),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return *r,
     };
     if limit < 0 || offset < 0 {
-        return plain(StatusCode::BAD_REQUEST, "limit and offset must not be negative");
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "limit and offset must not be negative",
+        );
     }
     let limit = if limit == 0 { 10 } else { limit as u64 };
     let tz = st.cfg.tz;
@@ -299,7 +319,9 @@ async fn actions(
     };
     let total = range.end - range.start;
     // The overlap fault repeats rows of the previous page in front of this one.
-    let from = (offset as u64).saturating_sub(st.cfg.faults.overlap).min(total);
+    let from = (offset as u64)
+        .saturating_sub(st.cfg.faults.overlap)
+        .min(total);
     let to = (offset as u64 + limit).min(total);
     let mut idx: Vec<u64> = (range.start + from..range.start + to).collect();
     if st.cfg.faults.shuffle {
@@ -346,11 +368,18 @@ async fn search(
     Query(q): Query<HashMap<String, String>>,
 ) -> Resp {
     if let Err(r) = st.authorize(&headers, &uri) {
-        return r;
+        return *r;
     }
     st.stats.search_requests.fetch_add(1, Ordering::Relaxed);
-    let limit = q.get("limit").and_then(|v| v.parse::<u64>().ok()).filter(|l| *l > 0).unwrap_or(20);
-    let offset = q.get("offset").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let limit = q
+        .get("limit")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(20);
+    let offset = q
+        .get("offset")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     let matching: Vec<u64> = if let Some(id) = q.get("id") {
         st.episode_index.get(id).copied().into_iter().collect()
     } else {
@@ -379,7 +408,8 @@ async fn search(
     if let Some(r) = one_or_many(page) {
         res["result"] = r;
     }
-    st.faulty(serde_json::json!({ "search-results": res }).to_string()).await
+    st.faulty(serde_json::json!({ "search-results": res }).to_string())
+        .await
 }
 
 async fn workflows(
@@ -389,7 +419,7 @@ async fn workflows(
     Query(q): Query<HashMap<String, String>>,
 ) -> Resp {
     if let Err(r) = st.authorize(&headers, &uri) {
-        return r;
+        return *r;
     }
     st.stats.workflow_requests.fetch_add(1, Ordering::Relaxed);
     let wfs = q
@@ -403,5 +433,6 @@ async fn workflows(
     if let Some(w) = one_or_many(wfs) {
         body["workflow"] = w;
     }
-    st.faulty(serde_json::json!({ "workflows": body }).to_string()).await
+    st.faulty(serde_json::json!({ "workflows": body }).to_string())
+        .await
 }

@@ -27,7 +27,9 @@ pub fn data(n: u64, secs: i64) -> DataConfig {
 }
 
 pub async fn start_sim(cfg: SimConfig) -> SimHandle {
-    sim::spawn(cfg, "127.0.0.1:0".parse().unwrap()).await.expect("simulator starts")
+    sim::spawn(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
 }
 
 /// A scratch directory that is removed at the end of the test.
@@ -69,13 +71,20 @@ pub fn stderr(o: &Output) -> String {
 }
 
 pub fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "harvester failed ({:?}):\n{}", o.status.code(), stderr(o));
+    assert!(
+        o.status.success(),
+        "harvester failed ({:?}):\n{}",
+        o.status.code(),
+        stderr(o)
+    );
 }
 
 pub fn stdout_records(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+        })
         .collect()
 }
 
@@ -125,7 +134,10 @@ pub fn expected_record(sim: &SimHandle, a: &harvester::sim::SimAction) -> serde_
     r.insert("timestamp".into(), json!(ts));
     r.insert("mpid".into(), json!(a.mpid));
     r.insert("session_id".into(), json!(a.session_id));
-    r.insert("huid".into(), json!(a.user_id.clone().unwrap_or_else(|| "None".into())));
+    r.insert(
+        "huid".into(),
+        json!(a.user_id.clone().unwrap_or_else(|| "None".into())),
+    );
     r.insert("useragent".into(), json!(a.user_agent));
     r.insert(
         "action".into(),
@@ -137,7 +149,10 @@ pub fn expected_record(sim: &SimHandle, a: &harvester::sim::SimAction) -> serde_
     for (i, p) in ips.iter().skip(1).enumerate() {
         r.insert(format!("proxy{}", i + 1), json!(p));
     }
-    r.insert("is_live".into(), json!(if a.is_playing == 2 { 1 } else { 0 }));
+    r.insert(
+        "is_live".into(),
+        json!(if a.is_playing == 2 { 1 } else { 0 }),
+    );
     let episode = match a.episode {
         None => json!({}),
         Some(k) => {
@@ -150,7 +165,10 @@ pub fn expected_record(sim: &SimHandle, a: &harvester::sim::SimAction) -> serde_
             };
             let mut ep = Map::new();
             ep.insert("title".into(), json!(s(&mp["title"])));
-            ep.insert("duration".into(), json!(s(&mp["duration"]).map(|d| d.parse::<i64>().unwrap())));
+            ep.insert(
+                "duration".into(),
+                json!(s(&mp["duration"]).map(|d| d.parse::<i64>().unwrap())),
+            );
             let start = s(&mp["start"]).or_else(|| {
                 s(&e["dcCreated"]).map(|c| {
                     chrono::DateTime::parse_from_rfc3339(&c)
