@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Benchmarks of issue #2's targets, on this machine, against the simulated Opencast on loopback.
+# Prints a Markdown table (also written to bench/out/results.md); BENCHMARKS.md records runs.
+#
+#   bash bench/run.sh            # 1,000,000 actions; SQS forward of 100,000 records
+#   ACTIONS=200000 bash bench/run.sh
+#
+# Needs /usr/bin/time (Debian package `time`) and, for the SQS figures, the services of
+# .ci/services.sh (started here if they are not running).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ACTIONS="${ACTIONS:-1000000}"
+SQS_ACTIONS="${SQS_ACTIONS:-100000}"
+RUNS="${RUNS:-3}"
+PORT="${SIM_PORT:-47123}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/harvester-target}"
+out=bench/out
+mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'kill $SIM_PID 2>/dev/null || true; rm -rf "$work"' EXIT
+
+command -v /usr/bin/time >/dev/null || { apt-get install -y time >/dev/null 2>&1 || { echo "needs /usr/bin/time"; exit 1; }; }
+cargo build --release --quiet
+H="$CARGO_TARGET_DIR/release/harvester"
+
+FROM=20160301000000 TO=20160302000000
+"$H" sim --listen "127.0.0.1:$PORT" --actions "$ACTIONS" --from $FROM --to $TO >"$work/sim.log" 2>&1 &
+SIM_PID=$!
+sleep 1
+export MATTERHORN_ENGAGE_HOST="127.0.0.1:$PORT" MATTERHORN_REST_USER=opencast_system_account MATTERHORN_REST_PASS=CHANGE_ME
+export LOG_LEVEL=info JOURNAL_PATH="$work/j.redb"
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+fetch_s=() harvest_s=() rss_kb=()
+for ((r = 1; r <= RUNS; r++)); do
+  rm -f "$work/j.redb"
+  "$H" bench-fetch -s $FROM -e $TO 2>"$work/fetch.log"
+  fetch_s+=("$(grep -o 'seconds="[0-9.]*"' "$work/fetch.log" | tr -dc '0-9.')")
+  rm -f "$work/j.redb"
+  /usr/bin/time -f "%M" -o "$work/time.txt" "$H" harvest -s $FROM -e $TO -o none 2>"$work/harvest.log"
+  grep -q "actions=$ACTIONS " "$work/harvest.log" || { cat "$work/harvest.log"; exit 1; }
+  harvest_s+=("$(grep 'harvest summary' "$work/harvest.log" | grep -o 'seconds="[0-9.]*"' | tr -dc '0-9.')")
+  rss_kb+=("$(tail -n1 "$work/time.txt")")
+done
+F=$(printf '%s\n' "${fetch_s[@]}" | median)
+HS=$(printf '%s\n' "${harvest_s[@]}" | median)
+RSS=$(printf '%s\n' "${rss_kb[@]}" | sort -n | tail -n1)
+journal_bytes=$(stat -c %s "$work/j.redb")
+
+# The JSON records themselves, via the stdout forwarder (also its throughput).
+start=$(date +%s.%N)
+"$H" forward -o - >"$work/records.jsonl" 2>/dev/null
+end=$(date +%s.%N)
+json_bytes=$(stat -c %s "$work/records.jsonl")
+lines=$(wc -l <"$work/records.jsonl")
+FWD_S=$(echo "$end - $start" | bc -l)
+
+# Forward to SQS (ElasticMQ): a fresh journal of SQS_ACTIONS records.
+if [[ ! -f .ci/services.env ]] || ! curl -s -o /dev/null "$(. .ci/services.env; echo "$HARVESTER_TEST_SQS_ENDPOINT")"; then
+  bash .ci/services.sh start
+fi
+. .ci/services.env
+export JOURNAL_PATH="$work/sqs.redb" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL_SQS="$HARVESTER_TEST_SQS_ENDPOINT"
+SQS_TO=$(date -u -d "2016-03-01 00:00:00 UTC + $((86400 * SQS_ACTIONS / ACTIONS)) seconds" +%Y%m%d%H%M%S)
+"$H" harvest -s $FROM -e "$SQS_TO" -o none 2>/dev/null
+queue="bench-$(date +%s)"
+start=$(date +%s.%N)
+"$H" forward -o sqs -q "$queue" 2>"$work/sqs.log"
+end=$(date +%s.%N)
+SQS_S=$(echo "$end - $start" | bc -l)
+sqs_n=$(grep -o 'forwarded=[0-9]*' "$work/sqs.log" | head -n1 | tr -dc '0-9')
+sqs_req=$(grep -o 'requests=[0-9]*' "$work/sqs.log" | head -n1 | tr -dc '0-9')
+
+python3 - "$ACTIONS" "$F" "$HS" "$RSS" "$journal_bytes" "$json_bytes" "$lines" "$FWD_S" "$sqs_n" "$SQS_S" "$sqs_req" "$(nproc)" >"$out/results.md" <<'PY'
+import sys
+a, f, h, rss, jb, jsb, lines, fwd, sqs_n, sqs_s, sqs_req, cores = sys.argv[1:]
+a, f, h, rss, jb, jsb, lines, fwd = int(a), float(f), float(h), int(rss), int(jb), int(jsb), int(lines), float(fwd)
+sqs_n, sqs_s, sqs_req = int(sqs_n or 0), float(sqs_s), int(sqs_req or 0)
+rows = [
+    ("harvest throughput (actions/s, durable journal)", f"{a / h:,.0f}", ">= 50,000"),
+    ("peak RSS of the harvest (MiB)", f"{rss / 1024:.1f}", "<= 100"),
+    ("journal bytes per action / JSON bytes per record", f"{jb / a:.1f} / {jsb / lines:.0f} = {100 * jb / jsb:.1f}%", "<= 30%"),
+    ("harvest time / bare fetch time", f"{h:.2f} s / {f:.2f} s = {h / f:.2f}", "<= 1.3"),
+    ("forward to stdout (records/s)", f"{lines / fwd:,.0f}", "-"),
+    ("forward to SQS (ElasticMQ) (records/s)", f"{sqs_n / sqs_s:,.0f}" if sqs_n else "n/a", "-"),
+    ("SQS requests per 1,000 actions", f"{1000 * sqs_req / sqs_n:.1f}" if sqs_n else "n/a", "<= 101"),
+]
+print(f"{a:,} simulated actions, {cores} cores, medians of the runs")
+print()
+print("| figure | measured | target |")
+print("|---|---|---|")
+for r in rows:
+    print(f"| {r[0]} | {r[1]} | {r[2]} |")
+PY
+cat "$out/results.md"
