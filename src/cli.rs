@@ -71,6 +71,8 @@ pub enum Command {
     Forward(ForwardArgs),
     /// Show, set or clear the harvest checkpoint (journal and S3).
     Checkpoint(CheckpointArgs),
+    /// Inspect and reuse the journal: dump, stats, verify, replay, prune (no Opencast needed).
+    Journal(JournalArgs),
     /// Run a simulated Opencast (engage + admin) with generated data.
     Sim(SimArgs),
     /// Start a simulated Opencast, harvest it into a fresh journal and print the records.
@@ -329,4 +331,124 @@ pub struct BenchFetchArgs {
     pub end: String,
     #[arg(short = 'b', long, default_value_t = 1000)]
     pub batch_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    #[command(subcommand)]
+    pub command: JournalCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Print journaled records as JSON lines (the exact record format), with filters.
+    #[command(after_help = DUMP_HELP)]
+    Dump(DumpArgs),
+    /// Counts, times, sizes, checkpoint and each sink's cursor and lag.
+    Stats(StatsArgs),
+    /// Check that every record decodes and the tables agree; exit 1 with a report if not.
+    Verify,
+    /// Send a range again to a sink (a new queue, say) without moving the regular cursors.
+    #[command(after_help = REPLAY_HELP)]
+    Replay(ReplayArgs),
+    /// Remove old records every sink has acknowledged, and give the space back.
+    #[command(after_help = PRUNE_HELP)]
+    Prune(PruneArgs),
+}
+
+const DUMP_HELP: &str = "\
+Times are YYYYMMDDHHmmss in OPENCAST_TIMEZONE, or RFC 3339 (2024-01-30T00:00:00Z); both ends inclusive.
+
+Examples:
+  harvester journal dump --from 20261124000000 --to 20261124235959     # what did we harvest on Tuesday?
+  harvester journal dump --mpid 83ebde9d-0812-4071-8fb7-a97c1472ceb9 --type PLAY --limit 10
+  harvester journal dump --seq 1000..1999 > records.jsonl
+  harvester journal dump --dead-letters                                 # quarantined inputs and why";
+
+const REPLAY_HELP: &str = "\
+The replay keeps its own cursor (named by --name, else by sink and range): run the same command
+again after an interruption and it goes on where it stopped; --restart starts over.
+
+Examples:
+  harvester journal replay --from 20261101000000 --to 20261130235959 -o sqs -q new-queue
+  harvester journal replay --seq 0..99999 -o - > first-100k.jsonl";
+
+const PRUNE_HELP: &str = "\
+DURATION: a number and a unit, s, m, h, d or w (90d, 12h). Records not yet acknowledged by every
+sink are kept unless --force. Action ids are remembered after pruning, so an overlapping harvest
+never brings a pruned action back as new.
+
+Example:
+  harvester journal prune --older-than 90d";
+
+/// Which records, by time or sequence.
+#[derive(Debug, Clone, Args)]
+pub struct RangeArgs {
+    /// Records whose action time is at or after this.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Records whose action time is at or before this.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Sequence numbers A..B (inclusive; either end may be left out).
+    #[arg(long)]
+    pub seq: Option<String>,
+    /// Time zone of YYYYMMDDHHmmss times (IANA name).
+    #[arg(long, env = "OPENCAST_TIMEZONE", default_value = "UTC")]
+    pub opencast_timezone: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Only actions of this media package (repeatable).
+    #[arg(long)]
+    pub mpid: Vec<String>,
+    /// Only actions of this type, e.g. PLAY (repeatable).
+    #[arg(long = "type")]
+    pub kind: Vec<String>,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Dump the journaled episode metadata instead.
+    #[arg(long, conflicts_with = "dead_letters")]
+    pub episodes: bool,
+    /// Dump the dead letters (inputs that could not become records) instead.
+    #[arg(long)]
+    pub dead_letters: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    #[command(flatten)]
+    pub sink: SinkArgs,
+    /// Sink: sqs or - (stdout).
+    #[arg(short = 'o', long, default_value = "sqs")]
+    pub output: String,
+    /// Name of this replay's cursor (default: from the sink and the range).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Start the replay over instead of resuming it.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove records whose action time is older than this (e.g. 90d).
+    #[arg(long)]
+    pub older_than: String,
+    /// Remove them even when a sink has not acknowledged them.
+    #[arg(long)]
+    pub force: bool,
 }

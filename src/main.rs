@@ -38,6 +38,7 @@ fn main() {
             Command::Harvest(a) => app::harvest(&cli, a).await,
             Command::Forward(a) => app::forward(&cli, a).await,
             Command::Checkpoint(a) => app::checkpoint(&cli, a).await,
+            Command::Journal(a) => app::journal::run(&cli, a).await,
             Command::Sim(a) => app::sim(a).await,
             Command::Demo(a) => app::demo(a).await,
             Command::BenchFetch(a) => app::bench_fetch(&cli, a).await,

@@ -61,6 +61,8 @@ pub struct BlockHeader {
     pub count: u32,
     pub min_created_us: i64,
     pub max_created_us: i64,
+    /// Size of the records before compression (bincode).
+    pub raw_len: u32,
 }
 
 /// Encodes a page of records as one block.
@@ -92,6 +94,7 @@ pub fn block_header(bytes: &[u8]) -> Result<BlockHeader, CodecError> {
         count: u32_at(1),
         min_created_us: i64_at(5),
         max_created_us: i64_at(13),
+        raw_len: u32_at(BLOCK_HEADER),
     })
 }
 

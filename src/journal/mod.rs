@@ -10,6 +10,7 @@
 //! Records get consecutive sequence numbers; a block is keyed by the sequence of its first record.
 
 pub mod codec;
+pub mod inspect;
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -23,15 +24,15 @@ use crate::opencast::EpisodeMeta;
 use crate::record::Record;
 pub use codec::{BlockHeader, CodecError};
 
-const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+pub(crate) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 /// Seen action ids as bitmaps: key `id div 64`, bit `id mod 64`. Opencast's ids are dense
 /// auto-increment numbers, so a page of 1,000 actions touches about 16 entries, not 1,000.
-const ACTION_IDS: TableDefinition<i64, u64> = TableDefinition::new("action_id_bits");
-const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+pub(crate) const ACTION_IDS: TableDefinition<i64, u64> = TableDefinition::new("action_id_bits");
+pub(crate) const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 const DEAD_KEYS: TableDefinition<&str, ()> = TableDefinition::new("dead_letter_keys");
-const EPISODES: TableDefinition<&str, &[u8]> = TableDefinition::new("episodes");
-const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const EPISODES: TableDefinition<&str, &[u8]> = TableDefinition::new("episodes");
+pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const META_FORMAT: &str = "format_version";
 const META_NEXT_SEQ: &str = "next_seq";
@@ -140,7 +141,7 @@ pub struct PageOutcome {
 
 /// A handle on the open journal file. Cheap to share behind an `Arc`.
 pub struct Journal {
-    db: Database,
+    pub(crate) db: Database,
     path: PathBuf,
 }
 
@@ -302,6 +303,52 @@ impl Journal {
         Ok(out)
     }
 
+    /// Removes whole blocks for which `drop` says yes; returns (blocks, records) removed.
+    /// The dedupe bitmap is left alone, so a pruned action can never come back as new.
+    pub fn remove_blocks(
+        &self,
+        mut drop: impl FnMut(u64, &BlockHeader) -> bool,
+    ) -> Result<(u64, u64)> {
+        let tx = self.db.begin_write()?;
+        let (mut nb, mut nr) = (0, 0);
+        {
+            let mut blocks = tx.open_table(BLOCKS)?;
+            let mut doomed = Vec::new();
+            for row in blocks.iter()? {
+                let (k, v) = row?;
+                let h = codec::block_header(v.value()).map_err(|source| JournalError::Corrupt {
+                    seq: k.value(),
+                    source,
+                })?;
+                if drop(k.value(), &h) {
+                    doomed.push(k.value());
+                    nr += h.count as u64;
+                }
+            }
+            for k in doomed {
+                blocks.remove(k)?;
+                nb += 1;
+            }
+        }
+        tx.commit()?;
+        Ok((nb, nr))
+    }
+
+    /// Gives the space of removed data back to the file system.
+    pub fn compact(&mut self) -> Result<bool> {
+        self.db
+            .compact()
+            .map_err(|e| JournalError::Storage(format!("compaction: {e}")))
+    }
+
+    /// Sets a cursor outright (replays restart from here).
+    pub fn set_cursor(&self, name: &str, to: u64) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(CURSORS)?.insert(name, to)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Stores episode metadata looked up outside a page (unknown ids included, as tombstones).
     pub fn put_episode(&self, mpid: &str, entry: &EpisodeEntry) -> Result<()> {
         let tx = self.db.begin_write()?;
@@ -457,6 +504,38 @@ impl Journal {
             }
         }
         Ok((first.unwrap_or(from), out))
+    }
+
+    /// Walks the blocks from the one holding `from_seq` on, one at a time (constant memory).
+    /// `want` sees each header first and says whether to decode the block; `visit` gets the
+    /// block's first sequence and its records (or why they cannot be read) and returns `false`
+    /// to stop.
+    pub fn scan(
+        &self,
+        from_seq: u64,
+        mut want: impl FnMut(u64, &BlockHeader) -> bool,
+        mut visit: impl FnMut(u64, std::result::Result<Vec<Record>, CodecError>) -> bool,
+    ) -> Result<()> {
+        let tx = self.db.begin_read()?;
+        let blocks = tx.open_table(BLOCKS)?;
+        let start_key = match blocks.range(..=from_seq)?.next_back() {
+            Some(row) => row?.0.value(),
+            None => from_seq,
+        };
+        for row in blocks.range((Bound::Included(start_key), Bound::Unbounded))? {
+            let (k, v) = row?;
+            let key = k.value();
+            let bytes = v.value();
+            let decoded = match codec::block_header(bytes) {
+                Ok(h) if !want(key, &h) => continue,
+                Ok(_) => codec::decode_block(bytes),
+                Err(e) => Err(e),
+            };
+            if !visit(key, decoded) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Block headers in sequence order: `(first_seq, header, stored bytes)`.

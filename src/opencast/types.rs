@@ -113,7 +113,7 @@ impl JudgedPage {
 }
 
 /// An attachment of a media package (player previews, segment previews with slide times).
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize)]
 pub struct Attachment {
     pub kind: String,
     pub url: Option<String>,
@@ -121,7 +121,7 @@ pub struct Attachment {
 }
 
 /// Episode metadata from the search endpoint, as the harvester keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize)]
 pub struct EpisodeMeta {
     pub mpid: String,
     pub title: Option<String>,

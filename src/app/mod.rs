@@ -1,5 +1,7 @@
 //! The commands: each wires settings, journal, source and sinks together for one job.
 
+pub mod journal;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -37,7 +39,7 @@ impl AppError {
     }
 }
 
-fn failed(e: impl std::fmt::Display) -> AppError {
+pub(crate) fn failed(e: impl std::fmt::Display) -> AppError {
     AppError::Failed(e.to_string())
 }
 
@@ -82,7 +84,7 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
     Ok(out)
 }
 
-fn check_sqs_limits(sink: &SinkArgs) -> Result<(), ConfigError> {
+pub(crate) fn check_sqs_limits(sink: &SinkArgs) -> Result<(), ConfigError> {
     let n = sink.sqs_max_batch_bytes;
     if !(1024..=forward::sqs::MAX_BATCH_BYTES).contains(&n) {
         return Err(ConfigError(format!(
@@ -93,11 +95,11 @@ fn check_sqs_limits(sink: &SinkArgs) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn open_journal(path: &Path) -> Result<Arc<Journal>, AppError> {
+pub(crate) fn open_journal(path: &Path) -> Result<Arc<Journal>, AppError> {
     Journal::open(path).map(Arc::new).map_err(failed)
 }
 
-async fn make_sink(o: &Output, sink: &SinkArgs) -> Result<(Sink, String), AppError> {
+pub(crate) async fn make_sink(o: &Output, sink: &SinkArgs) -> Result<(Sink, String), AppError> {
     match o {
         Output::Stdout => Ok((Sink::Stdout(StdoutSink::default()), "stdout".into())),
         Output::Sqs => {

@@ -1,0 +1,351 @@
+//! `harvester journal …`: read and reuse the journal offline (no Opencast, no `.env` needed).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono_tz::Tz;
+
+use super::{check_sqs_limits, failed, make_sink, open_journal, parse_outputs, AppError};
+use crate::cli::{
+    Cli, DumpArgs, JournalArgs, JournalCommand, PruneArgs, RangeArgs, ReplayArgs, StatsArgs,
+};
+use crate::config::{self, ConfigError};
+use crate::journal::inspect::{self, Filter};
+use crate::journal::Journal;
+use crate::{forward, timefmt};
+
+pub async fn run(cli: &Cli, args: &JournalArgs) -> Result<(), AppError> {
+    match &args.command {
+        JournalCommand::Dump(a) => dump(cli, a),
+        JournalCommand::Stats(a) => stats(cli, a),
+        JournalCommand::Verify => verify(cli),
+        JournalCommand::Replay(a) => replay(cli, a).await,
+        JournalCommand::Prune(a) => prune(cli, a),
+    }
+}
+
+/// Parses `A..B`, `A..`, `..B` or `A` (inclusive).
+pub fn parse_seq(s: &str) -> Result<(u64, u64), ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "--seq '{s}' is not a range like 1000..1999, 1000.. or ..1999"
+        ))
+    };
+    let num = |t: &str, default: u64| -> Result<u64, ConfigError> {
+        if t.trim().is_empty() {
+            Ok(default)
+        } else {
+            t.trim().parse::<u64>().map_err(|_| bad())
+        }
+    };
+    let (a, b) = match s.split_once("..") {
+        Some((a, b)) => (num(a, 0)?, num(b, u64::MAX)?),
+        None => {
+            let n = num(s, 0)?;
+            (n, n)
+        }
+    };
+    if a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+/// Parses `90d`, `12h`, `30m`, `3600s`, `2w` into seconds.
+pub fn parse_duration(s: &str) -> Result<i64, ConfigError> {
+    let t = s.trim();
+    let bad = || {
+        ConfigError(format!(
+            "'{s}' is not a duration like 90d, 12h, 30m, 3600s or 2w"
+        ))
+    };
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = t.split_at(split);
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+fn filter(r: &RangeArgs) -> Result<(Filter, Tz), ConfigError> {
+    let tz = config::parse_tz(&r.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let t = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
+        v.as_deref()
+            .map(|s| {
+                timefmt::parse_user_time(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}")))
+            })
+            .transpose()
+    };
+    let from_us = t(&r.from, "--from")?;
+    // A YYYYMMDDHHmmss end covers its whole second.
+    let to_us = t(&r.to, "--to")?.map(|us| {
+        if r.to.as_deref().is_some_and(|s| s.trim().len() == 14) {
+            us + 999_999
+        } else {
+            us
+        }
+    });
+    if let (Some(f), Some(t)) = (from_us, to_us) {
+        if t < f {
+            return Err(ConfigError("--to is before --from".into()));
+        }
+    }
+    let seq = r.seq.as_deref().map(parse_seq).transpose()?;
+    Ok((
+        Filter {
+            from_us,
+            to_us,
+            seq,
+            ..Filter::default()
+        },
+        tz,
+    ))
+}
+
+fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
+    let (mut f, _) = filter(&a.range)?;
+    f.mpids = a.mpid.clone();
+    f.types = a.kind.clone();
+    let j = open_journal(&cli.journal)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if a.episodes {
+        for (mpid, e) in j.episodes().map_err(failed)? {
+            let line = match e {
+                Ok(e) => serde_json::json!({
+                    "mpid": mpid,
+                    "fetched_at": timefmt::format_rfc3339(e.fetched_at_us),
+                    "known": e.meta.is_some(),
+                    "episode": e.meta,
+                }),
+                Err(err) => serde_json::json!({"mpid": mpid, "error": err.to_string()}),
+            };
+            writeln!(out, "{line}").map_err(failed)?;
+        }
+        return Ok(());
+    }
+    if a.dead_letters {
+        for (n, d) in j.dead_letters().map_err(failed)? {
+            let line = serde_json::json!({
+                "dead_letter": n,
+                "at": timefmt::format_rfc3339(d.at_us),
+                "source": d.source,
+                "reason": d.reason,
+                "raw": d.raw,
+            });
+            writeln!(out, "{line}").map_err(failed)?;
+        }
+        return Ok(());
+    }
+    let sum = inspect::dump(&j, &f, a.limit, &mut out).map_err(failed)?;
+    drop(out);
+    for b in &sum.bad_blocks {
+        eprintln!(
+            "error: the block at sequence {} cannot be read ({}); its records were skipped",
+            b.first_seq, b.error
+        );
+    }
+    if !sum.bad_blocks.is_empty() {
+        return Err(failed(format!(
+            "{} block(s) could not be read; run `harvester journal verify` for a full report",
+            sum.bad_blocks.len()
+        )));
+    }
+    Ok(())
+}
+
+fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
+    let j = open_journal(&cli.journal)?;
+    let s = inspect::stats(&j).map_err(failed)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s).map_err(failed)?);
+    } else {
+        print!("{s}");
+    }
+    Ok(())
+}
+
+fn verify(cli: &Cli) -> Result<(), AppError> {
+    let j = open_journal(&cli.journal)?;
+    let rep = inspect::verify(&j).map_err(failed)?;
+    if rep.ok() {
+        println!(
+            "ok: {} records in {} blocks, every one readable, tables consistent",
+            rep.records, rep.blocks
+        );
+        return Ok(());
+    }
+    for p in &rep.problems {
+        println!("problem: {p}");
+    }
+    Err(failed(format!(
+        "journal {} has {} problem(s) (listed above); `journal dump` skips unreadable blocks and goes on",
+        cli.journal.display(),
+        rep.problems.len()
+    )))
+}
+
+async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
+    let (f, _) = filter(&a.range)?;
+    if f.from_us.is_none() && f.to_us.is_none() && f.seq.is_none() {
+        return Err(
+            ConfigError("journal replay needs a range: --from/--to or --seq".into()).into(),
+        );
+    }
+    let outputs = parse_outputs(&a.output, &a.sink)?;
+    check_sqs_limits(&a.sink)?;
+    let [output] = outputs.as_slice() else {
+        return Err(ConfigError("journal replay sends to one sink: -o sqs or -o -".into()).into());
+    };
+    let j = open_journal(&cli.journal)?;
+    let (mut sink, target) = make_sink(output, &a.sink).await?;
+    let name = format!(
+        "replay:{}",
+        a.name.clone().unwrap_or_else(|| format!(
+            "{target}:{}:{}:{}",
+            a.range.from.as_deref().unwrap_or(""),
+            a.range.to.as_deref().unwrap_or(""),
+            a.range.seq.as_deref().unwrap_or("")
+        ))
+    );
+    let start = f.start_seq();
+    if a.restart {
+        j.set_cursor(&name, start).map_err(failed)?;
+    }
+    let mut pos = j.cursor(&name).map_err(failed)?.max(start);
+    let end = j
+        .next_seq()
+        .map_err(failed)?
+        .min(f.seq.map(|(_, b)| b.saturating_add(1)).unwrap_or(u64::MAX));
+    if pos > start {
+        tracing::info!(replay = %name, resume_at = pos, "resuming replay");
+    }
+    let began = Instant::now();
+    let mut last_log = Instant::now();
+    let (mut sent, first_pos) = (0u64, pos);
+    while pos < end {
+        let jj: Arc<Journal> = j.clone();
+        let (first, records) =
+            tokio::task::spawn_blocking(move || jj.read_from(pos, forward::CHUNK))
+                .await
+                .map_err(failed)?
+                .map_err(failed)?;
+        if records.is_empty() {
+            break;
+        }
+        let upto = records.len().min((end.saturating_sub(first)) as usize);
+        let selected: Vec<_> = records[..upto]
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| f.selects(first + *i as u64, r))
+            .map(|(_, r)| r.clone())
+            .collect();
+        if !selected.is_empty() {
+            if let Err(e) = sink.send(&selected).await {
+                return Err(failed(format!(
+                    "replay {name}: {e}; {sent} records were sent, run the same command again to resume"
+                )));
+            }
+        }
+        sent += selected.len() as u64;
+        pos = first + upto as u64;
+        j.set_cursor(&name, pos).map_err(failed)?;
+        if last_log.elapsed().as_secs() >= 2 {
+            last_log = Instant::now();
+            let rate = (pos - first_pos) as f64 / began.elapsed().as_secs_f64();
+            let eta = if rate > 0.0 {
+                (end.min(j.next_seq().unwrap_or(end)) - pos) as f64 / rate
+            } else {
+                0.0
+            };
+            tracing::info!(replay = %name, sent, at_seq = pos, rate = format!("{rate:.0}/s"), eta_s = format!("{eta:.0}"), "replaying");
+        }
+    }
+    tracing::info!(replay = %name, sent, seconds = format!("{:.3}", began.elapsed().as_secs_f64()), "replay complete");
+    Ok(())
+}
+
+fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {
+    let secs =
+        parse_duration(&a.older_than).map_err(|e| ConfigError(format!("--older-than: {}", e.0)))?;
+    let cutoff = timefmt::now_us() - secs * 1_000_000;
+    let j = open_journal(&cli.journal)?;
+    let cursors: Vec<(String, u64)> = j
+        .cursors()
+        .map_err(failed)?
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("replay:"))
+        .collect();
+    let acked = cursors.iter().map(|(_, c)| *c).min().unwrap_or(0);
+    let mut held_back = 0u64;
+    let (blocks, records) = j
+        .remove_blocks(|first, h| {
+            if h.max_created_us >= cutoff {
+                return false;
+            }
+            let forwarded = first + h.count as u64 <= acked;
+            if !forwarded && !a.force {
+                held_back += h.count as u64;
+                return false;
+            }
+            true
+        })
+        .map_err(failed)?;
+    let mut j = Arc::try_unwrap(j).map_err(|_| failed("journal still shared"))?;
+    j.compact().map_err(failed)?;
+    let size = std::fs::metadata(&cli.journal)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "pruned {records} records ({blocks} blocks) older than {}; journal now {size} bytes",
+        timefmt::format_rfc3339(cutoff)
+    );
+    if held_back > 0 {
+        let who = if cursors.is_empty() {
+            "no sink has forwarded anything yet".to_string()
+        } else {
+            cursors
+                .iter()
+                .map(|(n, c)| format!("{n} at {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(failed(format!(
+            "kept {held_back} older records that not every sink has acknowledged ({who}); forward them first, or use --force to drop them"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_ranges() {
+        assert_eq!(parse_seq("10..20").unwrap(), (10, 20));
+        assert_eq!(parse_seq("10..").unwrap(), (10, u64::MAX));
+        assert_eq!(parse_seq("..20").unwrap(), (0, 20));
+        assert_eq!(parse_seq("7").unwrap(), (7, 7));
+        assert!(parse_seq("20..10").is_err() && parse_seq("a..b").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d").unwrap(), 90 * 86_400);
+        assert_eq!(parse_duration("12h").unwrap(), 43_200);
+        assert_eq!(parse_duration("2w").unwrap(), 14 * 86_400);
+        assert!(
+            parse_duration("d").is_err()
+                && parse_duration("5y").is_err()
+                && parse_duration("").is_err()
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! Reading the journal offline: a streaming dump with filters, figures, and a consistency check.
+//!
+//! Everything here walks the journal one block at a time, so memory stays flat whatever its size,
+//! and a block that cannot be read is reported (with its sequence range) without stopping the walk.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+
+use super::{
+    codec, Journal, JournalError, Result, ACTION_IDS, BLOCKS, CURSORS, DEAD_LETTERS, EPISODES,
+};
+use crate::record::Record;
+use crate::timefmt;
+
+/// Which records `dump` and `replay` select. Every given condition must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// `created` at or after (UTC microseconds).
+    pub from_us: Option<i64>,
+    /// `created` at or before.
+    pub to_us: Option<i64>,
+    /// Sequence numbers, inclusive.
+    pub seq: Option<(u64, u64)>,
+    pub mpids: Vec<String>,
+    pub types: Vec<String>,
+}
+
+impl Filter {
+    /// Whether a block with this header can hold a selected record.
+    pub fn may_hold(&self, first_seq: u64, h: &codec::BlockHeader) -> bool {
+        let last_seq = first_seq + h.count as u64 - 1;
+        !(self.from_us.is_some_and(|f| h.max_created_us < f)
+            || self.to_us.is_some_and(|t| h.min_created_us > t)
+            || self.seq.is_some_and(|(a, b)| last_seq < a || first_seq > b))
+    }
+
+    pub fn selects(&self, seq: u64, r: &Record) -> bool {
+        self.from_us.is_none_or(|f| r.created_us >= f)
+            && self.to_us.is_none_or(|t| r.created_us <= t)
+            && self.seq.is_none_or(|(a, b)| seq >= a && seq <= b)
+            && (self.mpids.is_empty() || self.mpids.contains(&r.mpid))
+            && (self.types.is_empty()
+                || r.action
+                    .kind
+                    .as_deref()
+                    .is_some_and(|k| self.types.iter().any(|t| t.eq_ignore_ascii_case(k))))
+    }
+
+    /// The first sequence worth starting a walk at.
+    pub fn start_seq(&self) -> u64 {
+        self.seq.map(|(a, _)| a).unwrap_or(0)
+    }
+}
+
+/// A block that could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadBlock {
+    pub first_seq: u64,
+    pub error: String,
+}
+
+/// What a dump did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DumpSummary {
+    pub written: u64,
+    pub bad_blocks: Vec<BadBlock>,
+}
+
+/// Writes the selected records as JSON lines (the exact record format), block by block.
+pub fn dump(
+    j: &Journal,
+    filter: &Filter,
+    limit: Option<u64>,
+    out: &mut impl Write,
+) -> Result<DumpSummary> {
+    let mut sum = DumpSummary::default();
+    let mut io_err = None;
+    let mut line = Vec::with_capacity(1024);
+    j.scan(
+        filter.start_seq(),
+        |seq, h| filter.may_hold(seq, h),
+        |first, block| {
+            let records = match block {
+                Ok(r) => r,
+                Err(e) => {
+                    sum.bad_blocks.push(BadBlock {
+                        first_seq: first,
+                        error: e.to_string(),
+                    });
+                    return true;
+                }
+            };
+            for (i, r) in records.iter().enumerate() {
+                if limit.is_some_and(|l| sum.written >= l) {
+                    return false;
+                }
+                if !filter.selects(first + i as u64, r) {
+                    continue;
+                }
+                line.clear();
+                r.write_json(&mut line);
+                line.push(b'\n');
+                if let Err(e) = out.write_all(&line) {
+                    io_err = Some(e);
+                    return false;
+                }
+                sum.written += 1;
+            }
+            if filter
+                .seq
+                .is_some_and(|(_, b)| first + records.len() as u64 > b)
+            {
+                return false;
+            }
+            true
+        },
+    )?;
+    if let Some(e) = io_err {
+        // A closed pipe (`| head`) is a normal way to stop reading.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(JournalError::Storage(format!("writing the dump: {e}")));
+        }
+    }
+    out.flush().ok();
+    Ok(sum)
+}
+
+/// A sink cursor and how far it trails the journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct CursorStat {
+    pub sink: String,
+    pub cursor: u64,
+    pub lag: u64,
+}
+
+/// The figures of `journal stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub path: String,
+    pub actions: u64,
+    pub blocks: u64,
+    pub first_seq: Option<u64>,
+    pub next_seq: u64,
+    pub episodes: u64,
+    pub dead_letters: u64,
+    pub known_action_ids: u64,
+    pub oldest_action: Option<String>,
+    pub newest_action: Option<String>,
+    pub size_on_disk_bytes: u64,
+    pub bytes_per_action: Option<f64>,
+    pub records_uncompressed_bytes: u64,
+    pub records_stored_bytes: u64,
+    pub compression_ratio: Option<f64>,
+    pub checkpoint: Option<String>,
+    pub checkpoint_synced_to_s3: Option<bool>,
+    pub harvest_position: Option<String>,
+    pub cursors: Vec<CursorStat>,
+}
+
+/// Counts and sizes, from block headers and table sizes (no record is decoded).
+pub fn stats(j: &Journal) -> Result<Stats> {
+    let tx = j.db.begin_read()?;
+    let blocks = tx.open_table(BLOCKS)?;
+    let (mut actions, mut nblocks, mut raw, mut stored) = (0u64, 0u64, 0u64, 0u64);
+    let (mut oldest, mut newest): (Option<i64>, Option<i64>) = (None, None);
+    let mut first_seq = None;
+    for row in blocks.iter()? {
+        let (k, v) = row?;
+        first_seq.get_or_insert(k.value());
+        let h = codec::block_header(v.value()).map_err(|source| JournalError::Corrupt {
+            seq: k.value(),
+            source,
+        })?;
+        actions += h.count as u64;
+        nblocks += 1;
+        raw += h.raw_len as u64;
+        stored += v.value().len() as u64;
+        oldest = Some(oldest.map_or(h.min_created_us, |o| o.min(h.min_created_us)));
+        newest = Some(newest.map_or(h.max_created_us, |n| n.max(h.max_created_us)));
+    }
+    let episodes = tx.open_table(EPISODES)?.len()?;
+    let dead_letters = tx.open_table(DEAD_LETTERS)?.len()?;
+    drop(blocks);
+    drop(tx);
+    let next_seq = j.next_seq()?;
+    let size = std::fs::metadata(j.path()).map(|m| m.len()).unwrap_or(0);
+    let cp = j.checkpoint()?;
+    let pos = j.harvest_position()?;
+    let cursors = j
+        .cursors()?
+        .into_iter()
+        .map(|(sink, cursor)| CursorStat {
+            sink,
+            cursor,
+            lag: next_seq.saturating_sub(cursor),
+        })
+        .collect();
+    Ok(Stats {
+        path: j.path().display().to_string(),
+        actions,
+        blocks: nblocks,
+        first_seq,
+        next_seq,
+        episodes,
+        dead_letters,
+        known_action_ids: j.known_action_ids()?,
+        oldest_action: oldest.map(timefmt::format_rfc3339),
+        newest_action: newest.map(timefmt::format_rfc3339),
+        size_on_disk_bytes: size,
+        bytes_per_action: (actions > 0).then(|| size as f64 / actions as f64),
+        records_uncompressed_bytes: raw,
+        records_stored_bytes: stored,
+        compression_ratio: (stored > 0).then(|| raw as f64 / stored as f64),
+        checkpoint: cp.map(|c| timefmt::format_rfc3339(c.last_action_us)),
+        checkpoint_synced_to_s3: cp.map(|c| c.synced_to_s3),
+        harvest_position: pos.map(|p| {
+            format!(
+                "window {}..{}, {} pages{}",
+                timefmt::format_rfc3339(p.window_start_us),
+                timefmt::format_rfc3339(p.window_end_us),
+                p.pages,
+                if p.complete {
+                    ", complete"
+                } else {
+                    ", in progress (interrupted?)"
+                }
+            )
+        }),
+        cursors,
+    })
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        writeln!(f, "journal          {}", self.path)?;
+        writeln!(
+            f,
+            "actions          {} in {} blocks (sequence {}..{})",
+            self.actions,
+            self.blocks,
+            self.first_seq
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            self.next_seq
+        )?;
+        writeln!(f, "oldest action    {}", opt(&self.oldest_action))?;
+        writeln!(f, "newest action    {}", opt(&self.newest_action))?;
+        writeln!(f, "episodes         {}", self.episodes)?;
+        writeln!(f, "dead letters     {}", self.dead_letters)?;
+        writeln!(
+            f,
+            "action ids seen  {} (kept after pruning, for dedupe)",
+            self.known_action_ids
+        )?;
+        writeln!(
+            f,
+            "size on disk     {} bytes ({} per action)",
+            self.size_on_disk_bytes,
+            self.bytes_per_action
+                .map(|b| format!("{b:.1}"))
+                .unwrap_or_else(|| "-".into())
+        )?;
+        writeln!(
+            f,
+            "compression      {} -> {} bytes ({})",
+            self.records_uncompressed_bytes,
+            self.records_stored_bytes,
+            self.compression_ratio
+                .map(|r| format!("{r:.1}x"))
+                .unwrap_or_else(|| "-".into())
+        )?;
+        writeln!(
+            f,
+            "checkpoint       {}{}",
+            opt(&self.checkpoint),
+            match self.checkpoint_synced_to_s3 {
+                Some(true) => " (in S3 too)",
+                Some(false) => " (not yet in S3)",
+                None => "",
+            }
+        )?;
+        writeln!(f, "harvest          {}", opt(&self.harvest_position))?;
+        if self.cursors.is_empty() {
+            writeln!(f, "sinks            none yet")?;
+        }
+        for c in &self.cursors {
+            writeln!(f, "sink {:<12} cursor {} (lag {})", c.sink, c.cursor, c.lag)?;
+        }
+        Ok(())
+    }
+}
+
+/// What `journal verify` found.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct VerifyReport {
+    pub blocks: u64,
+    pub records: u64,
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Decodes every record, dead letter and episode, and checks that the tables agree.
+pub fn verify(j: &Journal) -> Result<VerifyReport> {
+    let mut rep = VerifyReport::default();
+    let mut expected_next: Option<u64> = None;
+    let mut ids: Vec<i64> = Vec::new();
+    j.scan(0, |_, _| true, |first, block| {
+        rep.blocks += 1;
+        if let Some(e) = expected_next {
+            if e != first {
+                rep.problems.push(format!("block at sequence {first} follows a block ending at {e}: records are missing or overlap"));
+            }
+        }
+        match block {
+            Ok(records) => {
+                expected_next = Some(first + records.len() as u64);
+                rep.records += records.len() as u64;
+                ids.extend(records.iter().map(|r| r.action_id));
+            }
+            Err(e) => {
+                rep.problems.push(format!("block at sequence {first} cannot be read: {e}"));
+                expected_next = None;
+            }
+        }
+        true
+    })?;
+    let next_seq = j.next_seq()?;
+    if let Some(e) = expected_next {
+        if e != next_seq {
+            rep.problems.push(format!(
+                "the last block ends at sequence {e} but the journal's next sequence is {next_seq}"
+            ));
+        }
+    }
+    // Every record's id must be in the dedupe bitmap, and no id twice among the records.
+    let tx = j.db.begin_read()?;
+    let bits_table = tx.open_table(ACTION_IDS)?;
+    let mut bits: HashMap<i64, u64> = HashMap::new();
+    ids.sort_unstable();
+    for w in ids.windows(2) {
+        if w[0] == w[1] {
+            rep.problems
+                .push(format!("action {} is journaled more than once", w[0]));
+        }
+    }
+    for id in &ids {
+        let chunk = id.div_euclid(64);
+        let b = match bits.get(&chunk) {
+            Some(b) => *b,
+            None => {
+                let b = bits_table.get(chunk)?.map(|g| g.value()).unwrap_or(0);
+                bits.insert(chunk, b);
+                b
+            }
+        };
+        if b & (1u64 << id.rem_euclid(64)) == 0 {
+            rep.problems.push(format!(
+                "action {id} is journaled but missing from the dedupe table"
+            ));
+        }
+    }
+    for row in tx.open_table(DEAD_LETTERS)?.iter()? {
+        let (k, v) = row?;
+        if let Err(e) = codec::decode_value::<super::DeadLetter>(v.value()) {
+            rep.problems
+                .push(format!("dead letter {} cannot be read: {e}", k.value()));
+        }
+    }
+    for row in tx.open_table(EPISODES)?.iter()? {
+        let (k, v) = row?;
+        if let Err(e) = codec::decode_value::<super::EpisodeEntry>(v.value()) {
+            rep.problems
+                .push(format!("episode {} cannot be read: {e}", k.value()));
+        }
+    }
+    for row in tx.open_table(CURSORS)?.iter()? {
+        let (k, v) = row?;
+        if v.value() > next_seq {
+            rep.problems.push(format!(
+                "cursor {} is at {} past the journal's end {next_seq}",
+                k.value(),
+                v.value()
+            ));
+        }
+    }
+    Ok(rep)
+}
