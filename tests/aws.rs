@@ -423,3 +423,62 @@ async fn batch_payload_limit_and_fifo_dedup() {
     assert_eq!(bodies.len(), 200);
     assert!(counts.values().all(|n| *n == 1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_replay_into_a_fresh_queue_delivers_exactly_the_range() {
+    let Some(a) = aws() else { return };
+    let (_, sqs) = sdk(&a).await;
+    let sim = start_sim(SimConfig::new(data(1500, 1500))).await;
+    let dir = scratch();
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 1_500_000_000),
+        "-o",
+        "-",
+    ]);
+    assert_ok(&run_async(c).await);
+    let queue = unique("replay");
+    let (from, to) = (t0() + 300_000_000, t0() + 899_000_000);
+    let mut c = with_aws(harvester(dir.path()), &a);
+    c.args([
+        "journal",
+        "replay",
+        "--from",
+        &compact(from),
+        "--to",
+        &compact(to),
+        "-o",
+        "sqs",
+        "-q",
+        &queue,
+    ]);
+    let out = run_async(c).await;
+    assert_ok(&out);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let (bodies, counts) = drain(&sqs, &url).await;
+    let want: HashMap<i64, String> = journal_records(dir.path())
+        .into_iter()
+        .filter(|r| r.created_us >= from && r.created_us < to + 1_000_000)
+        .map(|r| (r.action_id, r.to_json()))
+        .collect();
+    assert_eq!(bodies, want);
+    assert!(counts.values().all(|n| *n == 1));
+    let j = Journal::open(&journal_path(dir.path())).unwrap();
+    assert_eq!(
+        j.cursor("stdout").unwrap(),
+        1500,
+        "the regular cursor did not move"
+    );
+}
