@@ -47,7 +47,20 @@ where
                 err.message().unwrap_or("(no message)")
             )
         }
-        other => aws_sdk_s3::error::DisplayErrorContext(other).to_string(),
+        other => {
+            // "dispatch failure: ... Connection refused (os error 111)": the kind and the root cause.
+            let mut root: &dyn std::error::Error = other;
+            while let Some(next) = root.source() {
+                root = next;
+            }
+            let top = other.to_string();
+            let cause = root.to_string();
+            if cause == top {
+                top
+            } else {
+                format!("{top}: {cause}")
+            }
+        }
     }
 }
 
