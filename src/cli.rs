@@ -69,6 +69,9 @@ pub enum Command {
     Harvest(HarvestArgs),
     /// Forward journaled records to a sink (each sink keeps its own cursor).
     Forward(ForwardArgs),
+    /// Service mode: harvest every interval and forward continuously, with /metrics and /healthz.
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
     /// Show, set or clear the harvest checkpoint (journal and S3).
     Checkpoint(CheckpointArgs),
     /// Inspect and reuse the journal: dump, stats, verify, replay, prune (no Opencast needed).
@@ -451,4 +454,57 @@ pub struct PruneArgs {
     /// Remove them even when a sink has not acknowledged them.
     #[arg(long)]
     pub force: bool,
+}
+
+const RUN_HELP: &str = "\
+Harvests from the checkpoint to now every --every seconds (default: --interval minutes) and
+forwards to each sink as soon as records are journaled. A sink outage only makes the journal
+grow (warned about past JOURNAL_WARN_SIZE); the sink catches up when it is back. SIGTERM or
+Ctrl-C commits the page in hand and exits 0. A window larger than MAX_START_END_SPAN is
+harvested in windows of that size.
+
+Example:
+  harvester run -o sqs --metrics-addr 127.0.0.1:9898    # then: curl 127.0.0.1:9898/metrics";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub opencast: OpencastArgs,
+    #[command(flatten)]
+    pub sink: SinkArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Sinks, comma-separated: sqs, - (stdout).
+    #[arg(short = 'o', long, default_value = "sqs")]
+    pub output: String,
+
+    /// Actions per page.
+    #[arg(short = 'b', long, alias = "batch_size", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+
+    /// Minutes harvested at the first start without a checkpoint, and the default period.
+    #[arg(short = 'i', long, env = "DEFAULT_INTERVAL", default_value_t = 2)]
+    pub interval: u64,
+
+    /// Seconds between harvests (default: --interval minutes).
+    #[arg(long, env = "HARVEST_EVERY")]
+    pub every: Option<f64>,
+
+    /// Largest window in seconds; larger gaps are harvested in windows of this size.
+    #[arg(long, alias = "max_start_end_span", env = "MAX_START_END_SPAN")]
+    pub max_start_end_span: Option<i64>,
+
+    /// Seconds an episode's metadata is cached.
+    #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800)]
+    pub episode_cache_expire: u64,
+
+    /// Loopback address of the /metrics and /healthz endpoint.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9898")]
+    pub metrics_addr: String,
+
+    /// Warn when the journal file grows past this many bytes (a sink is down, say).
+    #[arg(long, env = "JOURNAL_WARN_SIZE", default_value_t = 1 << 30)]
+    pub journal_warn_size: u64,
 }

@@ -48,6 +48,8 @@ pub enum HarvestError {
     },
     #[error("internal task failed: {0}")]
     Task(String),
+    #[error("harvest interrupted by shutdown (every committed page is kept; the checkpoint did not move past them)")]
+    Interrupted,
 }
 
 /// How to harvest one or more windows.
@@ -115,12 +117,32 @@ pub struct Harvester {
     pub episodes: EpisodeCache,
     pub journal: Arc<Journal>,
     pub opts: HarvestOptions,
+    /// When it turns true, the page in hand is committed and the harvest stops.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 type PageFetch = tokio::task::JoinHandle<Result<Prepared, HarvestError>>;
 type PendingCommit = tokio::task::JoinHandle<Result<PageOutcome, JournalError>>;
 
 impl Harvester {
+    pub fn new(
+        opencast: Opencast,
+        episodes: EpisodeCache,
+        journal: Arc<Journal>,
+        opts: HarvestOptions,
+    ) -> Harvester {
+        Harvester {
+            opencast,
+            episodes,
+            journal,
+            opts,
+            shutdown: None,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+    }
     /// Harvests the windows in order; each completed window moves the checkpoint (if enabled).
     pub async fn harvest(&self, windows: &[(i64, i64)]) -> Result<HarvestSummary, HarvestError> {
         let started = Instant::now();
@@ -133,6 +155,9 @@ impl Harvester {
         let fetched_before = self.episodes.fetched();
         let mut sum = HarvestSummary::default();
         for (n, (s, e)) in windows.iter().enumerate() {
+            if self.stopping() {
+                return Err(HarvestError::Interrupted);
+            }
             if windows.len() > 1 {
                 tracing::info!(
                     window = n + 1,
@@ -198,6 +223,20 @@ impl Harvester {
         // one carrying the checkpoint is always the last.
         let mut pending: Option<PendingCommit> = None;
         while let Some((offset, fetch)) = inflight.pop_front() {
+            if self.stopping() {
+                // Finish what is being committed, drop what is only fetched.
+                fetch.abort();
+                for (_, f) in inflight.drain(..) {
+                    f.abort();
+                }
+                if let Some(p) = pending.take() {
+                    account(
+                        sum,
+                        p.await.map_err(|e| HarvestError::Task(e.to_string()))??,
+                    );
+                }
+                return Err(HarvestError::Interrupted);
+            }
             let Prepared {
                 total: page_total,
                 mut commit,

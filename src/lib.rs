@@ -16,6 +16,7 @@ pub mod forward;
 pub mod harvest;
 pub mod journal;
 pub mod logging;
+pub mod metrics;
 pub mod opencast;
 pub mod record;
 pub mod sim;

@@ -37,6 +37,7 @@ fn main() {
         let result: Result<(), AppError> = match &cli.command {
             Command::Harvest(a) => app::harvest(&cli, a).await,
             Command::Forward(a) => app::forward(&cli, a).await,
+            Command::Run(a) => app::run::run(&cli, a).await,
             Command::Checkpoint(a) => app::checkpoint(&cli, a).await,
             Command::Journal(a) => app::journal::run(&cli, a).await,
             Command::Sim(a) => app::sim(a).await,

@@ -1,6 +1,7 @@
 //! The commands: each wires settings, journal, source and sinks together for one job.
 
 pub mod journal;
+pub mod run;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -117,7 +118,7 @@ pub(crate) async fn make_sink(o: &Output, sink: &SinkArgs) -> Result<(Sink, Stri
 }
 
 /// Forwards to each output in turn; returns the first error after trying them all.
-async fn forward_all(
+pub(crate) async fn forward_all(
     journal: &Arc<Journal>,
     outputs: &[Output],
     sink: &SinkArgs,
@@ -150,7 +151,10 @@ async fn forward_all(
     }
 }
 
-fn s3_checkpoint(s3: &S3Args, client: Option<aws_sdk_s3::Client>) -> Option<S3Checkpoint> {
+pub(crate) fn s3_checkpoint(
+    s3: &S3Args,
+    client: Option<aws_sdk_s3::Client>,
+) -> Option<S3Checkpoint> {
     let bucket = s3
         .s3_bucket
         .as_deref()
@@ -159,7 +163,7 @@ fn s3_checkpoint(s3: &S3Args, client: Option<aws_sdk_s3::Client>) -> Option<S3Ch
     Some(S3Checkpoint::new(client?, bucket, &s3.s3_key))
 }
 
-async fn s3_client_if(s3: &S3Args) -> Option<aws_sdk_s3::Client> {
+pub(crate) async fn s3_client_if(s3: &S3Args) -> Option<aws_sdk_s3::Client> {
     if s3
         .s3_bucket
         .as_deref()
@@ -174,7 +178,7 @@ async fn s3_client_if(s3: &S3Args) -> Option<aws_sdk_s3::Client> {
 }
 
 /// Copies the journal's checkpoint to S3 when S3 does not have it yet.
-async fn sync_checkpoint(
+pub(crate) async fn sync_checkpoint(
     journal: &Arc<Journal>,
     s3: &S3Checkpoint,
     tz: Tz,
@@ -193,6 +197,26 @@ async fn sync_checkpoint(
     journal.mark_checkpoint_synced(&cp).map_err(failed)?;
     tracing::info!(checkpoint = %timefmt::format_compact(cp.last_action_us, tz), "checkpoint written to S3");
     Ok(())
+}
+
+/// Where a harvest without `--start` begins: the journal's checkpoint, else the S3 one, else
+/// `interval_min` minutes ago.
+pub(crate) async fn default_start(
+    journal: &Journal,
+    s3: Option<&S3Checkpoint>,
+    tz: Tz,
+    interval_min: u64,
+) -> Result<i64, AppError> {
+    if let Some(cp) = journal.checkpoint().map_err(failed)? {
+        return Ok(timefmt::floor_second(cp.last_action_us));
+    }
+    if let Some(s3) = s3 {
+        if let Some(us) = s3.read(tz).await.map_err(failed)? {
+            tracing::info!(checkpoint = %timefmt::format_compact(us, tz), "starting from the S3 checkpoint");
+            return Ok(us);
+        }
+    }
+    Ok(timefmt::floor_second(timefmt::now_us()) - interval_min as i64 * 60_000_000)
 }
 
 /// `harvester harvest`.
@@ -224,19 +248,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let now = timefmt::floor_second(timefmt::now_us());
     let start = match start_flag {
         Some(s) => s,
-        None => match journal.checkpoint().map_err(failed)? {
-            Some(cp) => timefmt::floor_second(cp.last_action_us),
-            None => match &s3 {
-                Some(s3) => match s3.read(tz).await.map_err(failed)? {
-                    Some(us) => {
-                        tracing::info!(checkpoint = %timefmt::format_compact(us, tz), "starting from the S3 checkpoint");
-                        us
-                    }
-                    None => now - args.interval as i64 * 60_000_000,
-                },
-                None => now - args.interval as i64 * 60_000_000,
-            },
-        },
+        None => default_start(&journal, s3.as_ref(), tz, args.interval).await?,
     };
     let end = end_flag.unwrap_or(now);
     if end < start {
@@ -277,18 +289,18 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         Duration::from_secs(args.episode_cache_expire.max(1)),
         tz,
     );
-    let harvester = Harvester {
+    let harvester = Harvester::new(
         opencast,
         episodes,
-        journal: journal.clone(),
-        opts: HarvestOptions {
+        journal.clone(),
+        HarvestOptions {
             batch_size: args.batch_size,
             wait: Duration::from_secs_f64(args.wait),
             tz,
             update_checkpoint: update,
             ..HarvestOptions::default()
         },
-    };
+    );
     let result = harvester.harvest(&windows).await;
     let mut errors: Vec<AppError> = Vec::new();
     let summary = match result {
@@ -444,20 +456,17 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
         opencast_retries: 5,
     };
     let opencast = config::opencast(&oc_args, None)?;
-    let harvester = Harvester {
-        episodes: EpisodeCache::new(
-            opencast.clone(),
-            journal.clone(),
-            Duration::from_secs(1800),
-            tz,
-        ),
-        opencast,
-        journal: journal.clone(),
-        opts: HarvestOptions {
-            tz,
-            ..HarvestOptions::default()
-        },
+    let episodes = EpisodeCache::new(
+        opencast.clone(),
+        journal.clone(),
+        Duration::from_secs(1800),
+        tz,
+    );
+    let opts = HarvestOptions {
+        tz,
+        ..HarvestOptions::default()
     };
+    let harvester = Harvester::new(opencast, episodes, journal.clone(), opts);
     let s = harvester.harvest(&[(start, end)]).await.map_err(failed)?;
     let mut sink = Sink::Stdout(StdoutSink::default());
     let f = forward::forward(&journal, &mut sink, "stdout")
@@ -487,21 +496,18 @@ pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppErro
     let (start, end) = (parse(&args.start, "--start")?, parse(&args.end, "--end")?);
     let opencast = config::opencast(&args.opencast, None)?;
     let journal = open_journal(&cli.journal)?;
-    let harvester = Harvester {
-        episodes: EpisodeCache::new(
-            opencast.clone(),
-            journal.clone(),
-            Duration::from_secs(1),
-            tz,
-        ),
-        opencast,
-        journal,
-        opts: HarvestOptions {
-            batch_size: args.batch_size,
-            tz,
-            ..HarvestOptions::default()
-        },
+    let episodes = EpisodeCache::new(
+        opencast.clone(),
+        journal.clone(),
+        Duration::from_secs(1),
+        tz,
+    );
+    let opts = HarvestOptions {
+        batch_size: args.batch_size,
+        tz,
+        ..HarvestOptions::default()
     };
+    let harvester = Harvester::new(opencast, episodes, journal, opts);
     let t = std::time::Instant::now();
     let (pages, bytes) = harvester.fetch_only(start, end).await.map_err(failed)?;
     tracing::info!(

@@ -84,12 +84,25 @@ pub async fn forward(
     sink: &mut Sink,
     cursor: &str,
 ) -> Result<ForwardSummary, ForwardError> {
+    forward_until(journal, sink, cursor, None).await
+}
+
+/// [`forward`], stopping between chunks once `stop` turns true (service shutdown).
+pub async fn forward_until(
+    journal: &Arc<Journal>,
+    sink: &mut Sink,
+    cursor: &str,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+) -> Result<ForwardSummary, ForwardError> {
     let mut pos = journal.cursor(cursor)?;
     let mut sum = ForwardSummary {
         forwarded: 0,
         cursor: pos,
     };
     loop {
+        if stop.is_some_and(|s| *s.borrow()) {
+            break;
+        }
         let j = journal.clone();
         let (first, records) = tokio::task::spawn_blocking(move || j.read_from(pos, CHUNK))
             .await

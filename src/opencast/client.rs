@@ -138,6 +138,11 @@ impl Client {
         &self.stats
     }
 
+    /// The shared counters, for a metrics endpoint that outlives this handle.
+    pub fn stats_handle(&self) -> Arc<ClientStats> {
+        self.stats.clone()
+    }
+
     /// GETs `url` and parses the body with `parse`, retrying transient faults.
     pub async fn get_parsed<T>(
         &self,

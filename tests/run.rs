@@ -1,0 +1,290 @@
+//! `harvester run`: the service under SIGTERM, its endpoints, and a sink outage it survives.
+
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use harvester::sim::SimConfig;
+use harvester::timefmt;
+
+/// Simulated actions over the last five minutes, so a service harvesting "now" finds them all.
+async fn recent_sim(n: u64) -> harvester::sim::SimHandle {
+    let now = timefmt::floor_second(timefmt::now_us());
+    start_sim(SimConfig::new(harvester::sim::DataConfig::new(
+        3,
+        n,
+        now - 300_000_000,
+        now - 1_000_000,
+    )))
+    .await
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+async fn metric(addr: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Waits until `name` reaches `want` on the metrics endpoint.
+async fn wait_metric(addr: &str, name: &str, want: f64, secs: u64) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if metric(addr, name).await == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{name} did not reach {want} within {secs} s (now {:?})",
+        metric(addr, name).await
+    );
+}
+
+async fn wait_exit(mut child: Child, secs: u64) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "did not exit within {secs} s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_commits_and_exits_zero_with_everything_forwarded() {
+    let sim = recent_sim(3000).await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args([
+        "run",
+        "-o",
+        "-",
+        "-i",
+        "10",
+        "--every",
+        "0.5",
+        "--metrics-addr",
+        &addr,
+    ]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    // Drain stdout while the service runs (a full pipe would stall the stdout sink).
+    let mut pipe = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut pipe, &mut buf).unwrap();
+        buf
+    });
+    wait_metric(&addr, "harvester_journal_records_total", 3000.0, 20).await;
+    wait_metric(&addr, "harvester_sink_lag{sink=\"stdout\"}", 0.0, 20).await;
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    sigterm(&child);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = std::process::Output {
+        stdout: reader.join().unwrap(),
+        ..out
+    };
+    let recs = stdout_records(&out);
+    let ids: HashSet<i64> = recs
+        .iter()
+        .map(|r| r["action_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!((recs.len(), ids.len()), (3000, 3000));
+    assert_eq!(journal_records(dir.path()).len(), 3000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_harvest_stops_within_seconds() {
+    let mut cfg = SimConfig::new(harvester::sim::DataConfig::new(
+        3,
+        50_000,
+        timefmt::now_us() - 600_000_000,
+        timefmt::now_us() - 1_000_000,
+    ));
+    cfg.faults.delay = Duration::from_millis(200);
+    let sim = start_sim(cfg).await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args([
+        "run",
+        "-o",
+        "none",
+        "-i",
+        "20",
+        "-b",
+        "500",
+        "--metrics-addr",
+        &addr,
+    ]);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = c.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t = Instant::now();
+    sigterm(&child);
+    let status = wait_exit(child, 5).await;
+    assert_eq!(status.code(), Some(0));
+    eprintln!("stopped {:?} after SIGTERM", t.elapsed());
+    // Part of the window is journaled, the checkpoint has not moved past it.
+    let j = harvester::journal::Journal::open(&journal_path(dir.path())).unwrap();
+    let n = j.next_seq().unwrap();
+    assert!(n > 0 && n < 50_000, "{n}");
+    assert!(j.checkpoint().unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqs_outage_then_back_loses_nothing() {
+    let Some(sqs_endpoint) = service("HARVESTER_TEST_SQS_ENDPOINT") else {
+        return;
+    };
+    let sim = recent_sim(2500).await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    // The harvester talks to SQS through a port where nothing listens yet.
+    let port = free_port();
+    let queue = format!("outage-run-{}", std::process::id());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_SQS", format!("http://127.0.0.1:{port}"))
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("SQS_QUEUE_NAME", &queue);
+    c.args([
+        "run",
+        "-o",
+        "sqs",
+        "-i",
+        "10",
+        "--every",
+        "0.5",
+        "--metrics-addr",
+        &addr,
+    ]);
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    // Harvesting goes on while SQS is down: the journal grows.
+    wait_metric(&addr, "harvester_journal_records_total", 2500.0, 20).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        metric(&addr, "harvester_sink_errors_total{sink=\"sqs")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+            || metric(&addr, "harvester_sink_errors_total")
+                .await
+                .unwrap_or(0.0)
+                >= 1.0
+    );
+    // SQS comes back: a proxy to ElasticMQ opens on that port.
+    let target = sqs_endpoint.trim_start_matches("http://").to_string();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let t = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(t).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    wait_metric(
+        &addr,
+        &format!("harvester_sink_lag{{sink=\"sqs:{queue}\"}}"),
+        0.0,
+        60,
+    )
+    .await;
+    sigterm(&child);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Every journaled record is in the queue.
+    let creds = aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests");
+    let conf = aws_sdk_sqs::config::Builder::new()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(&sqs_endpoint)
+        .build();
+    let sqs = aws_sdk_sqs::Client::from_conf(conf);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let mut got = HashSet::new();
+    let mut empty = 0;
+    while empty < 3 {
+        let r = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(300)
+            .send()
+            .await
+            .unwrap();
+        if r.messages().is_empty() {
+            empty += 1;
+        }
+        for m in r.messages() {
+            let v: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            got.insert(v["action_id"].as_i64().unwrap());
+        }
+    }
+    let want: HashSet<i64> = journal_records(dir.path())
+        .iter()
+        .map(|r| r.action_id)
+        .collect();
+    assert_eq!(want.len(), 2500);
+    assert_eq!(got, want);
+}
