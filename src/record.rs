@@ -134,8 +134,12 @@ impl Serialize for Record {
             .as_deref()
             .map(|c| c.split(',').map(str::trim));
         m.serialize_entry("ip", &ips.as_mut().and_then(|i| i.next()))?;
+        const PROXIES: [&str; 4] = ["proxy1", "proxy2", "proxy3", "proxy4"];
         for (n, proxy) in ips.into_iter().flatten().enumerate() {
-            m.serialize_entry(&format!("proxy{}", n + 1), proxy)?;
+            match PROXIES.get(n) {
+                Some(k) => m.serialize_entry(k, proxy)?,
+                None => m.serialize_entry(&format!("proxy{}", n + 1), proxy)?,
+            }
         }
         m.serialize_entry("is_live", &(self.is_live as u8))?;
         match &self.episode {

@@ -288,3 +288,63 @@ async fn sqs_outage_then_back_loses_nothing() {
     assert_eq!(want.len(), 2500);
     assert_eq!(got, want);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journal_dump_and_stats_work_while_run_holds_the_journal() {
+    let sim = recent_sim(1200).await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args([
+        "run",
+        "-o",
+        "none",
+        "-i",
+        "10",
+        "--every",
+        "0.5",
+        "--metrics-addr",
+        &addr,
+    ]);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = c.spawn().unwrap();
+    wait_metric(&addr, "harvester_journal_records_total", 1200.0, 20).await;
+    let run_cmd = |args: &[&str]| {
+        let mut c = harvester(dir.path());
+        c.arg("journal").args(args);
+        c
+    };
+    let out = tokio::task::spawn_blocking({
+        let c = run_cmd(&["stats", "--json"]);
+        move || run(c)
+    })
+    .await
+    .unwrap();
+    assert_ok(&out);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["actions"], 1200);
+    let out = tokio::task::spawn_blocking({
+        let c = run_cmd(&["dump", "--type", "PLAY"]);
+        move || run(c)
+    })
+    .await
+    .unwrap();
+    assert_ok(&out);
+    let recs = stdout_records(&out);
+    assert_eq!(recs.len(), 1200 / 25, "one PLAY per simulated session");
+    // What cannot be served names the process that holds the journal.
+    let out = tokio::task::spawn_blocking({
+        let c = run_cmd(&["verify"]);
+        move || run(c)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("held by pid {}", child.id())),
+        "{}",
+        stderr(&out)
+    );
+    sigterm(&child);
+    assert_eq!(wait_exit(child, 5).await.code(), Some(0));
+}

@@ -17,8 +17,8 @@ use crate::{forward, timefmt};
 
 pub async fn run(cli: &Cli, args: &JournalArgs) -> Result<(), AppError> {
     match &args.command {
-        JournalCommand::Dump(a) => dump(cli, a),
-        JournalCommand::Stats(a) => stats(cli, a),
+        JournalCommand::Dump(a) => dump(cli, a).await,
+        JournalCommand::Stats(a) => stats(cli, a).await,
         JournalCommand::Verify => verify(cli),
         JournalCommand::Replay(a) => replay(cli, a).await,
         JournalCommand::Prune(a) => prune(cli, a),
@@ -109,14 +109,87 @@ fn filter(r: &RangeArgs) -> Result<(Filter, Tz), ConfigError> {
     ))
 }
 
-fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
-    let (mut f, _) = filter(&a.range)?;
-    f.mpids = a.mpid.clone();
-    f.types = a.kind.clone();
-    let j = open_journal(&cli.journal)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+/// A dump request, as query pairs: the same words locally and over a running service's endpoint.
+pub fn dump_pairs(a: &DumpArgs) -> Vec<(String, String)> {
+    let mut p = Vec::new();
+    let mut put = |k: &str, v: &str| p.push((k.to_string(), v.to_string()));
+    if let Some(v) = &a.range.from {
+        put("from", v);
+    }
+    if let Some(v) = &a.range.to {
+        put("to", v);
+    }
+    if let Some(v) = &a.range.seq {
+        put("seq", v);
+    }
+    put("tz", &a.range.opencast_timezone);
+    for m in &a.mpid {
+        put("mpid", m);
+    }
+    for t in &a.kind {
+        put("type", t);
+    }
+    if let Some(l) = a.limit {
+        put("limit", &l.to_string());
+    }
     if a.episodes {
+        put("episodes", "1");
+    }
+    if a.dead_letters {
+        put("dead_letters", "1");
+    }
+    p
+}
+
+/// What to dump.
+pub struct DumpRequest {
+    filter: Filter,
+    limit: Option<u64>,
+    episodes: bool,
+    dead_letters: bool,
+}
+
+impl DumpRequest {
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<DumpRequest, ConfigError> {
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let all = |k: &str| {
+            pairs
+                .iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        let range = RangeArgs {
+            from: get("from"),
+            to: get("to"),
+            seq: get("seq"),
+            opencast_timezone: get("tz").unwrap_or_else(|| "UTC".into()),
+        };
+        let (mut filter, _) = self::filter(&range)?;
+        filter.mpids = all("mpid");
+        filter.types = all("type");
+        let limit = get("limit")
+            .map(|l| {
+                l.parse::<u64>()
+                    .map_err(|_| ConfigError(format!("--limit '{l}' is not a number")))
+            })
+            .transpose()?;
+        Ok(DumpRequest {
+            filter,
+            limit,
+            episodes: get("episodes").is_some(),
+            dead_letters: get("dead_letters").is_some(),
+        })
+    }
+}
+
+/// Writes a dump as JSON lines; unreadable blocks are skipped and returned.
+pub fn write_dump(
+    j: &Journal,
+    req: &DumpRequest,
+    out: &mut impl Write,
+) -> Result<Vec<inspect::BadBlock>, AppError> {
+    if req.episodes {
         for (mpid, e) in j.episodes().map_err(failed)? {
             let line = match e {
                 Ok(e) => serde_json::json!({
@@ -129,9 +202,9 @@ fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
             };
             writeln!(out, "{line}").map_err(failed)?;
         }
-        return Ok(());
+        return Ok(Vec::new());
     }
-    if a.dead_letters {
+    if req.dead_letters {
         for (n, d) in j.dead_letters().map_err(failed)? {
             let line = serde_json::json!({
                 "dead_letter": n,
@@ -142,28 +215,98 @@ fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
             });
             writeln!(out, "{line}").map_err(failed)?;
         }
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let sum = inspect::dump(&j, &f, a.limit, &mut out).map_err(failed)?;
+    Ok(inspect::dump(j, &req.filter, req.limit, out)
+        .map_err(failed)?
+        .bad_blocks)
+}
+
+/// The journal, or the running service that holds it.
+enum Access {
+    Local(Arc<Journal>),
+    Remote(String),
+}
+
+fn access(cli: &Cli) -> Result<Access, AppError> {
+    match super::open_journal(&cli.journal) {
+        Ok(j) => Ok(Access::Local(j)),
+        Err(e) => match super::owner::read(&cli.journal).and_then(|o| o.metrics_addr) {
+            Some(addr) => {
+                tracing::info!(%addr, "the journal is held by `harvester run`; asking it");
+                Ok(Access::Remote(addr))
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// GETs `path` from a running service and copies the body to stdout as it arrives.
+async fn remote(addr: &str, path: &str, pairs: &[(String, String)]) -> Result<(), AppError> {
+    let mut url = reqwest::Url::parse(&format!("http://{addr}{path}")).map_err(failed)?;
+    url.query_pairs_mut().extend_pairs(pairs);
+    let mut resp = reqwest::get(url).await.map_err(|e| {
+        failed(format!(
+            "the running harvester at {addr} did not answer: {e}"
+        ))
+    })?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(failed(format!(
+            "the running harvester answered {status}: {}",
+            text.trim()
+        )));
+    }
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+        if out.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    out.flush().ok();
+    Ok(())
+}
+
+async fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
+    let pairs = dump_pairs(a);
+    let req = DumpRequest::from_pairs(&pairs)?;
+    let j = match access(cli)? {
+        Access::Local(j) => j,
+        Access::Remote(addr) => return remote(&addr, "/journal/dump", &pairs).await,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let bad = write_dump(&j, &req, &mut out)?;
     drop(out);
-    for b in &sum.bad_blocks {
+    for b in &bad {
         eprintln!(
             "error: the block at sequence {} cannot be read ({}); its records were skipped",
             b.first_seq, b.error
         );
     }
-    if !sum.bad_blocks.is_empty() {
+    if !bad.is_empty() {
         return Err(failed(format!(
             "{} block(s) could not be read; run `harvester journal verify` for a full report",
-            sum.bad_blocks.len()
+            bad.len()
         )));
     }
     Ok(())
 }
 
-fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
-    let j = open_journal(&cli.journal)?;
-    let s = inspect::stats(&j).map_err(failed)?;
+async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
+    let s = match access(cli)? {
+        Access::Local(j) => inspect::stats(&j).map_err(failed)?,
+        Access::Remote(addr) => {
+            let url = format!("http://{addr}/journal/stats");
+            let resp = reqwest::get(&url).await.map_err(|e| {
+                failed(format!(
+                    "the running harvester at {addr} did not answer: {e}"
+                ))
+            })?;
+            resp.json::<inspect::Stats>().await.map_err(failed)?
+        }
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s).map_err(failed)?);
     } else {

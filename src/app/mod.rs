@@ -1,6 +1,7 @@
 //! The commands: each wires settings, journal, source and sinks together for one job.
 
 pub mod journal;
+pub mod owner;
 pub mod run;
 
 use std::net::SocketAddr;
@@ -97,7 +98,35 @@ pub(crate) fn check_sqs_limits(sink: &SinkArgs) -> Result<(), ConfigError> {
 }
 
 pub(crate) fn open_journal(path: &Path) -> Result<Arc<Journal>, AppError> {
-    Journal::open(path).map(Arc::new).map_err(failed)
+    open_journal_as(path, &command_name(), None)
+}
+
+/// The subcommand this process runs, for the journal's owner record.
+fn command_name() -> String {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default()
+}
+
+/// Opens the journal and records this process as its holder; a journal held by another process
+/// is an error that names that process.
+pub(crate) fn open_journal_as(
+    path: &Path,
+    command: &str,
+    metrics_addr: Option<&str>,
+) -> Result<Arc<Journal>, AppError> {
+    match Journal::open(path) {
+        Ok(j) => {
+            owner::claim(path, command, metrics_addr);
+            Ok(Arc::new(j))
+        }
+        Err(e @ crate::journal::JournalError::InUse { .. }) => Err(match owner::read(path) {
+            Some(o) => failed(format!("{e} (held by {})", owner::describe(&o))),
+            None => failed(e),
+        }),
+        Err(e) => Err(failed(e)),
+    }
 }
 
 pub(crate) async fn make_sink(o: &Output, sink: &SinkArgs) -> Result<(Sink, String), AppError> {

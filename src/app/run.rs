@@ -2,6 +2,7 @@
 //! continuously; an explicit shutdown signal (SIGTERM/SIGINT) lets each loop finish the unit of
 //! work in hand and commit it.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,8 @@ use axum::Router;
 use tokio::sync::{watch, Notify};
 
 use super::{
-    check_sqs_limits, default_start, failed, make_sink, open_journal, parse_outputs, s3_checkpoint,
-    s3_client_if, sync_checkpoint, AppError, Output,
+    check_sqs_limits, default_start, failed, make_sink, parse_outputs, s3_checkpoint, s3_client_if,
+    sync_checkpoint, AppError, Output,
 };
 use crate::cli::{Cli, RunArgs, SinkArgs};
 use crate::config::{self, ConfigError};
@@ -76,7 +77,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         ))
     })?;
     let opencast = config::opencast(&args.opencast, None)?;
-    let journal = open_journal(&cli.journal)?;
+    let journal = super::open_journal_as(&cli.journal, "run", Some(&args.metrics_addr))?;
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -109,6 +110,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
                 }
             }),
         );
+    let app = app.merge(journal_routes(journal.clone()));
     let mut srv_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -223,6 +225,94 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     tracing::info!("harvester stopped");
     Ok(())
+}
+
+/// `/journal/stats` and `/journal/dump`: the running service answers what `harvester journal`
+/// cannot read itself while this process holds the file.
+fn journal_routes(journal: Arc<Journal>) -> Router {
+    let js = journal.clone();
+    Router::new()
+        .route(
+            "/journal/stats",
+            get(move || {
+                let j = js.clone();
+                async move {
+                    let res = tokio::task::spawn_blocking(move || crate::journal::inspect::stats(&j)).await;
+                    match res.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                        Ok(s) => axum::http::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(axum::body::Body::from(serde_json::to_string(&s).unwrap_or_default()))
+                            .unwrap(),
+                        Err(e) => axum::http::Response::builder()
+                            .status(500)
+                            .body(axum::body::Body::from(e))
+                            .unwrap(),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/journal/dump",
+            get(move |axum::extract::RawQuery(q): axum::extract::RawQuery| {
+                let j = journal.clone();
+                async move {
+                    let url = reqwest::Url::parse(&format!("http://x/?{}", q.unwrap_or_default()));
+                    let pairs: Vec<(String, String)> = url
+                        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+                        .unwrap_or_default();
+                    let req = match super::journal::DumpRequest::from_pairs(&pairs) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return axum::http::Response::builder()
+                                .status(400)
+                                .body(axum::body::Body::from(e.to_string()))
+                                .unwrap()
+                        }
+                    };
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+                    tokio::task::spawn_blocking(move || {
+                        let mut w = ChannelWriter { tx, buf: Vec::with_capacity(1 << 16) };
+                        if let Ok(bad) = super::journal::write_dump(&j, &req, &mut w) {
+                            for b in bad {
+                                tracing::error!(first_seq = b.first_seq, error = %b.error, "dump skipped an unreadable block");
+                            }
+                        }
+                        let _ = w.flush();
+                    });
+                    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+                    axum::http::Response::builder()
+                        .header("content-type", "application/x-ndjson")
+                        .body(axum::body::Body::from_stream(stream))
+                        .unwrap()
+                }
+            }),
+        )
+}
+
+/// Streams a dump to an HTTP response in 64 KiB chunks; a gone client stops the dump.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 16 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
 }
 
 /// Forwards to one sink for as long as the service runs, reconnecting and backing off while the

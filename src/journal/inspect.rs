@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     codec, Journal, JournalError, Result, ACTION_IDS, BLOCKS, CURSORS, DEAD_LETTERS, EPISODES,
@@ -129,7 +129,7 @@ pub fn dump(
 }
 
 /// A sink cursor and how far it trails the journal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CursorStat {
     pub sink: String,
     pub cursor: u64,
@@ -137,7 +137,7 @@ pub struct CursorStat {
 }
 
 /// The figures of `journal stats`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     pub path: String,
     pub actions: u64,
