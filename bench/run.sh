@@ -56,6 +56,19 @@ json_bytes=$(stat -c %s "$work/records.jsonl")
 lines=$(wc -l <"$work/records.jsonl")
 FWD_S=$(echo "$end - $start" | bc -l)
 
+# journal dump of the whole journal to /dev/null (median time, peak RSS), and a replay to stdout.
+dump_s=() dump_kb=()
+for ((r = 1; r <= RUNS; r++)); do
+  /usr/bin/time -f "%e %M" -o "$work/dump.txt" "$H" journal dump >/dev/null 2>&1
+  read -r t kb <"$work/dump.txt"; dump_s+=("$t"); dump_kb+=("$kb")
+done
+DUMP_S=$(printf '%s\n' "${dump_s[@]}" | median)
+DUMP_KB=$(printf '%s\n' "${dump_kb[@]}" | sort -n | tail -n1)
+start=$(date +%s.%N)
+"$H" journal replay --seq 0.. -o - --name bench >/dev/null 2>&1
+end=$(date +%s.%N)
+REPLAY_S=$(echo "$end - $start" | bc -l)
+
 # Forward to SQS (ElasticMQ): a fresh journal of SQS_ACTIONS records.
 if [[ ! -f .ci/services.env ]] || ! curl -s -o /dev/null "$(. .ci/services.env; echo "$HARVESTER_TEST_SQS_ENDPOINT")"; then
   bash .ci/services.sh start
@@ -73,9 +86,10 @@ SQS_S=$(echo "$end - $start" | bc -l)
 sqs_n=$(grep -o 'forwarded=[0-9]*' "$work/sqs.log" | head -n1 | tr -dc '0-9')
 sqs_req=$(grep -o 'requests=[0-9]*' "$work/sqs.log" | head -n1 | tr -dc '0-9')
 
-python3 - "$ACTIONS" "$F" "$HS" "$RSS" "$journal_bytes" "$json_bytes" "$lines" "$FWD_S" "$sqs_n" "$SQS_S" "$sqs_req" "$(nproc)" >"$out/results.md" <<'PY'
+python3 - "$ACTIONS" "$F" "$HS" "$RSS" "$journal_bytes" "$json_bytes" "$lines" "$FWD_S" "$sqs_n" "$SQS_S" "$sqs_req" "$(nproc)" "$DUMP_S" "$DUMP_KB" "$REPLAY_S" >"$out/results.md" <<'PY'
 import sys
-a, f, h, rss, jb, jsb, lines, fwd, sqs_n, sqs_s, sqs_req, cores = sys.argv[1:]
+a, f, h, rss, jb, jsb, lines, fwd, sqs_n, sqs_s, sqs_req, cores, dump_s, dump_kb, replay_s = sys.argv[1:]
+dump_s, dump_kb, replay_s = float(dump_s), int(dump_kb), float(replay_s)
 a, f, h, rss, jb, jsb, lines, fwd = int(a), float(f), float(h), int(rss), int(jb), int(jsb), int(lines), float(fwd)
 sqs_n, sqs_s, sqs_req = int(sqs_n or 0), float(sqs_s), int(sqs_req or 0)
 rows = [
@@ -86,6 +100,9 @@ rows = [
     ("forward to stdout (records/s)", f"{lines / fwd:,.0f}", "-"),
     ("forward to SQS (ElasticMQ) (records/s)", f"{sqs_n / sqs_s:,.0f}" if sqs_n else "n/a", "-"),
     ("SQS requests per 1,000 actions", f"{1000 * sqs_req / sqs_n:.1f}" if sqs_n else "n/a", "<= 101"),
+    ("journal dump to /dev/null (records/s)", f"{lines / dump_s:,.0f}", ">= 300,000"),
+    ("peak RSS of the dump (MiB)", f"{dump_kb / 1024:.1f}", "flat"),
+    ("journal replay to stdout (records/s)", f"{lines / replay_s:,.0f}", "-"),
 ]
 print(f"{a:,} simulated actions, {cores} cores, medians of the runs")
 print()

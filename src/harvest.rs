@@ -19,6 +19,7 @@ use crate::journal::{
 };
 use crate::opencast::{ActionsPage, JudgedPage, Opencast, OpencastError};
 use crate::record::{EpisodeBlock, Record};
+use crate::progress::Progress;
 use crate::timefmt;
 
 /// What can stop a harvest.
@@ -154,6 +155,8 @@ impl Harvester {
             .load(std::sync::atomic::Ordering::Relaxed);
         let fetched_before = self.episodes.fetched();
         let mut sum = HarvestSummary::default();
+        let progress = Progress::new("harvest", "actions", 0);
+        let mut known = 0u64;
         for (n, (s, e)) in windows.iter().enumerate() {
             if self.stopping() {
                 return Err(HarvestError::Interrupted);
@@ -167,9 +170,15 @@ impl Harvester {
                     "harvesting window"
                 );
             }
-            self.harvest_window(*s, *e, &mut sum).await?;
+            let res = self.harvest_window(*s, *e, &mut sum, &progress, known).await;
+            known = progress.total();
+            if res.is_err() {
+                progress.finish();
+            }
+            res?;
             sum.windows += 1;
         }
+        progress.finish();
         sum.request_retries = self
             .opencast
             .client()
@@ -201,6 +210,8 @@ impl Harvester {
         start_us: i64,
         end_us: i64,
         sum: &mut HarvestSummary,
+        progress: &Progress,
+        known_before: u64,
     ) -> Result<(), HarvestError> {
         let tz = self.opts.tz;
         let (start, end) = (
@@ -247,6 +258,8 @@ impl Harvester {
             pages += 1;
             sum.batches += 1;
             total = page_total.max(0) as u64;
+            progress.set_total(known_before + total);
+            progress.inc(commit.records.len() as u64 + commit.dead_letters.len() as u64);
             if self.opts.wait.is_zero() {
                 while inflight.len() < prefetch && next_offset < total {
                     inflight.push_back((next_offset, self.spawn_fetch(&start, &end, next_offset)));

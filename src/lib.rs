@@ -18,6 +18,7 @@ pub mod journal;
 pub mod logging;
 pub mod metrics;
 pub mod opencast;
+pub mod progress;
 pub mod record;
 pub mod sim;
 pub mod timefmt;

@@ -13,6 +13,7 @@ use crate::cli::{
 use crate::config::{self, ConfigError};
 use crate::journal::inspect::{self, Filter};
 use crate::journal::Journal;
+use crate::progress::Progress;
 use crate::{forward, timefmt};
 
 pub async fn run(cli: &Cli, args: &JournalArgs) -> Result<(), AppError> {
@@ -371,8 +372,9 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
         tracing::info!(replay = %name, resume_at = pos, "resuming replay");
     }
     let began = Instant::now();
-    let mut last_log = Instant::now();
-    let (mut sent, first_pos) = (0u64, pos);
+    let mut sent = 0u64;
+    // Progress in journal sequence numbers walked (records outside the range are walked too).
+    let progress = Progress::new("replay", "records walked", end.saturating_sub(pos));
     while pos < end {
         let jj: Arc<Journal> = j.clone();
         let (first, records) =
@@ -392,25 +394,19 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
             .collect();
         if !selected.is_empty() {
             if let Err(e) = sink.send(&selected).await {
+                progress.finish();
                 return Err(failed(format!(
                     "replay {name}: {e}; {sent} records were sent, run the same command again to resume"
                 )));
             }
         }
         sent += selected.len() as u64;
-        pos = first + upto as u64;
+        let next = first + upto as u64;
+        progress.inc(next - pos);
+        pos = next;
         j.set_cursor(&name, pos).map_err(failed)?;
-        if last_log.elapsed().as_secs() >= 2 {
-            last_log = Instant::now();
-            let rate = (pos - first_pos) as f64 / began.elapsed().as_secs_f64();
-            let eta = if rate > 0.0 {
-                (end.min(j.next_seq().unwrap_or(end)) - pos) as f64 / rate
-            } else {
-                0.0
-            };
-            tracing::info!(replay = %name, sent, at_seq = pos, rate = format!("{rate:.0}/s"), eta_s = format!("{eta:.0}"), "replaying");
-        }
     }
+    progress.finish();
     tracing::info!(replay = %name, sent, seconds = format!("{:.3}", began.elapsed().as_secs_f64()), "replay complete");
     Ok(())
 }
