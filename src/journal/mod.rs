@@ -34,6 +34,8 @@ pub(crate) const EPISODES: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
+const CACHE_BYTES: usize = 16 << 20;
+
 const META_FORMAT: &str = "format_version";
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_DEAD: &str = "next_dead_letter";
@@ -153,7 +155,9 @@ impl Journal {
                 JournalError::Storage(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
-        let db = match Database::create(path) {
+        // A bounded cache keeps memory flat whatever the journal's size (redb's default is 1 GiB,
+        // which a full dump of a large journal would fill).
+        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
             Ok(db) => db,
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(JournalError::InUse {
