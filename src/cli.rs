@@ -68,21 +68,29 @@ pub enum Command {
     #[command(after_help = HARVEST_HELP)]
     Harvest(HarvestArgs),
     /// Forward journaled records to a sink (each sink keeps its own cursor).
-    #[command(after_help = "Examples:\n  harvester forward                 # to SQS_QUEUE_NAME, from where that queue's cursor stands\n  harvester forward -o - > new.jsonl  # what stdout has not had yet")]
+    #[command(
+        after_help = "Examples:\n  harvester forward                 # to SQS_QUEUE_NAME, from where that queue's cursor stands\n  harvester forward -o - > new.jsonl  # what stdout has not had yet"
+    )]
     Forward(ForwardArgs),
     /// Service mode: harvest every interval and forward continuously, with /metrics and /healthz.
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// Show, set or clear the harvest checkpoint (journal and S3).
-    #[command(after_help = "Examples:\n  harvester checkpoint                       # where the next harvest starts\n  harvester checkpoint --set 20240301000000  # start the next harvest there\n  harvester checkpoint --clear               # next harvest: now - DEFAULT_INTERVAL")]
+    #[command(
+        after_help = "Examples:\n  harvester checkpoint                       # where the next harvest starts\n  harvester checkpoint --set 20240301000000  # start the next harvest there\n  harvester checkpoint --clear               # next harvest: now - DEFAULT_INTERVAL"
+    )]
     Checkpoint(CheckpointArgs),
     /// Inspect and reuse the journal: dump, stats, verify, replay, prune (no Opencast needed).
     Journal(JournalArgs),
     /// Run a simulated Opencast (engage + admin) with generated data.
-    #[command(after_help = "Example (a flaky server with a million actions over a day):\n  harvester sim --actions 1000000 --from 20160301000000 --to 20160302000000 --fail-every 7\n  MATTERHORN_ENGAGE_HOST=127.0.0.1:8080 MATTERHORN_REST_USER=opencast_system_account \\\n    MATTERHORN_REST_PASS=CHANGE_ME harvester harvest -s 20160301000000 -e 20160302000000 -o -")]
+    #[command(
+        after_help = "Example (a flaky server with a million actions over a day):\n  harvester sim --actions 1000000 --from 20160301000000 --to 20160302000000 --fail-every 7\n  MATTERHORN_ENGAGE_HOST=127.0.0.1:8080 MATTERHORN_REST_USER=opencast_system_account \\\n    MATTERHORN_REST_PASS=CHANGE_ME harvester harvest -s 20160301000000 -e 20160302000000 -o -"
+    )]
     Sim(SimArgs),
     /// Start a simulated Opencast, harvest it into a fresh journal and print the records.
-    #[command(after_help = "Example:\n  harvester demo | head -3 && harvester --journal demo.redb journal stats")]
+    #[command(
+        after_help = "Example:\n  harvester demo | head -3 && harvester --journal demo.redb journal stats"
+    )]
     Demo(DemoArgs),
     /// Benchmark helper: fetch a window's pages like `harvest` but do nothing with them.
     #[command(hide = true)]
@@ -352,10 +360,14 @@ pub enum JournalCommand {
     #[command(after_help = DUMP_HELP)]
     Dump(DumpArgs),
     /// Counts, times, sizes, checkpoint and each sink's cursor and lag.
-    #[command(after_help = "Examples:\n  harvester journal stats\n  harvester journal stats --json | jq '.cursors[] | select(.lag > 0)'")]
+    #[command(
+        after_help = "Examples:\n  harvester journal stats\n  harvester journal stats --json | jq '.cursors[] | select(.lag > 0)'"
+    )]
     Stats(StatsArgs),
     /// Check that every record decodes and the tables agree; exit 1 with a report if not.
-    #[command(after_help = "Example:\n  harvester journal verify || harvester journal dump > salvage.jsonl   # dump skips bad blocks")]
+    #[command(
+        after_help = "Example:\n  harvester journal verify || harvester journal dump > salvage.jsonl   # dump skips bad blocks"
+    )]
     Verify,
     /// Send a range again to a sink (a new queue, say) without moving the regular cursors.
     #[command(after_help = REPLAY_HELP)]

@@ -18,8 +18,8 @@ use crate::journal::{
     codec, DeadLetter, HarvestPosition, Journal, JournalError, PageCommit, PageOutcome,
 };
 use crate::opencast::{ActionsPage, JudgedPage, Opencast, OpencastError};
-use crate::record::{EpisodeBlock, Record};
 use crate::progress::Progress;
+use crate::record::{EpisodeBlock, Record};
 use crate::timefmt;
 
 /// What can stop a harvest.
@@ -170,7 +170,9 @@ impl Harvester {
                     "harvesting window"
                 );
             }
-            let res = self.harvest_window(*s, *e, &mut sum, &progress, known).await;
+            let res = self
+                .harvest_window(*s, *e, &mut sum, &progress, known)
+                .await;
             known = progress.total();
             if res.is_err() {
                 progress.finish();

@@ -79,7 +79,11 @@ impl Progress {
             tracing::info!(
                 "{}: {done}/{} {}, {rate:.0}/s, ETA {eta}",
                 self.what,
-                if total > 0 { total.to_string() } else { "?".into() },
+                if total > 0 {
+                    total.to_string()
+                } else {
+                    "?".into()
+                },
                 self.unit
             );
         }
