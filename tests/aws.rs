@@ -482,3 +482,44 @@ async fn journal_replay_into_a_fresh_queue_delivers_exactly_the_range() {
         "the regular cursor did not move"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_command_shows_sets_and_clears_both_copies() {
+    let Some(a) = aws() else { return };
+    let (s3, _) = sdk(&a).await;
+    let bucket = unique("cpcmd");
+    let dir = scratch();
+    let cmd = |args: &[&str]| {
+        let mut c = with_aws(harvester(dir.path()), &a);
+        c.env("S3_HARVEST_TS_BUCKET", &bucket)
+            .arg("checkpoint")
+            .args(args);
+        c
+    };
+    let out = run_async(cmd(&["--set", "20240301120000"])).await;
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("journal: 20240301120000") && text.contains("s3: 20240301120000"),
+        "{text}"
+    );
+    assert_eq!(
+        s3_text(&s3, &bucket, "last-action-timestamp")
+            .await
+            .as_deref(),
+        Some("20240301120000")
+    );
+    let out = run_async(cmd(&["--clear"])).await;
+    assert_ok(&out);
+    assert!(s3_text(&s3, &bucket, "last-action-timestamp")
+        .await
+        .is_none());
+    let out = run_async(cmd(&[])).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("journal: none") && text.contains("s3: none"),
+        "{text}"
+    );
+    let out = run_async(cmd(&["--set", "yesterday"])).await;
+    assert_eq!(out.status.code(), Some(2));
+}

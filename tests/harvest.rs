@@ -680,3 +680,38 @@ async fn json_logs_and_loggly_delivery() {
     assert_eq!(got[0].0, "tok123 harvester,dce,test");
     assert!(got.iter().any(|(_, b)| b.contains("harvest summary")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_paces_the_pages_and_loggly_down_never_blocks() {
+    let sim = start_sim(SimConfig::new(data(300, 300))).await;
+    let dir = scratch();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = harvester_for(dir.path(), &sim);
+    c.env("LOGGLY_TOKEN", "tok")
+        .env("LOGGLY_URL", format!("http://{dead}"));
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + 300_000_000),
+        "-o",
+        "-",
+        "-b",
+        "100",
+        "-w",
+        "0.3",
+    ]);
+    let started = std::time::Instant::now();
+    let out = run_async(c).await;
+    assert_ok(&out);
+    assert_unique_complete(&ids(&stdout_records(&out)), 1000, 300);
+    // Three pages, two pauses of 0.3 s between them; an unreachable Loggly costs at most its
+    // two-second flush at exit.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
