@@ -19,7 +19,7 @@ use crate::journal::{
 };
 use crate::opencast::{ActionsPage, JudgedPage, Opencast, OpencastError};
 use crate::progress::Progress;
-use crate::record::{EpisodeBlock, Record};
+use crate::record::{EpisodeBlock, RecordRef};
 use crate::timefmt;
 
 /// What can stop a harvest.
@@ -202,8 +202,30 @@ impl Harvester {
         let (tz, concurrency) = (self.opts.tz, self.opts.episode_concurrency.max(1));
         let source = format!("usertracking/actions.json?start={start}&end={end}&offset={offset}");
         tokio::spawn(async move {
-            let page = oc.judged_page(&url, tz).await?;
-            prepare_page(page, &episodes, concurrency, &source).await
+            // A body that does not decode as a page (truncated, an HTML error page) is retried
+            // like a 5xx, within the client's retry budget.
+            let mut attempt = 0;
+            loop {
+                let body = oc.actions_body(&url).await?;
+                match ActionsPage::parse(&body) {
+                    Ok(page) => {
+                        let judged = JudgedPage::judge(page, tz);
+                        return prepare_page(judged, &episodes, concurrency, &source).await;
+                    }
+                    Err(e) if attempt < oc.client().retries() => {
+                        attempt += 1;
+                        let why = format!("unreadable body ({} bytes): {e}", body.len());
+                        oc.client().pause_before_retry(&url, attempt, &why).await;
+                    }
+                    Err(e) => {
+                        return Err(HarvestError::Opencast(OpencastError::Exhausted {
+                            url: url.to_string(),
+                            attempts: attempt + 1,
+                            last: format!("unreadable body ({} bytes): {e}", body.len()),
+                        }))
+                    }
+                }
+            }
         })
     }
 
@@ -261,7 +283,7 @@ impl Harvester {
             sum.batches += 1;
             total = page_total.max(0) as u64;
             progress.set_total(known_before + total);
-            progress.inc(commit.records.len() as u64 + commit.dead_letters.len() as u64);
+            progress.inc(commit.ids.len() as u64 + commit.dead_letters.len() as u64);
             if self.opts.wait.is_zero() {
                 while inflight.len() < prefetch && next_offset < total {
                     inflight.push_back((next_offset, self.spawn_fetch(&start, &end, next_offset)));
@@ -358,7 +380,7 @@ struct Prepared {
 /// Looks up a judged page's episodes and builds (and encodes) its commit.
 /// Returns the commit and the newest `created` on the page.
 async fn prepare_page(
-    page: JudgedPage,
+    page: JudgedPage<'_>,
     episodes: &EpisodeCache,
     concurrency: usize,
     source: &str,
@@ -382,7 +404,7 @@ async fn prepare_page(
         })
         .collect();
     // Look up each distinct episode once (the cache coalesces across pages too).
-    let mpids: HashSet<String> = page.actions.iter().map(|a| a.mpid.clone()).collect();
+    let mpids: HashSet<String> = page.actions.iter().map(|a| a.mpid.to_string()).collect();
     type Looked = (String, Result<Arc<Lookup>, Arc<OpencastError>>);
     let lookups: Vec<Looked> = futures::stream::iter(mpids)
         .map(|m: String| {
@@ -406,18 +428,26 @@ async fn prepare_page(
         blocks.insert(mpid, l.block.clone());
     }
     let (actions, total) = (page.actions, page.total);
-    let records: Vec<Record> = actions
-        .into_iter()
-        .map(|a| {
-            let block = blocks.get(&a.mpid).cloned().flatten();
-            Record::with_block(a, block)
-        })
-        .collect();
-    let encoded = (!records.is_empty()).then(|| codec::encode_block(&records));
+    // Consecutive actions mostly share an episode (a viewing session): reuse the last look-up.
+    let mut last: Option<(std::borrow::Cow<str>, Option<Arc<EpisodeBlock>>)> = None;
+    let mut records: Vec<RecordRef> = Vec::with_capacity(actions.len());
+    for a in actions {
+        let block = match &last {
+            Some((m, b)) if *m == a.mpid => b.clone(),
+            _ => {
+                let b = blocks.get(a.mpid.as_ref()).cloned().flatten();
+                last = Some((a.mpid.clone(), b.clone()));
+                b
+            }
+        };
+        records.push(RecordRef::new(a, block));
+    }
+    let ids: Vec<i64> = records.iter().map(|r| r.action_id).collect();
+    let block = (!records.is_empty()).then(|| codec::encode_block_refs(&records));
     let newest = records.iter().map(|r| r.created_us).max();
     let commit = PageCommit {
-        records,
-        encoded,
+        ids,
+        block,
         dead_letters: dead,
         episodes: new_episodes,
         position: None,

@@ -4,6 +4,7 @@
 //! harvester; `shared/reference/opencast-api.md` is the specification. A [`Record`] is what the
 //! journal stores (strict, compact, bincode) and its JSON form is produced by [`Record::to_json`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -79,23 +80,45 @@ impl EpisodeBlock {
     }
 }
 
-impl Record {
-    /// Builds the record of `action`; `episode` is `None` when Opencast does not know it.
-    pub fn build(action: Action, episode: Option<&EpisodeMeta>, tz: chrono_tz::Tz) -> Record {
-        let block = episode.map(|m| Arc::new(EpisodeBlock::from_meta(m, tz)));
-        Record::with_block(action, block)
-    }
+/// A [`Record`] whose strings borrow from the page they were read from: the harvest encodes
+/// these straight into a journal block without copying each field into its own allocation.
+/// Field for field the same as `Record` (same order, same types once borrowed), so the bincode
+/// bytes are identical and the block decodes as `Record`s (a codec test pins this).
+#[derive(Debug, Clone, bincode::Encode)]
+pub struct RecordRef<'a> {
+    pub action_id: i64,
+    pub created_us: i64,
+    pub mpid: Cow<'a, str>,
+    pub session_id: Cow<'a, str>,
+    pub huid: Option<Cow<'a, str>>,
+    pub useragent: Option<Cow<'a, str>>,
+    pub action: ActionBlockRef<'a>,
+    pub ip_chain: Option<Cow<'a, str>>,
+    pub is_live: bool,
+    pub episode: Option<Arc<EpisodeBlock>>,
+}
 
-    /// Builds the record of `action` with an episode block made once for all its actions.
-    pub fn with_block(action: Action, episode: Option<Arc<EpisodeBlock>>) -> Record {
-        Record {
+/// The borrowed form of [`ActionBlock`].
+#[derive(Debug, Clone, bincode::Encode)]
+pub struct ActionBlockRef<'a> {
+    pub kind: Option<Cow<'a, str>>,
+    pub inpoint: Option<i64>,
+    pub outpoint: Option<i64>,
+    pub length: Option<i64>,
+    pub is_playing: bool,
+}
+
+impl<'a> RecordRef<'a> {
+    /// The record of `action`, with an episode block made once for all its actions.
+    pub fn new(action: Action<'a>, episode: Option<Arc<EpisodeBlock>>) -> RecordRef<'a> {
+        RecordRef {
             action_id: action.id,
             created_us: action.created_us,
             mpid: action.mpid,
             session_id: action.session_id,
             huid: action.user_id,
             useragent: action.user_agent,
-            action: ActionBlock {
+            action: ActionBlockRef {
                 kind: action.kind,
                 inpoint: action.inpoint,
                 outpoint: action.outpoint,
@@ -106,6 +129,64 @@ impl Record {
             is_live: action.is_playing == 2,
             episode,
         }
+    }
+
+    pub fn into_owned(self) -> Record {
+        Record {
+            action_id: self.action_id,
+            created_us: self.created_us,
+            mpid: self.mpid.into_owned(),
+            session_id: self.session_id.into_owned(),
+            huid: self.huid.map(Cow::into_owned),
+            useragent: self.useragent.map(Cow::into_owned),
+            action: ActionBlock {
+                kind: self.action.kind.map(Cow::into_owned),
+                inpoint: self.action.inpoint,
+                outpoint: self.action.outpoint,
+                length: self.action.length,
+                is_playing: self.action.is_playing,
+            },
+            ip_chain: self.ip_chain.map(Cow::into_owned),
+            is_live: self.is_live,
+            episode: self.episode,
+        }
+    }
+}
+
+impl<'a> From<&'a Record> for RecordRef<'a> {
+    fn from(r: &'a Record) -> RecordRef<'a> {
+        let b = |s: &'a Option<String>| s.as_deref().map(Cow::Borrowed);
+        RecordRef {
+            action_id: r.action_id,
+            created_us: r.created_us,
+            mpid: Cow::Borrowed(&r.mpid),
+            session_id: Cow::Borrowed(&r.session_id),
+            huid: b(&r.huid),
+            useragent: b(&r.useragent),
+            action: ActionBlockRef {
+                kind: b(&r.action.kind),
+                inpoint: r.action.inpoint,
+                outpoint: r.action.outpoint,
+                length: r.action.length,
+                is_playing: r.action.is_playing,
+            },
+            ip_chain: b(&r.ip_chain),
+            is_live: r.is_live,
+            episode: r.episode.clone(),
+        }
+    }
+}
+
+impl Record {
+    /// Builds the record of `action`; `episode` is `None` when Opencast does not know it.
+    pub fn build(action: Action<'_>, episode: Option<&EpisodeMeta>, tz: chrono_tz::Tz) -> Record {
+        let block = episode.map(|m| Arc::new(EpisodeBlock::from_meta(m, tz)));
+        Record::with_block(action, block)
+    }
+
+    /// Builds the record of `action` with an episode block made once for all its actions.
+    pub fn with_block(action: Action<'_>, episode: Option<Arc<EpisodeBlock>>) -> Record {
+        RecordRef::new(action, episode).into_owned()
     }
 
     /// The record as one line of JSON (no trailing newline).

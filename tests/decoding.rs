@@ -10,8 +10,9 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn page(name: &str) -> ActionsPage {
-    ActionsPage::parse(&fixture(name).into()).unwrap()
+/// A page borrowing its fixture body (leaked: tests are short-lived).
+fn page(name: &str) -> ActionsPage<'static> {
+    ActionsPage::parse(Box::leak(fixture(name).into_boxed_slice())).unwrap()
 }
 
 fn episode(name: &str) -> harvester::opencast::EpisodeMeta {
@@ -38,8 +39,8 @@ fn pages_in_every_shape() {
 #[test]
 fn truncated_or_foreign_bodies_are_errors() {
     let body = fixture("actions-page-quirks.json");
-    assert!(ActionsPage::parse(&body[..body.len() / 2].to_vec().into()).is_err());
-    assert!(ActionsPage::parse(&b"<html>login</html>".to_vec().into()).is_err());
+    assert!(ActionsPage::parse(&body[..body.len() / 2]).is_err());
+    assert!(ActionsPage::parse(b"<html>login</html>").is_err());
     assert!(parse_search_body(b"{\"search-results\":").is_err());
 }
 
@@ -217,10 +218,7 @@ fn judging_a_page_quarantines_bad_actions_with_their_exact_text() {
     // An element of the wrong shape makes the one-pass decode fail: each action is judged alone.
     let odd = br#"{"actions":{"total":"2","action":[{"id":1,"mediapackageId":"m","sessionId":"flat","created":"2016-03-01T12:00:00Z"},
         {"id":2,"mediapackageId":"m","sessionId":{"sessionId":"s"},"created":"2016-03-01T12:00:00Z"}]}}"#;
-    let judged = harvester::opencast::JudgedPage::judge(
-        ActionsPage::parse(&odd.to_vec().into()).unwrap(),
-        Tz::UTC,
-    );
+    let judged = harvester::opencast::JudgedPage::judge(ActionsPage::parse(odd).unwrap(), Tz::UTC);
     assert_eq!((judged.actions.len(), judged.rejected.len()), (1, 1));
     assert!(judged.rejected[0].0.contains("\"sessionId\":\"flat\""));
 }

@@ -12,7 +12,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::record::Record;
+use crate::record::{Record, RecordRef};
 
 /// The newest format this build writes; it reads every version up to this one.
 pub const FORMAT_VERSION: u8 = 1;
@@ -67,10 +67,22 @@ pub struct BlockHeader {
 
 /// Encodes a page of records as one block.
 pub fn encode_block(records: &[Record]) -> Vec<u8> {
-    let raw = bincode::encode_to_vec(records, config()).expect("records always encode");
-    let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of memory");
     let min = records.iter().map(|r| r.created_us).min().unwrap_or(0);
     let max = records.iter().map(|r| r.created_us).max().unwrap_or(0);
+    encode_block_of(records, min, max)
+}
+
+/// Encodes borrowed records ([`RecordRef`], the harvest's zero-copy path) as a block that reads
+/// back as [`Record`]s: both forms have the same bincode layout.
+pub fn encode_block_refs(records: &[RecordRef<'_>]) -> Vec<u8> {
+    let min = records.iter().map(|r| r.created_us).min().unwrap_or(0);
+    let max = records.iter().map(|r| r.created_us).max().unwrap_or(0);
+    encode_block_of(records, min, max)
+}
+
+fn encode_block_of<T: Encode>(records: &[T], min: i64, max: i64) -> Vec<u8> {
+    let raw = bincode::encode_to_vec(records, config()).expect("records always encode");
+    let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of memory");
     let mut out = Vec::with_capacity(BLOCK_HEADER + 4 + packed.len());
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
@@ -162,6 +174,23 @@ mod tests {
         assert_eq!(h.count, 50);
         assert_eq!(h.min_created_us, recs[0].created_us);
         assert_eq!(decode_block(&bytes).unwrap(), recs);
+    }
+
+    #[test]
+    fn borrowed_records_encode_exactly_like_owned_ones() {
+        let mut owned: Vec<Record> = (1..=20).map(rec).collect();
+        owned[3].huid = Some("u\"1".into());
+        owned[5].episode = Some(std::sync::Arc::new(crate::record::EpisodeBlock {
+            title: Some("T".into()),
+            duration: Some(5),
+            start: None,
+            series: Some(("c".into(), "2015".into())),
+            kind: None,
+            description: Some("d".into()),
+        }));
+        let refs: Vec<RecordRef> = owned.iter().map(RecordRef::from).collect();
+        assert_eq!(encode_block_refs(&refs), encode_block(&owned));
+        assert_eq!(decode_block(&encode_block_refs(&refs)).unwrap(), owned);
     }
 
     #[test]

@@ -120,10 +120,11 @@ pub struct EpisodeEntry {
 /// Everything one harvested page changes, committed atomically by [`Journal::commit_page`].
 #[derive(Debug, Default)]
 pub struct PageCommit {
-    pub records: Vec<Record>,
-    /// `records` already encoded as a block (done off the commit path); used when none of them
-    /// turns out to be a duplicate.
-    pub encoded: Option<Vec<u8>>,
+    /// The action ids of the page's records, in block order.
+    pub ids: Vec<i64>,
+    /// Those records encoded as one block (done off the commit path). When some turn out to be
+    /// duplicates, the block is decoded and the fresh ones encoded again (rare).
+    pub block: Option<Vec<u8>>,
     /// Dead letters with their dedupe key (the action id when known, else a hash of the text).
     pub dead_letters: Vec<(String, DeadLetter)>,
     /// Newly fetched episodes by media package id (`meta: None` records an unknown id).
@@ -224,12 +225,9 @@ impl Journal {
             let mut meta = tx.open_table(META)?;
             let mut ids = tx.open_table(ACTION_IDS)?;
             let mut chunks: HashMap<i64, (u64, bool)> = HashMap::new();
-            let mut fresh_flags = Vec::with_capacity(page.records.len());
-            for r in &page.records {
-                let (chunk, bit) = (
-                    r.action_id.div_euclid(64),
-                    1u64 << r.action_id.rem_euclid(64),
-                );
+            let mut fresh_flags = Vec::with_capacity(page.ids.len());
+            for &id in &page.ids {
+                let (chunk, bit) = (id.div_euclid(64), 1u64 << id.rem_euclid(64));
                 let entry = match chunks.entry(chunk) {
                     Entry::Occupied(o) => o.into_mut(),
                     Entry::Vacant(v) => {
@@ -252,18 +250,19 @@ impl Journal {
             }
             let n_fresh = fresh_flags.iter().filter(|f| **f).count();
             if n_fresh > 0 {
-                let block = match page.encoded {
-                    Some(b) if n_fresh == page.records.len() => b,
-                    _ => {
-                        let fresh: Vec<Record> = page
-                            .records
-                            .into_iter()
-                            .zip(&fresh_flags)
-                            .filter(|(_, f)| **f)
-                            .map(|(r, _)| r)
-                            .collect();
-                        codec::encode_block(&fresh)
-                    }
+                let encoded = page.block.unwrap_or_default();
+                let block = if n_fresh == page.ids.len() {
+                    encoded
+                } else {
+                    let all = codec::decode_block(&encoded)
+                        .map_err(|source| JournalError::Corrupt { seq: 0, source })?;
+                    let fresh: Vec<Record> = all
+                        .into_iter()
+                        .zip(&fresh_flags)
+                        .filter(|(_, f)| **f)
+                        .map(|(r, _)| r)
+                        .collect();
+                    codec::encode_block(&fresh)
                 };
                 let seq = get_u64(&meta, META_NEXT_SEQ)?;
                 tx.open_table(BLOCKS)?.insert(seq, block.as_slice())?;

@@ -153,15 +153,7 @@ impl Client {
         let mut last = String::new();
         for attempt in 0..attempts {
             if attempt > 0 {
-                self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                let cap = self
-                    .cfg
-                    .backoff
-                    .saturating_mul(1u32 << (attempt - 1).min(16))
-                    .min(self.cfg.max_backoff);
-                let sleep = rand::rng().random_range(cap / 4..=cap);
-                tracing::warn!(url = %url, attempt, error = %last, "retrying Opencast request in {:?}", sleep);
-                tokio::time::sleep(sleep).await;
+                self.pause_before_retry(url, attempt, &last).await;
             }
             match self.attempt(url).await {
                 Ok(body) => match parse(&body) {
@@ -177,6 +169,25 @@ impl Client {
             attempts,
             last,
         })
+    }
+
+    /// Retries allowed after the first attempt.
+    pub fn retries(&self) -> u32 {
+        self.cfg.retries
+    }
+
+    /// Counts a retry, logs it and sleeps the backoff of retry number `attempt` (from 1):
+    /// exponential, capped, with full jitter.
+    pub async fn pause_before_retry(&self, url: &Url, attempt: u32, why: &str) {
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        let cap = self
+            .cfg
+            .backoff
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(self.cfg.max_backoff);
+        let sleep = rand::rng().random_range(cap / 4..=cap);
+        tracing::warn!(url = %url, attempt, error = %why, "retrying Opencast request in {:?}", sleep);
+        tokio::time::sleep(sleep).await;
     }
 
     /// GETs `url` and returns the raw body (the benchmark's "bare fetch").

@@ -51,18 +51,11 @@ impl Opencast {
         u
     }
 
-    /// One page of user actions.
-    pub async fn actions_page(&self, url: &Url) -> Result<ActionsPage, OpencastError> {
-        self.client.get_parsed(url, ActionsPage::parse).await
-    }
-
-    /// One page of user actions, judged action by action (the CPU work stays in the caller's task).
-    pub async fn judged_page(
-        &self,
-        url: &Url,
-        tz: chrono_tz::Tz,
-    ) -> Result<JudgedPage, OpencastError> {
-        Ok(JudgedPage::judge(self.actions_page(url).await?, tz))
+    /// The raw body of one page of user actions (transport faults and 5xx retried). The caller
+    /// decodes it with [`ActionsPage::parse`] and retries through the client when it does not
+    /// decode, since the page borrows from the body.
+    pub async fn actions_body(&self, url: &Url) -> Result<bytes::Bytes, OpencastError> {
+        self.client.get_bytes(url).await
     }
 
     /// The episode with media package id `mpid`, deleted ones included; `None` when unknown.

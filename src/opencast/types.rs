@@ -4,21 +4,24 @@
 //! dead-letter table with the raw JSON). Episodes and workflows never fail as a whole: a missing
 //! part leaves a field empty.
 
+use std::borrow::Cow;
+
 use chrono_tz::Tz;
 
 use super::wire::{ActionsPage, PageActions, WireAction, WireEpisode, WireWorkflow};
 use crate::timefmt;
 
-/// A user action, validated: everything a record needs, in strict types.
+/// A user action, validated: everything a record needs, in strict types. Its strings borrow
+/// from the page body where they can (no escapes), so judging a page copies almost nothing.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Action {
+pub struct Action<'a> {
     pub id: i64,
-    pub mpid: String,
-    pub session_id: String,
-    pub user_id: Option<String>,
-    pub user_ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub kind: Option<String>,
+    pub mpid: Cow<'a, str>,
+    pub session_id: Cow<'a, str>,
+    pub user_id: Option<Cow<'a, str>>,
+    pub user_ip: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub kind: Option<Cow<'a, str>>,
     pub inpoint: Option<i64>,
     pub outpoint: Option<i64>,
     pub length: Option<i64>,
@@ -26,15 +29,15 @@ pub struct Action {
     pub created_us: i64,
 }
 
-impl Action {
+impl<'a> Action<'a> {
     /// Parses one raw action. `Err` carries a reason a person can read next to the raw JSON.
-    pub fn from_raw(raw: &str, tz: Tz) -> Result<Action, String> {
-        let w: WireAction =
+    pub fn from_raw(raw: &'a str, tz: Tz) -> Result<Action<'a>, String> {
+        let w: WireAction<'a> =
             serde_json::from_str(raw).map_err(|e| format!("not a user-action object: {e}"))?;
         Action::from_wire(w, tz)
     }
 
-    pub fn from_wire(w: WireAction, tz: Tz) -> Result<Action, String> {
+    pub fn from_wire(w: WireAction<'a>, tz: Tz) -> Result<Action<'a>, String> {
         let id = w.id.ok_or("missing action id")?.0;
         let mpid = w
             .mediapackage_id
@@ -67,14 +70,14 @@ impl Action {
 
 /// A page judged action by action: the good ones, and the rest as `(raw JSON, reason)`.
 #[derive(Debug, Default)]
-pub struct JudgedPage {
+pub struct JudgedPage<'a> {
     pub total: i64,
-    pub actions: Vec<Action>,
+    pub actions: Vec<Action<'a>>,
     pub rejected: Vec<(String, String)>,
 }
 
-impl JudgedPage {
-    pub fn judge(page: ActionsPage, tz: Tz) -> JudgedPage {
+impl<'a> JudgedPage<'a> {
+    pub fn judge(page: ActionsPage<'a>, tz: Tz) -> JudgedPage<'a> {
         let mut out = JudgedPage {
             total: page.total,
             ..JudgedPage::default()
@@ -92,7 +95,7 @@ impl JudgedPage {
                 }
                 if !bad.is_empty() {
                     // Rare: find the exact text of each rejected action.
-                    let raws = ActionsPage::raw_actions_of(&body);
+                    let raws = ActionsPage::raw_actions_of(body);
                     for (i, reason) in bad {
                         let raw = raws.get(i).map(|r| r.get().to_string()).unwrap_or_default();
                         out.rejected.push((raw, reason));

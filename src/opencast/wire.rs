@@ -5,6 +5,7 @@
 //! `"$"`. Everything here accepts all of those shapes and hands strict Rust types onwards; nothing
 //! outside `src/opencast/` sees a loosely typed value.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -156,6 +157,50 @@ impl<'de> Deserialize<'de> for LenientString {
     }
 }
 
+/// [`LenientString`] borrowed from the page body when it holds no escapes: the hot path of a
+/// harvest decodes millions of these and most need no copy at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LenientStr<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LenientStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a number, or an object with a \"$\" text")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<LenientStr<'de>, E> {
+                Ok(LenientStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientStr<'de>, E> {
+                Ok(LenientStr(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<LenientStr<'de>, E> {
+                Ok(LenientStr(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientStr<'de>, E> {
+                Ok(LenientStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientStr<'de>, E> {
+                Ok(LenientStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientStr<'de>, E> {
+                LenientString::deserialize(de::value::F64Deserializer::<E>::new(v))
+                    .map(|s| LenientStr(Cow::Owned(s.0)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<LenientStr<'de>, E> {
+                Ok(LenientStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LenientStr<'de>, A::Error> {
+                LenientString::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|s| LenientStr(Cow::Owned(s.0)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `isPlaying`: a boolean in stock Opencast, `0`/`1`/`2` in the DCE build (2 = live stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IsPlaying(pub i64);
@@ -239,49 +284,52 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for MaybeEmpty<T> {
 // /usertracking/actions.json
 
 /// The actions of a page: decoded in one pass when every element has the expected shape,
-/// else kept raw so that each can be judged alone.
+/// else kept raw so that each can be judged alone. Both borrow from the page body.
 #[derive(Debug)]
-pub enum PageActions {
-    Decoded(Vec<WireAction>),
-    Raw(Vec<Box<RawValue>>),
+pub enum PageActions<'a> {
+    Decoded(Vec<WireAction<'a>>),
+    Raw(Vec<&'a RawValue>),
 }
 
-/// One page of `/usertracking/actions.json`. The body is kept so that the exact text of an
-/// action that turns out malformed can be quarantined with it.
+/// One page of `/usertracking/actions.json`, borrowing the body it was read from, so that the
+/// exact text of an action that turns out malformed can be quarantined with it.
 #[derive(Debug)]
-pub struct ActionsPage {
+pub struct ActionsPage<'a> {
     pub total: i64,
     pub offset: i64,
     pub limit: i64,
-    pub actions: PageActions,
-    pub body: bytes::Bytes,
+    pub actions: PageActions<'a>,
+    pub body: &'a [u8],
 }
 
 #[derive(Deserialize)]
-struct ActionsEnvelope {
-    actions: MaybeEmpty<ActionsBody>,
+struct ActionsEnvelope<'a> {
+    #[serde(borrow)]
+    actions: MaybeEmpty<ActionsBody<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ActionsBody {
+struct ActionsBody<'a> {
     total: Option<LenientI64>,
     offset: Option<LenientI64>,
     limit: Option<LenientI64>,
-    action: Option<Box<RawValue>>,
+    #[serde(borrow)]
+    action: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct DecodedEnvelope {
-    actions: MaybeEmpty<DecodedBody>,
+struct DecodedEnvelope<'a> {
+    #[serde(borrow)]
+    actions: MaybeEmpty<DecodedBody<'a>>,
 }
 
 #[derive(Deserialize)]
-struct DecodedBody {
+struct DecodedBody<'a> {
     total: Option<LenientI64>,
     offset: Option<LenientI64>,
     limit: Option<LenientI64>,
-    #[serde(default)]
-    action: OneOrMany<WireAction>,
+    #[serde(default, borrow)]
+    action: OneOrMany<WireAction<'a>>,
 }
 
 /// Why a response body could not be read as the expected document.
@@ -289,12 +337,12 @@ struct DecodedBody {
 #[error("{0}")]
 pub struct DecodeError(pub String);
 
-impl ActionsPage {
+impl<'a> ActionsPage<'a> {
     /// Decodes a page body. A body that is not the expected envelope (truncated, HTML, ...) is an
     /// error; an individual action that is odd is not (it is judged later, alone).
-    pub fn parse(body: &bytes::Bytes) -> Result<ActionsPage, DecodeError> {
+    pub fn parse(body: &'a [u8]) -> Result<ActionsPage<'a>, DecodeError> {
         // One pass over the body in the common case.
-        if let Ok(env) = serde_json::from_slice::<DecodedEnvelope>(body) {
+        if let Ok(env) = serde_json::from_slice::<DecodedEnvelope<'a>>(body) {
             let Some(b) = env.actions.0 else {
                 return Ok(ActionsPage::empty(body));
             };
@@ -304,11 +352,11 @@ impl ActionsPage {
                 offset: b.offset.map(|n| n.0).unwrap_or(0),
                 limit: b.limit.map(|n| n.0).unwrap_or(0),
                 actions: PageActions::Decoded(actions),
-                body: body.clone(),
+                body,
             });
         }
         // Some element has an unexpected shape (or the body is broken): split it raw.
-        let env: ActionsEnvelope = serde_json::from_slice(body)
+        let env: ActionsEnvelope<'a> = serde_json::from_slice(body)
             .map_err(|e| DecodeError(format!("not a user-actions page: {e}")))?;
         let Some(b) = env.actions.0 else {
             return Ok(ActionsPage::empty(body));
@@ -322,17 +370,17 @@ impl ActionsPage {
             offset: b.offset.map(|n| n.0).unwrap_or(0),
             limit: b.limit.map(|n| n.0).unwrap_or(0),
             actions: PageActions::Raw(actions),
-            body: body.clone(),
+            body,
         })
     }
 
-    fn empty(body: &bytes::Bytes) -> ActionsPage {
+    fn empty(body: &'a [u8]) -> ActionsPage<'a> {
         ActionsPage {
             total: 0,
             offset: 0,
             limit: 0,
             actions: PageActions::Raw(Vec::new()),
-            body: body.clone(),
+            body,
         }
     }
 
@@ -349,16 +397,16 @@ impl ActionsPage {
     }
 
     /// The exact JSON text of each action, in page order.
-    pub fn raw_actions(&self) -> Vec<Box<RawValue>> {
+    pub fn raw_actions(&self) -> Vec<&'a RawValue> {
         match &self.actions {
             PageActions::Raw(v) => v.clone(),
-            PageActions::Decoded(_) => ActionsPage::raw_actions_of(&self.body),
+            PageActions::Decoded(_) => ActionsPage::raw_actions_of(self.body),
         }
     }
 
     /// Splits a page body into the raw text of its actions.
-    pub fn raw_actions_of(body: &[u8]) -> Vec<Box<RawValue>> {
-        serde_json::from_slice::<ActionsEnvelope>(body)
+    pub fn raw_actions_of(body: &'a [u8]) -> Vec<&'a RawValue> {
+        serde_json::from_slice::<ActionsEnvelope<'a>>(body)
             .ok()
             .and_then(|e| e.actions.0)
             .and_then(|b| b.action)
@@ -367,9 +415,9 @@ impl ActionsPage {
     }
 }
 
-fn split_one_or_many(raw: Box<RawValue>) -> Result<Vec<Box<RawValue>>, DecodeError> {
+fn split_one_or_many(raw: &RawValue) -> Result<Vec<&RawValue>, DecodeError> {
     match raw.get().trim_start().as_bytes().first() {
-        Some(b'[') => serde_json::from_str::<Vec<Box<RawValue>>>(raw.get())
+        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(raw.get())
             .map_err(|e| DecodeError(format!("bad action list: {e}"))),
         Some(b'{') => Ok(vec![raw]),
         // `""` or `null`: an empty element.
@@ -377,30 +425,37 @@ fn split_one_or_many(raw: Box<RawValue>) -> Result<Vec<Box<RawValue>>, DecodeErr
     }
 }
 
-/// One user action as Opencast sends it; every field optional, judged in `record.rs`.
+/// One user action as Opencast sends it; every field optional, judged in `types.rs`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WireAction {
+pub struct WireAction<'a> {
     pub id: Option<LenientI64>,
-    pub mediapackage_id: Option<LenientString>,
-    pub session_id: Option<WireSession>,
+    #[serde(borrow)]
+    pub mediapackage_id: Option<LenientStr<'a>>,
+    #[serde(borrow)]
+    pub session_id: Option<WireSession<'a>>,
     pub inpoint: Option<LenientI64>,
     pub outpoint: Option<LenientI64>,
     pub length: Option<LenientI64>,
-    #[serde(rename = "type")]
-    pub kind: Option<LenientString>,
+    #[serde(rename = "type", borrow)]
+    pub kind: Option<LenientStr<'a>>,
     pub is_playing: Option<IsPlaying>,
-    pub created: Option<LenientString>,
+    #[serde(borrow)]
+    pub created: Option<LenientStr<'a>>,
 }
 
 /// The `sessionId` object: session, user, the `X-Forwarded-For` chain and the user agent.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WireSession {
-    pub session_id: Option<LenientString>,
-    pub user_id: Option<LenientString>,
-    pub user_ip: Option<LenientString>,
-    pub user_agent: Option<LenientString>,
+pub struct WireSession<'a> {
+    #[serde(borrow)]
+    pub session_id: Option<LenientStr<'a>>,
+    #[serde(borrow)]
+    pub user_id: Option<LenientStr<'a>>,
+    #[serde(borrow)]
+    pub user_ip: Option<LenientStr<'a>>,
+    #[serde(borrow)]
+    pub user_agent: Option<LenientStr<'a>>,
 }
 
 // ---------------------------------------------------------------------------------------------
