@@ -74,7 +74,7 @@ impl Default for HarvestOptions {
             wait: Duration::ZERO,
             tz: Tz::UTC,
             update_checkpoint: true,
-            prefetch: 3,
+            prefetch: 6,
             episode_concurrency: 8,
         }
     }
