@@ -95,3 +95,41 @@ impl Progress {
         }
     }
 }
+
+/// An activity of unknown length (a compaction): a spinner on a terminal, a log line at the start
+/// and the end otherwise.
+pub struct Spinner {
+    bar: Option<ProgressBar>,
+    what: String,
+    started: Instant,
+}
+
+impl Spinner {
+    pub fn start(what: &str) -> Spinner {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_message(what.to_string());
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        if bar.is_none() {
+            tracing::info!("{what}...");
+        }
+        Spinner {
+            bar,
+            what: what.to_string(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        tracing::info!(
+            "{} done in {:.1} s",
+            self.what,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}

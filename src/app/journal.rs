@@ -438,7 +438,10 @@ fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {
         })
         .map_err(failed)?;
     let mut j = Arc::try_unwrap(j).map_err(|_| failed("journal still shared"))?;
-    j.compact().map_err(failed)?;
+    let spin = crate::progress::Spinner::start("compacting the journal");
+    let compacted = j.compact().map_err(failed);
+    spin.finish();
+    compacted?;
     let size = std::fs::metadata(&cli.journal)
         .map(|m| m.len())
         .unwrap_or(0);
