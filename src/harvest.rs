@@ -74,7 +74,7 @@ impl Default for HarvestOptions {
             wait: Duration::ZERO,
             tz: Tz::UTC,
             update_checkpoint: true,
-            prefetch: 6,
+            prefetch: 12,
             episode_concurrency: 8,
         }
     }
