@@ -1,27 +1,25 @@
 //! The commands: each wires settings, journal, source and sinks together for one job.
 
+mod demo;
+mod harvest_cmd;
 pub mod journal;
 pub mod owner;
 pub mod run;
 
-use std::net::SocketAddr;
+pub use demo::{bench_fetch, demo, sim};
+pub use harvest_cmd::harvest;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono_tz::Tz;
 
 use crate::checkpoint::S3Checkpoint;
-use crate::cli::{
-    BenchFetchArgs, CheckpointArgs, Cli, DemoArgs, ForwardArgs, HarvestArgs, S3Args, SimArgs,
-    SinkArgs,
-};
+use crate::cli::{CheckpointArgs, Cli, ForwardArgs, S3Args, SinkArgs};
 use crate::config::{self, ConfigError};
-use crate::episodes::EpisodeCache;
 use crate::forward::{self, Sink, SqsConfig, SqsSink, StdoutSink};
-use crate::harvest::{self, HarvestError, HarvestOptions, Harvester};
 use crate::journal::{Checkpoint, Journal};
-use crate::{aws, sim, timefmt};
+use crate::{aws, timefmt};
 
 /// A command's failure: bad settings (exit 2) or a runtime fault (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -248,133 +246,6 @@ pub(crate) async fn default_start(
     Ok(timefmt::floor_second(timefmt::now_us()) - interval_min as i64 * 60_000_000)
 }
 
-/// `harvester harvest`.
-pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
-    let tz = config::parse_tz(&args.opencast.opencast_timezone, "OPENCAST_TIMEZONE")?;
-    let outputs = parse_outputs(&args.output, &args.sink)?;
-    check_sqs_limits(&args.sink)?;
-    if !(args.wait.is_finite() && args.wait >= 0.0) {
-        return Err(ConfigError("--wait takes a number of seconds, 0 or more".into()).into());
-    }
-    if args.interval == 0 {
-        return Err(
-            ConfigError("DEFAULT_INTERVAL/--interval must be at least 1 minute".into()).into(),
-        );
-    }
-    let parse_opt = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
-        v.as_deref()
-            .map(|s| timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}"))))
-            .transpose()
-    };
-    let start_flag = parse_opt(&args.start, "--start")?;
-    let end_flag = parse_opt(&args.end, "--end")?;
-    let update = !args.no_update_last_ts;
-    let opencast = config::opencast(&args.opencast, None)?;
-
-    let journal = open_journal(&cli.journal)?;
-    let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
-
-    let now = timefmt::floor_second(timefmt::now_us());
-    let start = match start_flag {
-        Some(s) => s,
-        None => default_start(&journal, s3.as_ref(), tz, args.interval).await?,
-    };
-    let end = end_flag.unwrap_or(now);
-    if end < start {
-        return Err(ConfigError(format!(
-            "the window ends before it starts ({}..{}); check --start/--end",
-            timefmt::format_compact(start, tz),
-            timefmt::format_compact(end, tz)
-        ))
-        .into());
-    }
-    let span_s = (end - start) / 1_000_000;
-    let max_span = args.max_start_end_span.filter(|m| *m > 0);
-    let mut split = None;
-    if let Some(max) = max_span {
-        if span_s > max && !args.disable_start_end_span_check {
-            if args.catch_up {
-                split = Some(max);
-            } else {
-                return Err(failed(HarvestError::SpanTooLarge {
-                    start: timefmt::format_compact(start, tz),
-                    end: timefmt::format_compact(end, tz),
-                    span: span_s,
-                    max,
-                }));
-            }
-        }
-    }
-    let windows = harvest::windows(start, end, split);
-    tracing::info!(
-        start = %timefmt::format_compact(start, tz),
-        end = %timefmt::format_compact(end, tz),
-        windows = windows.len(),
-        "harvest starting"
-    );
-    let episodes = EpisodeCache::new(
-        opencast.clone(),
-        journal.clone(),
-        Duration::from_secs(args.episode_cache_expire.max(1)),
-        tz,
-    );
-    let harvester = Harvester::new(
-        opencast,
-        episodes,
-        journal.clone(),
-        HarvestOptions {
-            batch_size: args.batch_size,
-            wait: Duration::from_secs_f64(args.wait),
-            tz,
-            update_checkpoint: update,
-            ..HarvestOptions::default()
-        },
-    );
-    let result = harvester.harvest(&windows).await;
-    let mut errors: Vec<AppError> = Vec::new();
-    let summary = match result {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "harvest stopped; what was journaled before stays, and is forwarded");
-            errors.push(failed(e));
-            None
-        }
-    };
-    if update {
-        if let Some(s3) = &s3 {
-            if let Err(e) = sync_checkpoint(&journal, s3, tz).await {
-                tracing::error!(error = %e, "checkpoint not written to S3");
-                errors.push(e);
-            }
-        }
-    }
-    let forwarded = match forward_all(&journal, &outputs, &args.sink).await {
-        Ok(n) => n,
-        Err(e) => {
-            errors.push(e);
-            0
-        }
-    };
-    if let Some(s) = summary {
-        tracing::info!(
-            actions = s.actions,
-            batches = s.batches,
-            failures = s.request_retries,
-            dead_letters = s.dead_letters,
-            duplicates_skipped = s.duplicates,
-            episodes_fetched = s.episodes_fetched,
-            forwarded,
-            last_action = %s.last_action_us.map(|u| timefmt::format_compact(u, tz)).unwrap_or_else(|| "-".into()),
-            seconds = format!("{:.3}", s.seconds),
-            "harvest summary"
-        );
-    }
-    match errors.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
 /// `harvester forward`.
 pub async fn forward(cli: &Cli, args: &ForwardArgs) -> Result<(), AppError> {
     let outputs = parse_outputs(&args.output, &args.sink)?;
@@ -431,119 +302,5 @@ pub async fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<(), AppError
         Some(r) => println!("s3: {}", show(r)),
         None => println!("s3: not configured (S3_HARVEST_TS_BUCKET unset)"),
     }
-    Ok(())
-}
-
-/// `harvester sim`.
-pub async fn sim(args: &SimArgs) -> Result<(), AppError> {
-    let cfg = config::sim_config(&args.data)?;
-    let addr: SocketAddr = args.listen.parse().map_err(|_| {
-        ConfigError(format!(
-            "--listen '{}' is not an address like 127.0.0.1:8080",
-            args.listen
-        ))
-    })?;
-    let tz = cfg.tz;
-    let (start, end) = (cfg.data.start_us, cfg.data.end_us);
-    let (user, actions) = (cfg.user.clone(), cfg.data.actions);
-    let handle = sim::spawn(cfg, addr)
-        .await
-        .map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
-    eprintln!(
-        "simulated Opencast on {} (user {user}): {actions} actions from {} to {} ({tz}); Ctrl-C stops it",
-        handle.url(),
-        timefmt::format_compact(start, tz),
-        timefmt::format_compact(end, tz),
-    );
-    let _ = tokio::signal::ctrl_c().await;
-    handle.stop().await;
-    Ok(())
-}
-
-/// `harvester demo`: the whole flow on embedded defaults, no settings needed.
-pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
-    let cfg = config::sim_config(&args.data)?;
-    let (start, end, tz) = (cfg.data.start_us, cfg.data.end_us, cfg.tz);
-    let (user, password) = (cfg.user.clone(), cfg.password.clone());
-    let handle = sim::spawn(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .map_err(|e| failed(format!("cannot start the simulated Opencast: {e}")))?;
-    tracing::info!(url = %handle.url(), "simulated Opencast started");
-    for suffix in ["", ".lock"] {
-        let p = format!("{}{suffix}", args.demo_journal.display());
-        if Path::new(&p).exists() {
-            std::fs::remove_file(&p).map_err(|e| failed(format!("cannot replace {p}: {e}")))?;
-        }
-    }
-    let journal = open_journal(&args.demo_journal)?;
-    let oc_args = crate::cli::OpencastArgs {
-        engage_host: Some(handle.url()),
-        user: Some(user),
-        password: Some(password),
-        opencast_timezone: tz.to_string(),
-        opencast_timeout: 30,
-        opencast_retries: 5,
-    };
-    let opencast = config::opencast(&oc_args, None)?;
-    let episodes = EpisodeCache::new(
-        opencast.clone(),
-        journal.clone(),
-        Duration::from_secs(1800),
-        tz,
-    );
-    let opts = HarvestOptions {
-        tz,
-        ..HarvestOptions::default()
-    };
-    let harvester = Harvester::new(opencast, episodes, journal.clone(), opts);
-    let s = harvester.harvest(&[(start, end)]).await.map_err(failed)?;
-    let mut sink = Sink::Stdout(StdoutSink::default());
-    let f = forward::forward(&journal, &mut sink, "stdout")
-        .await
-        .map_err(failed)?;
-    handle.stop().await;
-    tracing::info!(
-        actions = s.actions,
-        batches = s.batches,
-        dead_letters = s.dead_letters,
-        duplicates_skipped = s.duplicates,
-        episodes_fetched = s.episodes_fetched,
-        forwarded = f.forwarded,
-        seconds = format!("{:.3}", s.seconds),
-        journal = %args.demo_journal.display(),
-        "demo complete: records above on stdout, journal kept for inspection"
-    );
-    Ok(())
-}
-
-/// `harvester bench-fetch`: the bare page fetches a harvest is measured against.
-pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppError> {
-    let tz = config::parse_tz(&args.opencast.opencast_timezone, "OPENCAST_TIMEZONE")?;
-    let parse = |s: &str, flag: &str| {
-        timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}")))
-    };
-    let (start, end) = (parse(&args.start, "--start")?, parse(&args.end, "--end")?);
-    let opencast = config::opencast(&args.opencast, None)?;
-    let journal = open_journal(&cli.journal)?;
-    let episodes = EpisodeCache::new(
-        opencast.clone(),
-        journal.clone(),
-        Duration::from_secs(1),
-        tz,
-    );
-    let opts = HarvestOptions {
-        batch_size: args.batch_size,
-        tz,
-        ..HarvestOptions::default()
-    };
-    let harvester = Harvester::new(opencast, episodes, journal, opts);
-    let t = std::time::Instant::now();
-    let (pages, bytes) = harvester.fetch_only(start, end).await.map_err(failed)?;
-    tracing::info!(
-        pages,
-        bytes,
-        seconds = format!("{:.3}", t.elapsed().as_secs_f64()),
-        "bare fetch complete"
-    );
     Ok(())
 }

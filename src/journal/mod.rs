@@ -11,16 +11,18 @@
 
 pub mod codec;
 pub mod inspect;
+mod types;
+
+pub use types::{Checkpoint, DeadLetter, EpisodeEntry, HarvestPosition, PageCommit, PageOutcome};
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use bincode::{Decode, Encode};
+use bincode::Decode;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::opencast::EpisodeMeta;
 use crate::record::Record;
 pub use codec::{BlockHeader, CodecError};
 
@@ -79,68 +81,6 @@ storage_from!(
 );
 
 pub type Result<T> = std::result::Result<T, JournalError>;
-
-/// The last harvested action's time, and whether S3 has been told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub struct Checkpoint {
-    /// `created` of the newest harvested action, UTC microseconds.
-    pub last_action_us: i64,
-    pub synced_to_s3: bool,
-    pub updated_at_us: i64,
-}
-
-/// Where an unfinished harvest window stands (for `journal stats` and crash forensics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub struct HarvestPosition {
-    pub window_start_us: i64,
-    pub window_end_us: i64,
-    pub next_offset: u64,
-    pub pages: u64,
-    pub max_created_us: Option<i64>,
-    pub complete: bool,
-    pub updated_at_us: i64,
-}
-
-/// An input that could not become a record: kept with its raw text and the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct DeadLetter {
-    pub source: String,
-    pub raw: String,
-    pub reason: String,
-    pub at_us: i64,
-}
-
-/// Episode metadata as fetched at a time; `meta: None` means Opencast did not know the id.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct EpisodeEntry {
-    pub fetched_at_us: i64,
-    pub meta: Option<EpisodeMeta>,
-}
-
-/// Everything one harvested page changes, committed atomically by [`Journal::commit_page`].
-#[derive(Debug, Default)]
-pub struct PageCommit {
-    /// The action ids of the page's records, in block order.
-    pub ids: Vec<i64>,
-    /// Those records encoded as one block (done off the commit path). When some turn out to be
-    /// duplicates, the block is decoded and the fresh ones encoded again (rare).
-    pub block: Option<Vec<u8>>,
-    /// Dead letters with their dedupe key (the action id when known, else a hash of the text).
-    pub dead_letters: Vec<(String, DeadLetter)>,
-    /// Newly fetched episodes by media package id (`meta: None` records an unknown id).
-    pub episodes: Vec<(String, EpisodeEntry)>,
-    pub position: Option<HarvestPosition>,
-    /// New checkpoint (the newest `created` held), set only with the last page of a window.
-    pub checkpoint: Option<i64>,
-}
-
-/// What a page commit did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PageOutcome {
-    pub appended: u64,
-    pub duplicates: u64,
-    pub dead_letters: u64,
-}
 
 /// A handle on the open journal file. Cheap to share behind an `Arc`.
 pub struct Journal {
