@@ -17,7 +17,9 @@ log() { echo "[services] $*" >&2; }
 wait_http() { # url name seconds
   local i
   for ((i = 0; i < $3 * 10; i++)); do
-    if curl -s -o /dev/null "$1"; then log "$2 is up at $1"; return 0; fi
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null; then
+      log "$2 is up at $1"; return 0
+    fi
     sleep 0.1
   done
   log "$2 did not answer at $1 within $3 s; its log:"; tail -n 40 "$state/$2.log" >&2 || true

@@ -19,7 +19,8 @@ mkdir -p "$out"
 work="$(mktemp -d)"
 trap 'kill $SIM_PID 2>/dev/null || true; rm -rf "$work"' EXIT
 
-command -v /usr/bin/time >/dev/null || { apt-get install -y time >/dev/null 2>&1 || { echo "needs /usr/bin/time"; exit 1; }; }
+command -v /usr/bin/time >/dev/null || { apt-get install -y time >/dev/null 2>&1 || { echo "needs /usr/bin/time (Debian package time)"; exit 1; }; }
+elapsed() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$1" "$2"; }
 cargo build --release --quiet
 H="$CARGO_TARGET_DIR/release/harvester"
 
@@ -54,7 +55,7 @@ start=$(date +%s.%N)
 end=$(date +%s.%N)
 json_bytes=$(stat -c %s "$work/records.jsonl")
 lines=$(wc -l <"$work/records.jsonl")
-FWD_S=$(echo "$end - $start" | bc -l)
+FWD_S=$(elapsed "$start" "$end")
 
 # journal dump of the whole journal to /dev/null (median time, peak RSS), and a replay to stdout.
 dump_s=() dump_kb=()
@@ -67,10 +68,10 @@ DUMP_KB=$(printf '%s\n' "${dump_kb[@]}" | sort -n | tail -n1)
 start=$(date +%s.%N)
 "$H" journal replay --seq 0.. -o - --name bench >/dev/null 2>&1
 end=$(date +%s.%N)
-REPLAY_S=$(echo "$end - $start" | bc -l)
+REPLAY_S=$(elapsed "$start" "$end")
 
 # Forward to SQS (ElasticMQ): a fresh journal of SQS_ACTIONS records.
-if [[ ! -f .ci/services.env ]] || ! curl -s -o /dev/null "$(. .ci/services.env; echo "$HARVESTER_TEST_SQS_ENDPOINT")"; then
+if [[ ! -f .ci/services.env ]] || ! python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$(. .ci/services.env; echo "$HARVESTER_TEST_SQS_ENDPOINT")" 2>/dev/null; then
   bash .ci/services.sh start
 fi
 . .ci/services.env
@@ -82,7 +83,7 @@ queue="bench-$(date +%s)"
 start=$(date +%s.%N)
 "$H" forward -o sqs -q "$queue" 2>"$work/sqs.log"
 end=$(date +%s.%N)
-SQS_S=$(echo "$end - $start" | bc -l)
+SQS_S=$(elapsed "$start" "$end")
 sqs_n=$(grep -o 'forwarded=[0-9]*' "$work/sqs.log" | head -n1 | tr -dc '0-9')
 sqs_req=$(grep -o 'requests=[0-9]*' "$work/sqs.log" | head -n1 | tr -dc '0-9')
 
