@@ -170,10 +170,7 @@ pub fn stats(j: &Journal) -> Result<Stats> {
     for row in blocks.iter()? {
         let (k, v) = row?;
         first_seq.get_or_insert(k.value());
-        let h = codec::block_header(v.value()).map_err(|source| JournalError::Corrupt {
-            seq: k.value(),
-            source,
-        })?;
+        let h = super::header_at(k.value(), v.value())?;
         actions += h.count as u64;
         nblocks += 1;
         raw += h.raw_len as u64;

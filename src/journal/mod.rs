@@ -259,10 +259,7 @@ impl Journal {
             let mut doomed = Vec::new();
             for row in blocks.iter()? {
                 let (k, v) = row?;
-                let h = codec::block_header(v.value()).map_err(|source| JournalError::Corrupt {
-                    seq: k.value(),
-                    source,
-                })?;
+                let h = header_at(k.value(), v.value())?;
                 if drop(k.value(), &h) {
                     doomed.push(k.value());
                     nr += h.count as u64;
@@ -481,22 +478,6 @@ impl Journal {
         Ok(())
     }
 
-    /// Block headers in sequence order: `(first_seq, header, stored bytes)`.
-    pub fn block_headers(&self) -> Result<Vec<(u64, BlockHeader, usize)>> {
-        let tx = self.db.begin_read()?;
-        let blocks = tx.open_table(BLOCKS)?;
-        let mut out = Vec::new();
-        for row in blocks.iter()? {
-            let (k, v) = row?;
-            let h = codec::block_header(v.value()).map_err(|source| JournalError::Corrupt {
-                seq: k.value(),
-                source,
-            })?;
-            out.push((k.value(), h, v.value().len()));
-        }
-        Ok(out)
-    }
-
     /// All dead letters in arrival order.
     pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>> {
         let tx = self.db.begin_read()?;
@@ -520,17 +501,11 @@ impl Journal {
         }
         Ok(n)
     }
+}
 
-    /// True when this action id is already in the journal.
-    pub fn has_action(&self, id: i64) -> Result<bool> {
-        let tx = self.db.begin_read()?;
-        let bits = tx
-            .open_table(ACTION_IDS)?
-            .get(id.div_euclid(64))?
-            .map(|g| g.value())
-            .unwrap_or(0);
-        Ok(bits & (1u64 << id.rem_euclid(64)) != 0)
-    }
+/// The header of the block stored at `seq`, an unreadable one reported with its sequence.
+pub(crate) fn header_at(seq: u64, bytes: &[u8]) -> Result<BlockHeader> {
+    codec::block_header(bytes).map_err(|source| JournalError::Corrupt { seq, source })
 }
 
 fn decode_meta<T: Decode<()>>(
