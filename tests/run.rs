@@ -156,7 +156,19 @@ async fn sigterm_mid_harvest_stops_within_seconds() {
     ]);
     c.stdout(Stdio::null()).stderr(Stdio::null());
     let child = c.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait until some pages are journaled (each page and look-up takes 200 ms here).
+    let t = Instant::now();
+    while metric(&addr, "harvester_journal_records_total")
+        .await
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "nothing journaled within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let t = Instant::now();
     sigterm(&child);
     let status = wait_exit(child, 5).await;
