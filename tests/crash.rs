@@ -17,7 +17,7 @@ async fn sigkill_mid_harvest_never_loses_or_duplicates() {
     let mut cfg = SimConfig::new(data(N, 4 * 3600));
     // Slow pages so the kills land mid-window; a fault now and then for good measure.
     cfg.faults = Faults {
-        delay: Duration::from_millis(15),
+        delay: Duration::from_millis(25),
         fail_every: 29,
         ..Faults::default()
     };
