@@ -94,6 +94,27 @@ pub struct HarvestSummary {
     pub seconds: f64,
 }
 
+impl HarvestSummary {
+    /// The end-of-run line, with the original's figures (actions, batches, failures) first.
+    pub fn log(&self, forwarded: u64, tz: Tz) {
+        tracing::info!(
+            actions = self.actions,
+            batches = self.batches,
+            failures = self.request_retries,
+            dead_letters = self.dead_letters,
+            duplicates_skipped = self.duplicates,
+            episodes_fetched = self.episodes_fetched,
+            forwarded,
+            last_action = %self
+                .last_action_us
+                .map(|u| timefmt::format_compact(u, tz))
+                .unwrap_or_else(|| "-".into()),
+            seconds = format!("{:.3}", self.seconds),
+            "harvest summary"
+        );
+    }
+}
+
 /// Splits `[start, end]` into windows of at most `max_span` seconds (`None`: one window).
 pub fn windows(start_us: i64, end_us: i64, max_span_s: Option<i64>) -> Vec<(i64, i64)> {
     let Some(span) = max_span_s.filter(|s| *s > 0).map(|s| s * 1_000_000) else {
@@ -404,7 +425,9 @@ async fn prepare_page(
         })
         .collect();
     // Look up each distinct episode once (the cache coalesces across pages too).
-    let mpids: HashSet<String> = page.actions.iter().map(|a| a.mpid.to_string()).collect();
+    // Borrowed while collecting: only the distinct ids are copied, not one per action.
+    let mpids: HashSet<&str> = page.actions.iter().map(|a| a.mpid.as_ref()).collect();
+    let mpids: Vec<String> = mpids.into_iter().map(str::to_string).collect();
     type Looked = (String, Result<Arc<Lookup>, Arc<OpencastError>>);
     let lookups: Vec<Looked> = futures::stream::iter(mpids)
         .map(|m: String| {

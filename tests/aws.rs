@@ -77,53 +77,6 @@ async fn s3_text(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Str
     Some(String::from_utf8(o.body.collect().await.unwrap().into_bytes().to_vec()).unwrap())
 }
 
-/// Drains a queue: body by action id, and how many times each id arrived.
-async fn drain(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-) -> (HashMap<i64, String>, HashMap<i64, usize>) {
-    let mut bodies = HashMap::new();
-    let mut counts = HashMap::new();
-    let mut empty = 0;
-    while empty < 3 {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .visibility_timeout(300)
-            .send()
-            .await
-            .unwrap();
-        let msgs = out.messages();
-        if msgs.is_empty() {
-            empty += 1;
-            continue;
-        }
-        empty = 0;
-        // Delete what was read: a FIFO group delivers nothing more while messages are in flight.
-        let mut del = sqs.delete_message_batch().queue_url(url);
-        for (i, m) in msgs.iter().enumerate() {
-            del = del.entries(
-                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .build()
-                    .unwrap(),
-            );
-        }
-        del.send().await.unwrap();
-        for m in msgs {
-            let body = m.body().unwrap().to_string();
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let id = v["action_id"].as_i64().unwrap();
-            *counts.entry(id).or_insert(0) += 1;
-            bodies.insert(id, body);
-        }
-    }
-    (bodies, counts)
-}
-
 fn journal_json(dir: &Path) -> HashMap<i64, String> {
     journal_records(dir)
         .into_iter()
@@ -193,14 +146,7 @@ async fn s3_refusing_keeps_the_local_checkpoint_and_the_next_run_syncs_it() {
     let sim = start_sim(SimConfig::new(data(600, 600))).await;
     let bucket = unique("refuse");
     let dir = scratch();
-    let dead = format!(
-        "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let mut c = with_aws(harvester_for(dir.path(), &sim), &a);
     c.env("AWS_ENDPOINT_URL_S3", &dead)
         .env("AWS_MAX_ATTEMPTS", "1")
@@ -294,14 +240,7 @@ async fn sqs_down_keeps_the_cursor_and_catches_up_later() {
     let sim = start_sim(SimConfig::new(data(300, 300))).await;
     let queue = unique("outage");
     let dir = scratch();
-    let dead = format!(
-        "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let dead = format!("http://127.0.0.1:{}", free_port());
     let mut c = with_aws(harvester_for(dir.path(), &sim), &a);
     c.env("AWS_ENDPOINT_URL_SQS", &dead)
         .env("AWS_MAX_ATTEMPTS", "1")

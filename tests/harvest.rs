@@ -305,11 +305,7 @@ async fn faults_still_yield_every_action_once() {
 async fn opencast_down_fails_clearly_and_keeps_the_checkpoint() {
     let dir = scratch();
     // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut c = harvester(dir.path());
     c.env("MATTERHORN_ENGAGE_HOST", format!("127.0.0.1:{port}"))
         .env("MATTERHORN_REST_USER", USER)
@@ -685,10 +681,7 @@ async fn json_logs_and_loggly_delivery() {
 async fn wait_paces_the_pages_and_loggly_down_never_blocks() {
     let sim = start_sim(SimConfig::new(data(300, 300))).await;
     let dir = scratch();
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = format!("127.0.0.1:{}", free_port());
     let mut c = harvester_for(dir.path(), &sim);
     c.env("LOGGLY_TOKEN", "tok")
         .env("LOGGLY_URL", format!("http://{dead}"));

@@ -22,14 +22,6 @@ async fn recent_sim(n: u64) -> harvester::sim::SimHandle {
     .await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn sigterm(child: &Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -274,25 +266,8 @@ async fn sqs_outage_then_back_loses_nothing() {
         .queue_url()
         .unwrap()
         .to_string();
-    let mut got = HashSet::new();
-    let mut empty = 0;
-    while empty < 3 {
-        let r = sqs
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .visibility_timeout(300)
-            .send()
-            .await
-            .unwrap();
-        if r.messages().is_empty() {
-            empty += 1;
-        }
-        for m in r.messages() {
-            let v: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            got.insert(v["action_id"].as_i64().unwrap());
-        }
-    }
+    let (bodies, _) = drain(&sqs, &url).await;
+    let got: HashSet<i64> = bodies.keys().copied().collect();
     let want: HashSet<i64> = journal_records(dir.path())
         .iter()
         .map(|r| r.action_id)

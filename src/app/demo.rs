@@ -80,14 +80,8 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
         .await
         .map_err(failed)?;
     handle.stop().await;
+    s.log(f.forwarded, tz);
     tracing::info!(
-        actions = s.actions,
-        batches = s.batches,
-        dead_letters = s.dead_letters,
-        duplicates_skipped = s.duplicates,
-        episodes_fetched = s.episodes_fetched,
-        forwarded = f.forwarded,
-        seconds = format!("{:.3}", s.seconds),
         journal = %args.demo_journal.display(),
         "demo complete: records above on stdout, journal kept for inspection"
     );

@@ -120,18 +120,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         }
     };
     if let Some(s) = summary {
-        tracing::info!(
-            actions = s.actions,
-            batches = s.batches,
-            failures = s.request_retries,
-            dead_letters = s.dead_letters,
-            duplicates_skipped = s.duplicates,
-            episodes_fetched = s.episodes_fetched,
-            forwarded,
-            last_action = %s.last_action_us.map(|u| timefmt::format_compact(u, tz)).unwrap_or_else(|| "-".into()),
-            seconds = format!("{:.3}", s.seconds),
-            "harvest summary"
-        );
+        s.log(forwarded, tz);
     }
     match errors.into_iter().next() {
         Some(e) => Err(e),

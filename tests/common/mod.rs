@@ -1,6 +1,7 @@
 //! Shared test helpers: the simulated Opencast, the harvester binary, and the real services.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -197,4 +198,60 @@ pub fn expected_record(sim: &SimHandle, a: &harvester::sim::SimAction) -> serde_
     };
     r.insert("episode".into(), episode);
     Value::Object(r)
+}
+
+/// A loopback port nobody listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Drains a queue: body by action id, and how many times each id arrived.
+pub async fn drain(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> (HashMap<i64, String>, HashMap<i64, usize>) {
+    let mut bodies = HashMap::new();
+    let mut counts = HashMap::new();
+    let mut empty = 0;
+    while empty < 3 {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .visibility_timeout(300)
+            .send()
+            .await
+            .unwrap();
+        let msgs = out.messages();
+        if msgs.is_empty() {
+            empty += 1;
+            continue;
+        }
+        empty = 0;
+        // Delete what was read: a FIFO group delivers nothing more while messages are in flight.
+        let mut del = sqs.delete_message_batch().queue_url(url);
+        for (i, m) in msgs.iter().enumerate() {
+            del = del.entries(
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .build()
+                    .unwrap(),
+            );
+        }
+        del.send().await.unwrap();
+        for m in msgs {
+            let body = m.body().unwrap().to_string();
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let id = v["action_id"].as_i64().unwrap();
+            *counts.entry(id).or_insert(0) += 1;
+            bodies.insert(id, body);
+        }
+    }
+    (bodies, counts)
 }
