@@ -2,6 +2,9 @@
 # Starts (or stops) the real services the tests talk to, on loopback:
 #   S3  : moto_server (PyPI moto[server])
 #   SQS : ElasticMQ (Maven Central org.elasticmq:elasticmq-server_2.13)
+#   ES  : Elasticsearch's test distribution (Maven Central
+#         org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip), single node,
+#         run as an unprivileged user (it refuses root) with Java 21+.
 # `start` installs what is missing, waits until each answers, and writes the endpoints to
 # .ci/services.env (source it to run `cargo test` by hand). `stop` ends them.
 set -euo pipefail
@@ -10,29 +13,81 @@ state="${HARVESTER_CI_STATE:-/tmp/harvester-ci}"
 mkdir -p "$state"
 S3_PORT="${HARVESTER_S3_PORT:-45550}"
 SQS_PORT="${HARVESTER_SQS_PORT:-45551}"
+ES_PORT="${HARVESTER_ES_PORT:-45552}"
 ELASTICMQ_VERSION=1.6.11
+# Major 9, like the `elasticsearch` crate (9.1.0-alpha.1) the harvester uses.
+ES_VERSION=9.1.5
+ES_USER="${HARVESTER_ES_USER:-harvester-es}"
 
 log() { echo "[services] $*" >&2; }
 
 wait_http() { # url name seconds
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
+  local deadline=$((SECONDS + $3))
+  while ((SECONDS < deadline)); do
     if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null; then
       log "$2 is up at $1"; return 0
     fi
+    if [[ -f "$state/$2.pid" ]] && ! kill -0 "$(cat "$state/$2.pid")" 2>/dev/null; then
+      log "$2 exited while starting; its log:"; tail -n 40 "$state/$2.log" | cut -c1-300 >&2; return 1
+    fi
     sleep 0.1
   done
-  log "$2 did not answer at $1 within $3 s; its log:"; tail -n 40 "$state/$2.log" >&2 || true
+  log "$2 did not answer at $1 within $3 s; its log:"; tail -n 40 "$state/$2.log" | cut -c1-300 >&2 || true
   return 1
 }
 
 stop() {
-  for name in moto elasticmq; do
+  for name in moto elasticmq elasticsearch; do
     if [[ -f "$state/$name.pid" ]]; then
       kill "$(cat "$state/$name.pid")" 2>/dev/null || true
       rm -f "$state/$name.pid"
     fi
   done
+}
+
+java_home_21() { # the first JDK under /usr/lib/jvm (or $JAVA_HOME) new enough for ES 9
+  local j v
+  for j in ${ES_JAVA_HOME:-} ${JAVA_HOME:-} /usr/lib/jvm/*; do
+    [[ -x "$j/bin/java" ]] || continue
+    v=$("$j/bin/java" -XshowSettings:properties -version 2>&1 | sed -n 's/.*java.specification.version = //p')
+    if [[ "${v%%.*}" -ge 21 ]] 2>/dev/null; then echo "$j"; return 0; fi
+  done
+  return 1
+}
+
+start_es() {
+  local home="$state/elasticsearch-$ES_VERSION" zip
+  zip="$HOME/.m2/repository/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
+  if [[ ! -s "$zip" ]]; then
+    log "fetching Elasticsearch $ES_VERSION (test distribution) from Maven Central"
+    mvn -q -B dependency:get -Dtransitive=false \
+      -Dartifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip"
+  fi
+  if [[ ! -x "$home/bin/elasticsearch" ]]; then
+    rm -rf "$home.tmp" && mkdir -p "$home.tmp"
+    python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$zip" "$home.tmp"
+    mv "$home.tmp/elasticsearch-$ES_VERSION" "$home" && rm -rf "$home.tmp"
+    chmod +x "$home"/bin/* "$home"/lib/platform/*/bin/* 2>/dev/null || true
+  fi
+  local java; java=$(java_home_21) || { log "Elasticsearch $ES_VERSION needs Java 21 or newer; none found under /usr/lib/jvm"; return 1; }
+  local run=()
+  if [[ $(id -u) -eq 0 ]]; then
+    id "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
+    run=(runuser -u "$ES_USER" --)
+  fi
+  rm -rf "$state/es-data" "$state/es-logs"
+  mkdir -p "$state/es-data" "$state/es-logs" "$state/es-tmp"
+  [[ $(id -u) -eq 0 ]] && chown -R "$ES_USER" "$home/config" "$state/es-data" "$state/es-logs" "$state/es-tmp"
+  chmod o+rx "$state"
+  log "starting Elasticsearch $ES_VERSION on 127.0.0.1:$ES_PORT (Java: $java)"
+  ES_JAVA_HOME="$java" ES_TMPDIR="$state/es-tmp" ES_JAVA_OPTS="-Xms512m -Xmx512m" nohup "${run[@]}" \
+    "$home/bin/elasticsearch" -E discovery.type=single-node -E network.host=127.0.0.1 \
+    -E http.port="$ES_PORT" -E transport.port=0 -E path.data="$state/es-data" \
+    -E path.logs="$state/es-logs" -E cluster.routing.allocation.disk.threshold_enabled=false \
+    -E action.destructive_requires_name=false -E xpack.security.enabled=false \
+    -E xpack.ml.enabled=false \
+    >"$state/elasticsearch.log" 2>&1 &
+  echo $! >"$state/elasticsearch.pid"
 }
 
 start() {
@@ -51,6 +106,7 @@ node-address { protocol = http, host = localhost, port = $SQS_PORT, context-path
 rest-sqs { enabled = true, bind-port = $SQS_PORT, bind-hostname = "127.0.0.1", sqs-limits = strict }
 rest-stats { enabled = false }
 CONF
+  start_es
   nohup moto_server -H 127.0.0.1 -p "$S3_PORT" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   nohup java -Xmx512m -Dconfig.file="$state/elasticmq.conf" -cp "$(cat "$state/elasticmq.classpath")" \
@@ -58,9 +114,11 @@ CONF
   echo $! >"$state/elasticmq.pid"
   wait_http "http://127.0.0.1:$S3_PORT/" moto 60
   wait_http "http://127.0.0.1:$SQS_PORT/?Action=ListQueues" elasticmq 120
+  wait_http "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=green&timeout=1s" elasticsearch 180
   cat >"$here/services.env" <<ENV
 export HARVESTER_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 export HARVESTER_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT
+export HARVESTER_TEST_ES_URL=http://127.0.0.1:$ES_PORT
 ENV
   log "endpoints written to $here/services.env"
 }

@@ -69,7 +69,7 @@ pub enum Command {
     Harvest(HarvestArgs),
     /// Forward journaled records to a sink (each sink keeps its own cursor).
     #[command(
-        after_help = "Examples:\n  harvester forward                 # to SQS_QUEUE_NAME, from where that queue's cursor stands\n  harvester forward -o - > new.jsonl  # what stdout has not had yet"
+        after_help = "Examples:\n  harvester forward                 # to SQS_QUEUE_NAME, from where that queue's cursor stands\n  harvester forward -o - > new.jsonl  # what stdout has not had yet\n  harvester forward -o es            # into useractions-YYYY.MM.DD on ELASTICSEARCH_HOST"
     )]
     Forward(ForwardArgs),
     /// Service mode: harvest every interval and forward continuously, with /metrics and /healthz.
@@ -80,6 +80,9 @@ pub enum Command {
         after_help = "Examples:\n  harvester checkpoint                       # where the next harvest starts\n  harvester checkpoint --set 20240301000000  # start the next harvest there\n  harvester checkpoint --clear               # next harvest: now - DEFAULT_INTERVAL"
     )]
     Checkpoint(CheckpointArgs),
+    /// Index episode metadata (with live-stream times from the admin node) into Elasticsearch.
+    #[command(alias = "load_episodes", after_help = LOAD_EPISODES_HELP)]
+    LoadEpisodes(LoadEpisodesArgs),
     /// Inspect and reuse the journal: dump, stats, verify, replay, prune (no Opencast needed).
     Journal(JournalArgs),
     /// Run a simulated Opencast (engage + admin) with generated data.
@@ -105,6 +108,140 @@ Examples:
   harvester harvest                         # from cron: checkpoint..now, to SQS_QUEUE_NAME
   harvester harvest -b 100 -i 1 -o -        # last minute to stdout, pages of 100
   harvester harvest -s 20240101000000 -e 20240102000000 --no-update-last-ts -o none   # backfill";
+
+const LOAD_EPISODES_HELP: &str = "\
+Episodes are chosen one of three ways: created in the last N days (-c, the default, N=1), by id
+(--mpid, repeatable), or every media package id seen in action indices (-s PATTERN; -s alone
+means yesterday's index of ES_ACTION_INDEX). Each episode document is journaled, then indexed
+with _id = media package id, so a rerun updates documents instead of adding new ones.
+
+Examples:
+  harvester load-episodes                                 # episodes created since yesterday
+  harvester load-episodes -c 30 -i episodes               # the last 30 days
+  harvester load-episodes --mpid 83ebde9d-0812-4071-8fb7-a97c1472ceb9
+  harvester load-episodes -s 'useractions*-2017.10.*'     # every episode viewed in October 2017";
+
+/// `harvester load-episodes`: the original's flags (with its underscore spellings) and more.
+#[derive(Debug, Args)]
+pub struct LoadEpisodesArgs {
+    /// Admin node (workflows): host, host:port or a full URL.
+    #[arg(short = 'A', long, alias = "admin_host", env = "MATTERHORN_ADMIN_HOST")]
+    pub admin_host: Option<String>,
+
+    /// Engage node (search): host, host:port or a full URL.
+    #[arg(
+        short = 'E',
+        long,
+        alias = "engage_host",
+        env = "MATTERHORN_ENGAGE_HOST"
+    )]
+    pub engage_host: Option<String>,
+
+    /// REST user for digest authentication.
+    #[arg(short = 'u', long, env = "MATTERHORN_REST_USER")]
+    pub user: Option<String>,
+
+    /// REST password for digest authentication.
+    #[arg(
+        short = 'p',
+        long,
+        env = "MATTERHORN_REST_PASS",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+
+    /// Elasticsearch: host, host:port or URL (https://user:pass@host:port for a secured cluster).
+    #[arg(
+        short = 'e',
+        long,
+        alias = "es_host",
+        env = "ELASTICSEARCH_HOST",
+        default_value = "localhost:9200",
+        hide_env_values = true
+    )]
+    pub es_host: String,
+
+    /// Index of the episode documents.
+    #[arg(
+        short = 'i',
+        long,
+        short_alias = 't',
+        aliases = ["es_index", "target-index", "target_index"],
+        env = "EPISODE_INDEX_NAME",
+        default_value = "episodes"
+    )]
+    pub es_index: String,
+
+    /// Seconds to wait between pages of episodes (eases the load on Opencast).
+    #[arg(short = 'w', long, default_value_t = 0.0)]
+    pub wait: f64,
+
+    /// Episodes created in the last N days.
+    #[arg(
+        short = 'c',
+        long,
+        alias = "created_from_days_ago",
+        conflicts_with_all = ["mpid", "source_index_pattern"]
+    )]
+    pub created_from_days_ago: Option<u32>,
+
+    /// Exactly this episode (repeatable).
+    #[arg(long, conflicts_with = "source_index_pattern")]
+    pub mpid: Vec<String>,
+
+    /// Every media package id referenced by actions in the indices matching PATTERN
+    /// (alone: yesterday's index of ES_ACTION_INDEX).
+    #[arg(
+        short = 's',
+        long,
+        alias = "source_index_pattern",
+        num_args = 0..=1,
+        default_missing_value = ""
+    )]
+    pub source_index_pattern: Option<String>,
+
+    /// Index pattern of action records (for the default of -s).
+    #[arg(long, env = "ES_ACTION_INDEX", default_value = crate::forward::es::DEFAULT_INDEX_PATTERN)]
+    pub es_action_index: String,
+
+    /// Workflow definition whose newest SUCCEEDED instance gives the live window and availability.
+    #[arg(
+        long,
+        env = "WORKFLOW_DEFINITION",
+        default_value = "DCE-archive-publish-external"
+    )]
+    pub workflow_definition: String,
+
+    /// Opencast requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+
+    /// Opencast's time zone (IANA name), for start times given without an offset.
+    #[arg(
+        long,
+        alias = "opencast_timezone",
+        env = "OPENCAST_TIMEZONE",
+        default_value = "UTC"
+    )]
+    pub opencast_timezone: String,
+
+    /// Seconds before an Opencast request times out.
+    #[arg(long, env = "OPENCAST_TIMEOUT", default_value_t = 30)]
+    pub opencast_timeout: u64,
+
+    /// Retries of an Opencast request after a transient fault (5xx, timeout, bad body).
+    #[arg(long, env = "OPENCAST_RETRIES", default_value_t = 5)]
+    pub opencast_retries: u32,
+
+    /// Seconds before an Elasticsearch request times out.
+    #[arg(long, env = "ES_TIMEOUT", default_value_t = 60)]
+    pub es_timeout: u64,
+
+    /// Attempts of a failing bulk item before giving up.
+    #[arg(long, env = "ES_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub es_attempts: u32,
+}
 
 /// How to reach Opencast.
 #[derive(Debug, Clone, Args)]
@@ -163,6 +300,39 @@ pub struct SinkArgs {
     /// MessageGroupId for FIFO queues.
     #[arg(long, env = "SQS_MESSAGE_GROUP_ID", default_value = "harvester")]
     pub sqs_message_group_id: String,
+
+    /// Elasticsearch: host, host:port or URL (https://user:pass@host:port for a secured cluster).
+    #[arg(
+        long,
+        alias = "es_host",
+        env = "ELASTICSEARCH_HOST",
+        default_value = "localhost:9200",
+        hide_env_values = true,
+        hide_default_value = false
+    )]
+    pub es_host: String,
+
+    /// Index of action records, a chrono strftime pattern over the action's UTC time.
+    #[arg(long, env = "ES_ACTION_INDEX", default_value = crate::forward::es::DEFAULT_INDEX_PATTERN)]
+    pub es_action_index: String,
+
+    /// Records per Elasticsearch bulk request.
+    #[arg(long, env = "ES_BULK_DOCS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub es_bulk_docs: u64,
+
+    /// Bytes per Elasticsearch bulk request (a single larger record is sent alone).
+    #[arg(long, env = "ES_BULK_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub es_bulk_bytes: usize,
+
+    /// Seconds before an Elasticsearch request times out.
+    #[arg(long, env = "ES_TIMEOUT", default_value_t = 60)]
+    pub es_timeout: u64,
+
+    /// Attempts of a failing bulk item before the sink gives up for this run (it resumes there).
+    #[arg(long, env = "ES_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub es_attempts: u32,
 }
 
 /// Where the checkpoint copy lives in S3.
@@ -202,7 +372,7 @@ pub struct HarvestArgs {
     #[arg(short = 'w', long, default_value_t = 0.0)]
     pub wait: f64,
 
-    /// Where to forward after harvesting: sqs, - (stdout), or none (journal only).
+    /// Where to forward after harvesting: sqs, - (stdout), es, several (sqs,es), or none.
     #[arg(short = 'o', long, default_value = "sqs")]
     pub output: String,
 
@@ -245,7 +415,7 @@ pub struct ForwardArgs {
     #[command(flatten)]
     pub sink: SinkArgs,
 
-    /// Sink: sqs or - (stdout).
+    /// Sinks: sqs, - (stdout), es, or several (sqs,es).
     #[arg(short = 'o', long, default_value = "sqs")]
     pub output: String,
 }
@@ -392,7 +562,8 @@ again after an interruption and it goes on where it stopped; --restart starts ov
 
 Examples:
   harvester journal replay --from 20261101000000 --to 20261130235959 -o sqs -q new-queue
-  harvester journal replay --seq 0..99999 -o - > first-100k.jsonl";
+  harvester journal replay --seq 0..99999 -o - > first-100k.jsonl
+  harvester journal replay --from 20261101000000 --to 20261130235959 -o es --es-index useractions-v2-%Y.%m.%d";
 
 const PRUNE_HELP: &str = "\
 DURATION: a number and a unit, s, m, h, d or w (90d, 12h). Records not yet acknowledged by every
@@ -453,9 +624,12 @@ pub struct ReplayArgs {
     pub range: RangeArgs,
     #[command(flatten)]
     pub sink: SinkArgs,
-    /// Sink: sqs or - (stdout).
+    /// Sink: sqs, - (stdout) or es.
     #[arg(short = 'o', long, default_value = "sqs")]
     pub output: String,
+    /// Elasticsearch index (or strftime pattern) to replay into, instead of ES_ACTION_INDEX.
+    #[arg(long)]
+    pub es_index: Option<String>,
     /// Name of this replay's cursor (default: from the sink and the range).
     #[arg(long)]
     pub name: Option<String>,
@@ -493,7 +667,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub s3: S3Args,
 
-    /// Sinks, comma-separated: sqs, - (stdout).
+    /// Sinks, comma-separated: sqs, - (stdout), es.
     #[arg(short = 'o', long, default_value = "sqs")]
     pub output: String,
 

@@ -198,10 +198,15 @@ impl Record {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         serde_json::to_writer(out, self).expect("a record always serialises");
     }
-}
 
-impl Serialize for Record {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+    /// Appends the Elasticsearch document of the record: the same fields with the same names,
+    /// except that `is_live` is a JSON boolean (the index templates map it as one, as the
+    /// successor pipeline converted it; Elasticsearch refuses 1/0 for a boolean).
+    pub fn write_es_json(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, &EsDocument(self)).expect("a record always serialises");
+    }
+
+    fn serialize_as<S: Serializer>(&self, s: S, live_as_bool: bool) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("action_id", &self.action_id)?;
         m.serialize_entry("timestamp", &timefmt::python_isoformat_utc(self.created_us))?;
@@ -222,12 +227,30 @@ impl Serialize for Record {
                 None => m.serialize_entry(&format!("proxy{}", n + 1), proxy)?,
             }
         }
-        m.serialize_entry("is_live", &(self.is_live as u8))?;
+        if live_as_bool {
+            m.serialize_entry("is_live", &self.is_live)?;
+        } else {
+            m.serialize_entry("is_live", &(self.is_live as u8))?;
+        }
         match &self.episode {
             Some(e) => m.serialize_entry("episode", e.as_ref())?,
             None => m.serialize_entry("episode", &Empty {})?,
         }
         m.end()
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.serialize_as(s, false)
+    }
+}
+
+struct EsDocument<'a>(&'a Record);
+
+impl Serialize for EsDocument<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_as(s, true)
     }
 }
 

@@ -343,13 +343,22 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
             ConfigError("journal replay needs a range: --from/--to or --seq".into()).into(),
         );
     }
-    let outputs = parse_outputs(&a.output, &a.sink)?;
-    check_sqs_limits(&a.sink)?;
+    let mut sink_args = a.sink.clone();
+    if let Some(ix) = &a.es_index {
+        sink_args.es_action_index = ix.clone();
+    }
+    let outputs = parse_outputs(&a.output, &sink_args)?;
+    check_sqs_limits(&sink_args)?;
     let [output] = outputs.as_slice() else {
-        return Err(ConfigError("journal replay sends to one sink: -o sqs or -o -".into()).into());
+        return Err(
+            ConfigError("journal replay sends to one sink: -o sqs, -o - or -o es".into()).into(),
+        );
     };
+    if a.es_index.is_some() && *output != super::Output::Es {
+        return Err(ConfigError("--es-index goes with -o es".into()).into());
+    }
     let j = open_journal(&cli.journal)?;
-    let (mut sink, target) = make_sink(output, &a.sink).await?;
+    let (mut sink, target) = make_sink(output, &sink_args, &j).await?;
     let name = format!(
         "replay:{}",
         a.name.clone().unwrap_or_else(|| format!(

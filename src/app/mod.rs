@@ -3,11 +3,13 @@
 mod demo;
 mod harvest_cmd;
 pub mod journal;
+mod load_episodes;
 pub mod owner;
 pub mod run;
 
 pub use demo::{bench_fetch, demo, sim};
 pub use harvest_cmd::harvest;
+pub use load_episodes::load_episodes;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use chrono_tz::Tz;
 use crate::checkpoint::S3Checkpoint;
 use crate::cli::{CheckpointArgs, Cli, ForwardArgs, S3Args, SinkArgs};
 use crate::config::{self, ConfigError};
-use crate::forward::{self, Sink, SqsConfig, SqsSink, StdoutSink};
+use crate::es::EsClient;
+use crate::forward::{self, EsConfig, EsSink, Sink, SqsConfig, SqsSink, StdoutSink};
 use crate::journal::{Checkpoint, Journal};
 use crate::{aws, timefmt};
 
@@ -48,9 +51,10 @@ pub(crate) fn failed(e: impl std::fmt::Display) -> AppError {
 pub enum Output {
     Stdout,
     Sqs,
+    Es,
 }
 
-/// Parses `--output`: a comma-separated list of `sqs`, `-` (stdout) and `none`.
+/// Parses `--output`: a comma-separated list of `sqs`, `-` (stdout), `es` and `none`.
 pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim) {
@@ -58,10 +62,11 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
             "sqs" if sink.queue_name.as_deref() == Some("-") => Output::Stdout,
             "sqs" => Output::Sqs,
             "-" | "stdout" => Output::Stdout,
+            "es" | "elasticsearch" => Output::Es,
             "none" | "journal" => continue,
             other => {
                 return Err(ConfigError(format!(
-                    "--output '{other}' is not a sink; use sqs, - (stdout) or none"
+                    "--output '{other}' is not a sink; use sqs, - (stdout), es, a list such as sqs,es, or none"
                 )))
             }
         };
@@ -84,7 +89,13 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
     Ok(out)
 }
 
+/// Checks the sink settings that can be checked without a network: SQS batch limits, the
+/// Elasticsearch host and index pattern.
 pub(crate) fn check_sqs_limits(sink: &SinkArgs) -> Result<(), ConfigError> {
+    crate::es::parse_host(&sink.es_host)
+        .map_err(|e| ConfigError(format!("{e} (set ELASTICSEARCH_HOST or --es-host)")))?;
+    forward::es::check_index_pattern(&sink.es_action_index)
+        .map_err(|e| ConfigError(format!("ES_ACTION_INDEX: {e}")))?;
     let n = sink.sqs_max_batch_bytes;
     if !(1024..=forward::sqs::MAX_BATCH_BYTES).contains(&n) {
         return Err(ConfigError(format!(
@@ -127,7 +138,13 @@ pub(crate) fn open_journal_as(
     }
 }
 
-pub(crate) async fn make_sink(o: &Output, sink: &SinkArgs) -> Result<(Sink, String), AppError> {
+/// Connects the sink of `o`; returns it with the name of its cursor (`stdout`, `sqs:<queue>`,
+/// `es:<index pattern>`).
+pub(crate) async fn make_sink(
+    o: &Output,
+    sink: &SinkArgs,
+    journal: &Arc<Journal>,
+) -> Result<(Sink, String), AppError> {
     match o {
         Output::Stdout => Ok((Sink::Stdout(StdoutSink::default()), "stdout".into())),
         Output::Sqs => {
@@ -141,6 +158,23 @@ pub(crate) async fn make_sink(o: &Output, sink: &SinkArgs) -> Result<(Sink, Stri
             let s = SqsSink::connect(client, cfg).await.map_err(failed)?;
             Ok((Sink::Sqs(s), format!("sqs:{name}")))
         }
+        Output::Es => {
+            let client = EsClient::new(
+                &sink.es_host,
+                std::time::Duration::from_secs(sink.es_timeout.max(1)),
+            )
+            .map_err(|e| ConfigError(e.to_string()))?;
+            let cfg = EsConfig {
+                max_docs: sink.es_bulk_docs as usize,
+                max_bytes: sink.es_bulk_bytes.max(1024),
+                attempts: sink.es_attempts,
+                ..EsConfig::new(&sink.es_action_index)
+            };
+            let s = EsSink::connect(client, cfg, journal.clone())
+                .await
+                .map_err(failed)?;
+            Ok((Sink::Es(s), format!("es:{}", sink.es_action_index)))
+        }
     }
 }
 
@@ -153,7 +187,7 @@ pub(crate) async fn forward_all(
     let mut first_err = None;
     let mut total = 0;
     for o in outputs {
-        let res = match make_sink(o, sink).await {
+        let res = match make_sink(o, sink, journal).await {
             Ok((mut s, cursor)) => {
                 let res = forward::forward(journal, &mut s, &cursor).await;
                 let requests = s.requests();

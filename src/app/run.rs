@@ -329,7 +329,7 @@ async fn forward_loop(
     let mut sink = None;
     while !*stop.borrow() {
         if sink.is_none() {
-            match make_sink(&output, &sink_args).await {
+            match make_sink(&output, &sink_args, &journal).await {
                 Ok(s) => sink = Some(s),
                 Err(e) => {
                     metrics.sink_error(&format!("{output:?}").to_lowercase());

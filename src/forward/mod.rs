@@ -4,6 +4,7 @@
 //! a crash or an outage resends at most the records in flight (at-least-once; SQS FIFO queues
 //! dedupe them by action id) and never skips one.
 
+pub mod es;
 pub mod sqs;
 pub mod stdout;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use crate::journal::{Journal, JournalError};
 use crate::record::Record;
+pub use es::{EsConfig, EsSink};
 pub use sqs::{SqsConfig, SqsSink};
 pub use stdout::StdoutSink;
 
@@ -26,22 +28,17 @@ pub struct SinkError {
 pub enum Sink {
     Stdout(StdoutSink),
     Sqs(SqsSink),
+    Es(EsSink),
 }
 
 impl Sink {
-    /// The cursor name of this sink (`stdout`, `sqs:<queue>`).
-    pub fn cursor_name(&self, queue_name: Option<&str>) -> String {
-        match self {
-            Sink::Stdout(_) => "stdout".into(),
-            Sink::Sqs(_) => format!("sqs:{}", queue_name.unwrap_or("?")),
-        }
-    }
-
-    /// Requests made to the sink's service so far (SendMessageBatch calls for SQS).
+    /// Requests made to the sink's service so far (SendMessageBatch calls for SQS, bulk
+    /// requests for Elasticsearch).
     pub fn requests(&self) -> u64 {
         match self {
             Sink::Stdout(_) => 0,
             Sink::Sqs(s) => s.calls(),
+            Sink::Es(s) => s.calls(),
         }
     }
 
@@ -49,6 +46,7 @@ impl Sink {
         match self {
             Sink::Stdout(s) => s.send(records),
             Sink::Sqs(s) => s.send(records).await,
+            Sink::Es(s) => s.send(records).await,
         }
     }
 }

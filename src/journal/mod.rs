@@ -13,7 +13,9 @@ pub mod codec;
 pub mod inspect;
 mod types;
 
-pub use types::{Checkpoint, DeadLetter, EpisodeEntry, HarvestPosition, PageCommit, PageOutcome};
+pub use types::{
+    Checkpoint, DeadLetter, EpisodeDocEntry, EpisodeEntry, HarvestPosition, PageCommit, PageOutcome,
+};
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -33,6 +35,8 @@ pub(crate) const ACTION_IDS: TableDefinition<i64, u64> = TableDefinition::new("a
 pub(crate) const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 const DEAD_KEYS: TableDefinition<&str, ()> = TableDefinition::new("dead_letter_keys");
 pub(crate) const EPISODES: TableDefinition<&str, &[u8]> = TableDefinition::new("episodes");
+/// Episode documents built by `load-episodes` (by media package id), journaled before indexing.
+pub(crate) const EPISODE_DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("episode_docs");
 pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -150,6 +154,7 @@ impl Journal {
             tx.open_table(DEAD_LETTERS)?;
             tx.open_table(DEAD_KEYS)?;
             tx.open_table(EPISODES)?;
+            tx.open_table(EPISODE_DOCS)?;
             tx.open_table(CURSORS)?;
         }
         tx.commit()?;
@@ -210,19 +215,9 @@ impl Journal {
                 out.appended = n_fresh as u64;
             }
             if !page.dead_letters.is_empty() {
-                let mut keys = tx.open_table(DEAD_KEYS)?;
-                let mut dead = tx.open_table(DEAD_LETTERS)?;
-                let mut next = get_u64(&meta, META_NEXT_DEAD)?;
-                for (key, d) in page.dead_letters {
-                    if keys.insert(key.as_str(), ())?.is_some() {
-                        out.duplicates += 1;
-                        continue;
-                    }
-                    dead.insert(next, codec::encode_value(&d).as_slice())?;
-                    next += 1;
-                    out.dead_letters += 1;
-                }
-                put_u64(&mut meta, META_NEXT_DEAD, next)?;
+                let (added, dup) = insert_dead_letters(&tx, &mut meta, page.dead_letters)?;
+                out.dead_letters += added;
+                out.duplicates += dup;
             }
             if !page.episodes.is_empty() {
                 let mut eps = tx.open_table(EPISODES)?;
@@ -244,6 +239,18 @@ impl Journal {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Stores dead letters found after the harvest (records a sink rejected for their content),
+    /// each once per key; returns how many were new.
+    pub fn add_dead_letters(&self, letters: Vec<(String, DeadLetter)>) -> Result<u64> {
+        let tx = self.db.begin_write()?;
+        let added = {
+            let mut meta = tx.open_table(META)?;
+            insert_dead_letters(&tx, &mut meta, letters)?.0
+        };
+        tx.commit()?;
+        Ok(added)
     }
 
     /// Removes whole blocks for which `drop` says yes; returns (blocks, records) removed.
@@ -296,6 +303,42 @@ impl Journal {
             .insert(mpid, codec::encode_value(entry).as_slice())?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Stores what `load-episodes` fetched, in one transaction: each episode's metadata (for the
+    /// harvest's cache too; `meta: None` marks an id Opencast does not know) and its document.
+    pub fn put_episode_docs(
+        &self,
+        items: &[(String, EpisodeEntry, Option<EpisodeDocEntry>)],
+    ) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut eps = tx.open_table(EPISODES)?;
+            let mut docs = tx.open_table(EPISODE_DOCS)?;
+            for (mpid, entry, doc) in items {
+                eps.insert(mpid.as_str(), codec::encode_value(entry).as_slice())?;
+                if let Some(d) = doc {
+                    docs.insert(mpid.as_str(), codec::encode_value(d).as_slice())?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every journaled episode document, in media package id order.
+    #[allow(clippy::type_complexity)]
+    pub fn episode_docs(
+        &self,
+    ) -> Result<Vec<(String, std::result::Result<EpisodeDocEntry, CodecError>)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(EPISODE_DOCS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), codec::decode_value(v.value())));
+        }
+        Ok(out)
     }
 
     /// The journaled metadata of one episode, if any.
@@ -518,6 +561,29 @@ fn decode_meta<T: Decode<()>>(
             .map(Some)
             .map_err(|e| JournalError::Storage(format!("meta {key}: {e}"))),
     }
+}
+
+/// Inserts dead letters not yet stored under their key; returns (added, duplicates).
+fn insert_dead_letters(
+    tx: &redb::WriteTransaction,
+    meta: &mut redb::Table<&'static str, &'static [u8]>,
+    letters: Vec<(String, DeadLetter)>,
+) -> Result<(u64, u64)> {
+    let mut keys = tx.open_table(DEAD_KEYS)?;
+    let mut dead = tx.open_table(DEAD_LETTERS)?;
+    let mut next = get_u64(meta, META_NEXT_DEAD)?;
+    let (mut added, mut dup) = (0, 0);
+    for (key, d) in letters {
+        if keys.insert(key.as_str(), ())?.is_some() {
+            dup += 1;
+            continue;
+        }
+        dead.insert(next, codec::encode_value(&d).as_slice())?;
+        next += 1;
+        added += 1;
+    }
+    put_u64(meta, META_NEXT_DEAD, next)?;
+    Ok((added, dup))
 }
 
 fn get_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64> {

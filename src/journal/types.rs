@@ -2,6 +2,7 @@
 
 use bincode::{Decode, Encode};
 
+use crate::episode_doc::EpisodeDoc;
 use crate::opencast::EpisodeMeta;
 
 /// The last harvested action's time, and whether S3 has been told.
@@ -39,6 +40,13 @@ pub struct DeadLetter {
 pub struct EpisodeEntry {
     pub fetched_at_us: i64,
     pub meta: Option<EpisodeMeta>,
+}
+
+/// The document `load-episodes` built for an episode, as journaled before it is indexed.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct EpisodeDocEntry {
+    pub built_at_us: i64,
+    pub doc: EpisodeDoc,
 }
 
 /// Everything one harvested page changes, committed atomically by [`Journal::commit_page`].

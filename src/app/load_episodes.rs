@@ -1,0 +1,349 @@
+//! `harvester load-episodes`: episode metadata + workflow times → journal → Elasticsearch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+
+use super::{failed, open_journal, AppError};
+use crate::cli::{Cli, LoadEpisodesArgs, OpencastArgs};
+use crate::config::{self, ConfigError};
+use crate::episode_doc::{newest_succeeded, EpisodeDoc};
+use crate::es::{templates, BulkLines, BulkPolicy, EsClient};
+use crate::journal::{DeadLetter, EpisodeDocEntry, EpisodeEntry, Journal};
+use crate::opencast::{EpisodeMeta, Opencast};
+use crate::progress::Progress;
+use crate::timefmt;
+
+/// Episodes per search page and per journal/index round.
+const PAGE: u64 = 100;
+
+/// How the episodes are chosen.
+enum Selection {
+    CreatedSince(String),
+    Ids(Vec<String>),
+    SourceIndices(String),
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    episodes: u64,
+    indexed: u64,
+    unknown: u64,
+    rejected: u64,
+    with_gaps: u64,
+    live: u64,
+    requests: u64,
+}
+
+struct Job<'a> {
+    oc: Opencast,
+    es: EsClient,
+    journal: Arc<Journal>,
+    args: &'a LoadEpisodesArgs,
+    tz: chrono_tz::Tz,
+    policy: BulkPolicy,
+    tally: Tally,
+    progress: Progress,
+}
+
+pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppError> {
+    let tz = config::parse_tz(&a.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let admin = a.admin_host.as_deref().filter(|h| !h.trim().is_empty());
+    if admin.is_none() {
+        return Err(ConfigError(
+            "load-episodes reads live-stream times from the admin node: set MATTERHORN_ADMIN_HOST (in .env) or pass -A/--admin-host".into(),
+        )
+        .into());
+    }
+    let oc = config::opencast(
+        &OpencastArgs {
+            engage_host: a.engage_host.clone(),
+            user: a.user.clone(),
+            password: a.password.clone(),
+            opencast_timezone: a.opencast_timezone.clone(),
+            opencast_timeout: a.opencast_timeout,
+            opencast_retries: a.opencast_retries,
+        },
+        admin,
+    )
+    .map_err(|e| ConfigError(e.0.replace("-H/--engage-host", "-E/--engage-host")))?;
+    let es = EsClient::new(&a.es_host, Duration::from_secs(a.es_timeout.max(1)))
+        .map_err(|e| ConfigError(format!("{e} (set ELASTICSEARCH_HOST or -e/--es-host)")))?;
+    if a.es_index.contains('%') {
+        return Err(
+            ConfigError("EPISODE_INDEX_NAME is one index name, without %-fields".into()).into(),
+        );
+    }
+    crate::forward::es::check_index_pattern(&a.es_index)
+        .map_err(|e| ConfigError(format!("EPISODE_INDEX_NAME: {e}")))?;
+    if !a.wait.is_finite() || a.wait < 0.0 {
+        return Err(ConfigError("--wait takes a number of seconds, 0 or more".into()).into());
+    }
+    let selection = if !a.mpid.is_empty() {
+        let mut ids: Vec<String> = a.mpid.iter().map(|m| m.trim().to_string()).collect();
+        if ids.iter().any(String::is_empty) {
+            return Err(ConfigError("--mpid takes a media package id".into()).into());
+        }
+        ids.dedup();
+        Selection::Ids(ids)
+    } else if let Some(p) = &a.source_index_pattern {
+        let p = if p.trim().is_empty() {
+            let yesterday = timefmt::now_us() - 86_400_000_000;
+            crate::forward::es::format_index(&a.es_action_index, yesterday).ok_or_else(|| {
+                ConfigError(format!(
+                    "ES_ACTION_INDEX '{}' has an invalid %-field",
+                    a.es_action_index
+                ))
+            })?
+        } else {
+            p.trim().to_string()
+        };
+        Selection::SourceIndices(p)
+    } else {
+        let days = a.created_from_days_ago.unwrap_or(1);
+        let from = timefmt::now_us() - days as i64 * 86_400_000_000;
+        Selection::CreatedSince(timefmt::format_utc_z(timefmt::floor_second(from)))
+    };
+    let journal = open_journal(&cli.journal)?;
+    let began = Instant::now();
+
+    // The template first: a node that is down fails the run before Opencast is asked anything.
+    let glob = format!("{}*", a.es_index);
+    es.put_template(
+        &templates::name_for("episodes", &glob),
+        templates::episodes(&glob),
+    )
+    .await
+    .map_err(failed)?;
+
+    let mut job = Job {
+        oc,
+        es,
+        journal,
+        args: a,
+        tz,
+        policy: BulkPolicy {
+            attempts: a.es_attempts,
+            ..BulkPolicy::default()
+        },
+        tally: Tally::default(),
+        progress: Progress::new("load-episodes", "episodes", 0),
+    };
+    let result = job.run(selection).await;
+    job.progress.finish();
+    let t = &job.tally;
+    tracing::info!(
+        episodes = t.episodes,
+        indexed = t.indexed,
+        unknown = t.unknown,
+        live = t.live,
+        with_gaps = t.with_gaps,
+        rejected = t.rejected,
+        bulk_requests = t.requests,
+        index = %a.es_index,
+        seconds = format!("{:.3}", began.elapsed().as_secs_f64()),
+        "load-episodes complete"
+    );
+    result
+}
+
+impl Job<'_> {
+    async fn run(&mut self, selection: Selection) -> Result<(), AppError> {
+        match selection {
+            Selection::CreatedSince(from) => {
+                tracing::info!(created_from = %from, "listing episodes created since");
+                let mut offset = 0;
+                loop {
+                    let page = self
+                        .oc
+                        .episodes_created_from(&from, PAGE, offset)
+                        .await
+                        .map_err(failed)?;
+                    let n = page.len() as u64;
+                    if n == 0 {
+                        break;
+                    }
+                    self.load(page).await?;
+                    offset += n;
+                    if n < PAGE {
+                        break;
+                    }
+                    self.pause().await;
+                }
+            }
+            Selection::Ids(ids) => self.load_ids(ids).await?,
+            Selection::SourceIndices(pattern) => {
+                let ids = self
+                    .es
+                    .distinct_values(&pattern, "mpid", 1000)
+                    .await
+                    .map_err(failed)?;
+                tracing::info!(pattern = %pattern, media_packages = ids.len(), "media package ids found in action indices");
+                self.load_ids(ids).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pause(&self) {
+        if self.args.wait > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(self.args.wait)).await;
+        }
+    }
+
+    /// Looks ids up in pages; unknown ids are journaled as such and reported.
+    async fn load_ids(&mut self, ids: Vec<String>) -> Result<(), AppError> {
+        self.progress.set_total(ids.len() as u64);
+        for (n, chunk) in ids.chunks(PAGE as usize).enumerate() {
+            if n > 0 {
+                self.pause().await;
+            }
+            let oc = &self.oc;
+            let found: Vec<(String, Option<EpisodeMeta>)> = futures::stream::iter(chunk)
+                .map(|id| async move { oc.episode(id).await.map(|m| (id.clone(), m)) })
+                .buffered(self.args.concurrency as usize)
+                .try_collect()
+                .await
+                .map_err(failed)?;
+            let mut metas = Vec::new();
+            let mut unknown = Vec::new();
+            for (id, m) in found {
+                match m {
+                    Some(m) => metas.push(m),
+                    None => {
+                        tracing::warn!(mpid = %id, "Opencast does not know this episode; nothing indexed for it");
+                        unknown.push((
+                            id,
+                            EpisodeEntry {
+                                fetched_at_us: timefmt::now_us(),
+                                meta: None,
+                            },
+                            None,
+                        ));
+                    }
+                }
+            }
+            if !unknown.is_empty() {
+                self.tally.unknown += unknown.len() as u64;
+                self.tally.episodes += unknown.len() as u64;
+                self.progress.inc(unknown.len() as u64);
+                let j = self.journal.clone();
+                tokio::task::spawn_blocking(move || j.put_episode_docs(&unknown))
+                    .await
+                    .map_err(failed)?
+                    .map_err(failed)?;
+            }
+            self.load(metas).await?;
+        }
+        Ok(())
+    }
+
+    /// Workflows → documents → journal → index, for one page of episodes.
+    async fn load(&mut self, metas: Vec<EpisodeMeta>) -> Result<(), AppError> {
+        if metas.is_empty() {
+            return Ok(());
+        }
+        let (oc, def, tz) = (&self.oc, &self.args.workflow_definition, self.tz);
+        let built: Vec<(EpisodeMeta, EpisodeDoc)> = futures::stream::iter(metas)
+            .map(|m| async move {
+                let wfs = oc.workflows(&m.mpid, def).await?;
+                let (doc, gaps) = EpisodeDoc::build(&m, newest_succeeded(&wfs), tz);
+                if !gaps.0.is_empty() {
+                    tracing::info!(mpid = %m.mpid, missing = %gaps.0.join("; "), "episode document has gaps; those fields are left out");
+                }
+                Ok::<_, crate::opencast::OpencastError>((m, doc, !gaps.0.is_empty()))
+            })
+            .buffered(self.args.concurrency as usize)
+            .map_ok(|(m, doc, gaps)| {
+                if gaps {
+                    self.tally.with_gaps += 1;
+                }
+                (m, doc)
+            })
+            .try_collect()
+            .await
+            .map_err(failed)?;
+        let now = timefmt::now_us();
+        let entries: Vec<(String, EpisodeEntry, Option<EpisodeDocEntry>)> = built
+            .iter()
+            .map(|(m, d)| {
+                (
+                    m.mpid.clone(),
+                    EpisodeEntry {
+                        fetched_at_us: now,
+                        meta: Some(m.clone()),
+                    },
+                    Some(EpisodeDocEntry {
+                        built_at_us: now,
+                        doc: d.clone(),
+                    }),
+                )
+            })
+            .collect();
+        let j = self.journal.clone();
+        tokio::task::spawn_blocking(move || j.put_episode_docs(&entries))
+            .await
+            .map_err(failed)?
+            .map_err(failed)?;
+
+        let mut lines = BulkLines::with_capacity(built.len(), built.len() * 1500);
+        for (_, d) in &built {
+            lines.push_index(&self.args.es_index, &d.mpid, |out| {
+                serde_json::to_writer(out, d).expect("a document serialises")
+            });
+            if d.live_stream == Some(true) {
+                self.tally.live += 1;
+            }
+        }
+        let report = self.es.bulk_index(&lines, &self.policy).await;
+        self.tally.requests += report.requests;
+        if !report.rejected.is_empty() {
+            let dead: Vec<(String, DeadLetter)> = report
+                .rejected
+                .iter()
+                .map(|(k, why)| {
+                    let mpid = &built[*k].1.mpid;
+                    (
+                        format!("es:{}:{mpid}:{now}", self.args.es_index),
+                        DeadLetter {
+                            source: format!("elasticsearch index {}", self.args.es_index),
+                            raw: String::from_utf8_lossy(lines.document(*k)).into_owned(),
+                            reason: format!("Elasticsearch rejected episode {mpid} ({why})"),
+                            at_us: now,
+                        },
+                    )
+                })
+                .collect();
+            self.tally.rejected += dead.len() as u64;
+            tracing::warn!(
+                rejected = dead.len(),
+                "Elasticsearch rejected episode documents; they are in the dead-letter table (harvester journal dump --dead-letters)"
+            );
+            let j = self.journal.clone();
+            tokio::task::spawn_blocking(move || j.add_dead_letters(dead))
+                .await
+                .map_err(failed)?
+                .map_err(failed)?;
+        }
+        let resolved = match &report.failed {
+            Some((k, _)) => *k,
+            None => built.len(),
+        };
+        self.tally.episodes += built.len() as u64;
+        self.tally.indexed += (resolved
+            - report
+                .rejected
+                .iter()
+                .filter(|(k, _)| *k < resolved)
+                .count()) as u64;
+        self.progress.inc(built.len() as u64);
+        if let Some((_, why)) = report.failed {
+            return Err(failed(format!(
+                "indexing episodes into {}: {why}; the documents are journaled, run the same command again",
+                self.args.es_index
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+//! Episode metadata + its newest publishing workflow → the document `load-episodes` indexes.
+//!
+//! The fields are those of `opencast-api.md` (`title`, `mpid`, `duration`, `start`, `course`,
+//! `series`, `year`, `term`, `crn`, `type`, `description`, `presenter_still`,
+//! `presentation_still`, `slides`, `live_stream`, `live_start`, `live_end`, `live_duration`,
+//! `available`). A missing part leaves its fields out; it never fails the document. Times are UTC
+//! (`YYYY-MM-DDTHH:mm:ssZ`); `live_stream` is a boolean, as the episode index template maps it.
+
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::opencast::{EpisodeMeta, Workflow};
+use crate::timefmt;
+
+/// One slide: its preview image and its time in the recording (`T00:02:33:0F1000`).
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, Serialize)]
+pub struct Slide {
+    pub img: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+/// The episode document (its `_id` is `mpid`).
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, Serialize)]
+pub struct EpisodeDoc {
+    pub mpid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub year: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crn: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presenter_still: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presentation_still: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slides: Vec<Slide>,
+    /// `None` when no workflow was found (nothing is known about live streaming).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_end: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_duration: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<String>,
+}
+
+/// The workflow whose operations describe the episode: the SUCCEEDED one with the highest id
+/// (Opencast's sort parameter is not to be trusted).
+pub fn newest_succeeded(workflows: &[Workflow]) -> Option<&Workflow> {
+    workflows
+        .iter()
+        .filter(|w| {
+            w.state
+                .as_deref()
+                .is_none_or(|s| s.eq_ignore_ascii_case("SUCCEEDED"))
+        })
+        .max_by_key(|w| w.id)
+}
+
+/// Things left out of a document, for the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Gaps(pub Vec<String>);
+
+impl EpisodeDoc {
+    /// Builds the document; `tz` reads start times without an offset. Returns what was missing.
+    pub fn build(meta: &EpisodeMeta, workflow: Option<&Workflow>, tz: Tz) -> (EpisodeDoc, Gaps) {
+        let mut gaps = Gaps::default();
+        let start = match meta.start.as_deref().or(meta.dc_created.as_deref()) {
+            Some(s) => match timefmt::parse_xsd(s, tz) {
+                Ok(us) => Some(timefmt::format_utc_z(us)),
+                Err(_) => {
+                    gaps.0.push(format!("start '{s}' is not a time"));
+                    None
+                }
+            },
+            None => {
+                gaps.0.push("no start or dcCreated".into());
+                None
+            }
+        };
+        let series = meta.series.clone();
+        if series.is_none() {
+            gaps.0.push("no series".into());
+        }
+        let part = |from: usize, to: usize| {
+            series
+                .as_deref()
+                .map(|s| s.chars().skip(from).take(to - from).collect::<String>())
+                .filter(|p| !p.is_empty())
+        };
+        let still = |kind: &str| {
+            meta.attachments
+                .iter()
+                .find(|a| a.kind == kind)
+                .and_then(|a| a.url.clone())
+        };
+        let mut slides = Vec::new();
+        for a in meta
+            .attachments
+            .iter()
+            .filter(|a| a.kind == "presentation/segment+preview")
+        {
+            let Some(img) = a.url.clone() else {
+                gaps.0.push("a segment preview without url".into());
+                continue;
+            };
+            let time = a
+                .reference
+                .as_deref()
+                .and_then(|r| r.split_once(";time="))
+                .map(|(_, t)| t.to_string())
+                .filter(|t| !t.is_empty());
+            if time.is_none() {
+                gaps.0.push(format!(
+                    "segment preview ref {:?} carries no time",
+                    a.reference.as_deref().unwrap_or("")
+                ));
+            }
+            slides.push(Slide { img, time });
+        }
+        let mut doc = EpisodeDoc {
+            mpid: meta.mpid.clone(),
+            title: meta.title.clone(),
+            duration: meta.duration_ms,
+            start,
+            course: meta.series_title.clone(),
+            year: part(0, 4),
+            term: part(4, 6),
+            crn: part(6, 11),
+            series,
+            kind: meta.dc_type.clone(),
+            description: meta.dc_description.clone(),
+            presenter_still: still("presenter/player+preview"),
+            presentation_still: still("presentation/player+preview"),
+            slides,
+            live_stream: None,
+            live_start: None,
+            live_end: None,
+            live_duration: None,
+            available: None,
+        };
+        match workflow {
+            None => gaps.0.push("no SUCCEEDED workflow".into()),
+            Some(w) => {
+                let op = |id: &str| w.operations.iter().find(|o| o.id == id);
+                let capture = op("capture");
+                doc.live_stream = Some(capture.is_some());
+                if let Some(c) = capture {
+                    doc.live_start = c.started_ms.map(|ms| timefmt::format_utc_z(ms * 1000));
+                    doc.live_end = c.completed_ms.map(|ms| timefmt::format_utc_z(ms * 1000));
+                    doc.live_duration = match (c.started_ms, c.completed_ms) {
+                        (Some(a), Some(b)) if b >= a => Some(b - a),
+                        _ => None,
+                    };
+                }
+                match op("retract-element").and_then(|r| r.completed_ms) {
+                    Some(ms) => doc.available = Some(timefmt::format_utc_z(ms * 1000)),
+                    None => gaps.0.push("no completed retract-element operation".into()),
+                }
+            }
+        }
+        (doc, gaps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opencast::{Attachment, Operation};
+
+    fn meta() -> EpisodeMeta {
+        EpisodeMeta {
+            mpid: "mp1".into(),
+            title: Some("Lecture".into()),
+            duration_ms: Some(3_000_000),
+            start: Some("2015-05-05T19:39:00-04:00".into()),
+            dc_created: None,
+            series: Some("20150221144".into()),
+            series_title: Some("CSCI E-1".into()),
+            dc_type: Some("L01".into()),
+            dc_description: None,
+            attachments: vec![
+                Attachment {
+                    kind: "presenter/player+preview".into(),
+                    url: Some("http://x/presenter.jpg".into()),
+                    reference: Some("track:t".into()),
+                },
+                Attachment {
+                    kind: "presentation/segment+preview".into(),
+                    url: Some("http://x/s0.jpg".into()),
+                    reference: Some("track:t;time=T00:02:33:0F1000".into()),
+                },
+                Attachment {
+                    kind: "presentation/segment+preview".into(),
+                    url: Some("http://x/s1.jpg".into()),
+                    reference: Some("track:t".into()),
+                },
+            ],
+        }
+    }
+
+    fn op(id: &str, a: i64, b: i64) -> Operation {
+        Operation {
+            id: id.into(),
+            state: Some("SUCCEEDED".into()),
+            started_ms: Some(a),
+            completed_ms: Some(b),
+        }
+    }
+
+    #[test]
+    fn full_document() {
+        let wfs = vec![
+            Workflow {
+                id: 9,
+                state: Some("SUCCEEDED".into()),
+                operations: vec![
+                    op("capture", 1_430_870_340_000, 1_430_873_940_000),
+                    op("retract-element", 1_430_880_000_000, 1_430_880_100_000),
+                ],
+            },
+            Workflow {
+                id: 3,
+                state: Some("SUCCEEDED".into()),
+                operations: vec![op("retract-element", 1, 2)],
+            },
+        ];
+        let (d, gaps) = EpisodeDoc::build(&meta(), newest_succeeded(&wfs), Tz::UTC);
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "mpid": "mp1", "title": "Lecture", "duration": 3_000_000,
+                "start": "2015-05-05T23:39:00Z", "course": "CSCI E-1", "series": "20150221144",
+                "year": "2015", "term": "02", "crn": "21144", "type": "L01",
+                "presenter_still": "http://x/presenter.jpg",
+                "slides": [{"img": "http://x/s0.jpg", "time": "T00:02:33:0F1000"}, {"img": "http://x/s1.jpg"}],
+                "live_stream": true, "live_start": "2015-05-05T23:59:00Z",
+                "live_end": "2015-05-06T00:59:00Z", "live_duration": 3_600_000,
+                "available": "2015-05-06T02:41:40Z"
+            })
+        );
+        assert_eq!(gaps.0.len(), 1, "{gaps:?}"); // the slide without a time
+    }
+
+    #[test]
+    fn missing_parts_leave_fields_out() {
+        let mut m = meta();
+        m.series = None;
+        m.series_title = None;
+        m.start = None;
+        m.attachments.clear();
+        let (d, gaps) = EpisodeDoc::build(&m, None, Tz::UTC);
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"mpid": "mp1", "title": "Lecture", "duration": 3_000_000, "type": "L01"})
+        );
+        assert_eq!(gaps.0.len(), 3, "{gaps:?}");
+    }
+}
