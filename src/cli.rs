@@ -373,7 +373,7 @@ pub struct HarvestArgs {
     pub wait: f64,
 
     /// Where to forward after harvesting: sqs, - (stdout), es, several (sqs,es), or none.
-    #[arg(short = 'o', long, default_value = "sqs")]
+    #[arg(short = 'o', long, default_value = "sqs", allow_hyphen_values = true)]
     pub output: String,
 
     /// Actions per page (the endpoint's limit).
@@ -416,7 +416,7 @@ pub struct ForwardArgs {
     pub sink: SinkArgs,
 
     /// Sinks: sqs, - (stdout), es, or several (sqs,es).
-    #[arg(short = 'o', long, default_value = "sqs")]
+    #[arg(short = 'o', long, default_value = "sqs", allow_hyphen_values = true)]
     pub output: String,
 }
 
@@ -625,7 +625,7 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub sink: SinkArgs,
     /// Sink: sqs, - (stdout) or es.
-    #[arg(short = 'o', long, default_value = "sqs")]
+    #[arg(short = 'o', long, default_value = "sqs", allow_hyphen_values = true)]
     pub output: String,
     /// Elasticsearch index (or strftime pattern) to replay into, instead of ES_ACTION_INDEX.
     #[arg(long)]
@@ -668,7 +668,7 @@ pub struct RunArgs {
     pub s3: S3Args,
 
     /// Sinks, comma-separated: sqs, - (stdout), es.
-    #[arg(short = 'o', long, default_value = "sqs")]
+    #[arg(short = 'o', long, default_value = "sqs", allow_hyphen_values = true)]
     pub output: String,
 
     /// Actions per page.

@@ -60,8 +60,9 @@ pub struct BulkItem {
 }
 
 impl BulkItem {
+    /// Done: indexed, or (for a `create`) already there.
     pub fn ok(&self) -> bool {
-        (200..300).contains(&self.status)
+        (200..300).contains(&self.status) || self.status == 409
     }
 
     /// Rejected for its content (a mapping or parsing error): resending it cannot help.
@@ -93,10 +94,23 @@ impl BulkLines {
         }
     }
 
-    /// Adds an `index` item; `doc` writes the document (one line of JSON) into the buffer.
+    /// Adds an `index` item (creates or replaces the document); `doc` writes the document (one
+    /// line of JSON) into the buffer.
     pub fn push_index(&mut self, index: &str, id: &str, doc: impl FnOnce(&mut Vec<u8>)) {
+        self.push("index", index, id, doc)
+    }
+
+    /// Adds a `create` item: a document that already exists under `id` is left as it is (the
+    /// answer is 409, counted as done), so resending changes nothing, not even its version.
+    pub fn push_create(&mut self, index: &str, id: &str, doc: impl FnOnce(&mut Vec<u8>)) {
+        self.push("create", index, id, doc)
+    }
+
+    fn push(&mut self, op: &str, index: &str, id: &str, doc: impl FnOnce(&mut Vec<u8>)) {
         let start = self.buf.len();
-        self.buf.extend_from_slice(b"{\"index\":{\"_index\":");
+        self.buf.extend_from_slice(b"{\"");
+        self.buf.extend_from_slice(op.as_bytes());
+        self.buf.extend_from_slice(b"\":{\"_index\":");
         serde_json::to_writer(&mut self.buf, index).expect("a string serialises");
         self.buf.extend_from_slice(b",\"_id\":");
         serde_json::to_writer(&mut self.buf, id).expect("a string serialises");

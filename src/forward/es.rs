@@ -1,7 +1,7 @@
 //! The Elasticsearch sink: action records into daily indices with the bulk API.
 //!
-//! Each record is indexed with `_id` = action id, so a resend (after a crash, a retry or a replay)
-//! overwrites the same document instead of adding one. Bulk requests are cut by count and by
+//! Each record is created with `_id` = action id; a resend (after a crash, a retry or a replay)
+//! finds it there (409) and changes nothing, not even its version. Bulk requests are cut by count and by
 //! bytes. A bulk answer is read item by item: items that failed for a passing reason (429, 5xx,
 //! a write block) are sent again, alone, with backoff; items rejected for their content (400: a
 //! mapping or parsing error) go to the journal's dead-letter table with the reason, so one bad
@@ -156,7 +156,7 @@ impl EsSink {
             let index = self.index_of(r.created_us);
             id.clear();
             let _ = write!(id, "{}", r.action_id);
-            lines.push_index(&index, &id, |out| r.write_es_json(out));
+            lines.push_create(&index, &id, |out| r.write_es_json(out));
             indices.push(index);
         }
         let policy = BulkPolicy {

@@ -111,7 +111,7 @@ pub fn service(var: &str) -> Option<String> {
             } else {
                 panic!(
                     "{var} is not set: this test needs the real service. Run the tests with `bash .ci/run` \
-                     (it starts moto_server and ElasticMQ), or start them with `bash .ci/services.sh start` \
+                     (it starts moto_server, ElasticMQ and Elasticsearch), or start them with `bash .ci/services.sh start` \
                      and export the variables it prints"
                 );
             }
