@@ -2,7 +2,8 @@
 # Benchmarks of issue #2's targets, on this machine, against the simulated Opencast on loopback.
 # Prints a Markdown table (also written to bench/out/results.md); BENCHMARKS.md records runs.
 #
-#   bash bench/run.sh            # 1,000,000 actions; SQS forward of 100,000 records
+#   bash bench/run.sh            # 1,000,000 actions; SQS and Elasticsearch forwards of 100,000
+#                                # records; load-episodes of 1,000 episodes
 #   ACTIONS=200000 bash bench/run.sh
 #
 # Needs /usr/bin/time (Debian package `time`) and, for the SQS figures, the services of
@@ -11,13 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ACTIONS="${ACTIONS:-1000000}"
 SQS_ACTIONS="${SQS_ACTIONS:-100000}"
+ES_ACTIONS="${ES_ACTIONS:-100000}"
+EPISODES="${EPISODES:-1000}"
 RUNS="${RUNS:-3}"
 PORT="${SIM_PORT:-47123}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/harvester-target}"
 out=bench/out
 mkdir -p "$out"
 work="$(mktemp -d)"
-trap 'kill $SIM_PID 2>/dev/null || true; rm -rf "$work"' EXIT
+SIM2_PID=
+trap 'kill $SIM_PID $SIM2_PID 2>/dev/null || true; rm -rf "$work"' EXIT
 
 command -v /usr/bin/time >/dev/null || { apt-get install -y time >/dev/null 2>&1 || { echo "needs /usr/bin/time (Debian package time)"; exit 1; }; }
 elapsed() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$1" "$2"; }
@@ -87,9 +91,33 @@ SQS_S=$(elapsed "$start" "$end")
 sqs_n=$(grep -o 'forwarded=[0-9]*' "$work/sqs.log" | head -n1 | tr -dc '0-9')
 sqs_req=$(grep -o 'requests=[0-9]*' "$work/sqs.log" | head -n1 | tr -dc '0-9')
 
-python3 - "$ACTIONS" "$F" "$HS" "$RSS" "$journal_bytes" "$json_bytes" "$lines" "$FWD_S" "$sqs_n" "$SQS_S" "$sqs_req" "$(nproc)" "$DUMP_S" "$DUMP_KB" "$REPLAY_S" >"$out/results.md" <<'PY'
+# Forward to Elasticsearch (the real node of .ci/services.sh): a fresh journal of ES_ACTIONS
+# records into new daily indices, with the default bulk size (1,000 records).
+export JOURNAL_PATH="$work/es.redb" ELASTICSEARCH_HOST="$HARVESTER_TEST_ES_URL"
+ES_TO=$(date -u -d "2016-03-01 00:00:00 UTC + $((86400 * ES_ACTIONS / ACTIONS)) seconds" +%Y%m%d%H%M%S)
+"$H" harvest -s $FROM -e "$ES_TO" -o none 2>/dev/null
+stamp=$(date +%s)
+start=$(date +%s.%N)
+"$H" forward -o es --es-action-index "bench-$stamp-ua-%Y.%m.%d" 2>"$work/es.log"
+end=$(date +%s.%N)
+ES_S=$(elapsed "$start" "$end")
+es_n=$(grep -o 'forwarded=[0-9]*' "$work/es.log" | head -n1 | tr -dc '0-9')
+es_req=$(grep -o 'requests=[0-9]*' "$work/es.log" | head -n1 | tr -dc '0-9')
+
+# load-episodes of EPISODES episodes (created an hour apart, the newest an hour ago) from a
+# second simulator: search pages of 100, a workflow request per episode, journal, bulk index.
+"$H" sim --listen "127.0.0.1:$((PORT + 1))" --episodes "$EPISODES" --actions 10 >"$work/sim2.log" 2>&1 &
+SIM2_PID=$!
+sleep 1
+export JOURNAL_PATH="$work/episodes.redb" MATTERHORN_ENGAGE_HOST="127.0.0.1:$((PORT + 1))" MATTERHORN_ADMIN_HOST="127.0.0.1:$((PORT + 1))"
+"$H" load-episodes -c $((EPISODES / 24 + 2)) -i "bench-$stamp-episodes" 2>"$work/le.log"
+grep -q "episodes=$EPISODES " "$work/le.log" || { cat "$work/le.log"; exit 1; }
+LE_S=$(grep 'load-episodes complete' "$work/le.log" | grep -o 'seconds="[0-9.]*"' | tr -dc '0-9.')
+
+python3 - "$ACTIONS" "$F" "$HS" "$RSS" "$journal_bytes" "$json_bytes" "$lines" "$FWD_S" "$sqs_n" "$SQS_S" "$sqs_req" "$(nproc)" "$DUMP_S" "$DUMP_KB" "$REPLAY_S" "$es_n" "$ES_S" "$es_req" "$EPISODES" "$LE_S" >"$out/results.md" <<'PY'
 import sys
-a, f, h, rss, jb, jsb, lines, fwd, sqs_n, sqs_s, sqs_req, cores, dump_s, dump_kb, replay_s = sys.argv[1:]
+a, f, h, rss, jb, jsb, lines, fwd, sqs_n, sqs_s, sqs_req, cores, dump_s, dump_kb, replay_s, es_n, es_s, es_req, eps, le_s = sys.argv[1:]
+es_n, es_s, es_req, eps, le_s = int(es_n or 0), float(es_s), int(es_req or 0), int(eps), float(le_s)
 dump_s, dump_kb, replay_s = float(dump_s), int(dump_kb), float(replay_s)
 a, f, h, rss, jb, jsb, lines, fwd = int(a), float(f), float(h), int(rss), int(jb), int(jsb), int(lines), float(fwd)
 sqs_n, sqs_s, sqs_req = int(sqs_n or 0), float(sqs_s), int(sqs_req or 0)
@@ -104,6 +132,9 @@ rows = [
     ("journal dump to /dev/null (records/s)", f"{lines / dump_s:,.0f}", ">= 300,000"),
     ("peak RSS of the dump (MiB)", f"{dump_kb / 1024:.1f}", "flat"),
     ("journal replay to stdout (records/s)", f"{lines / replay_s:,.0f}", "-"),
+    (f"forward to Elasticsearch, bulk (records/s, {es_n:,} records)", f"{es_n / es_s:,.0f}" if es_n else "n/a", "-"),
+    ("Elasticsearch bulk requests per 1,000 actions", f"{1000 * es_req / es_n:.1f}" if es_n else "n/a", "-"),
+    (f"load-episodes of {eps:,} episodes (s)", f"{le_s:.2f}", "-"),
 ]
 print(f"{a:,} simulated actions, {cores} cores, medians of the runs")
 print()
