@@ -137,18 +137,8 @@ pub struct LoadEpisodesArgs {
     )]
     pub engage_host: Option<String>,
 
-    /// REST user for digest authentication.
-    #[arg(short = 'u', long, env = "MATTERHORN_REST_USER")]
-    pub user: Option<String>,
-
-    /// REST password for digest authentication.
-    #[arg(
-        short = 'p',
-        long,
-        env = "MATTERHORN_REST_PASS",
-        hide_env_values = true
-    )]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub conn: OpencastConn,
 
     /// Elasticsearch: host, host:port or URL (https://user:pass@host:port for a secured cluster).
     #[arg(
@@ -216,23 +206,6 @@ pub struct LoadEpisodesArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
 
-    /// Opencast's time zone (IANA name), for start times given without an offset.
-    #[arg(
-        long,
-        alias = "opencast_timezone",
-        env = "OPENCAST_TIMEZONE",
-        default_value = "UTC"
-    )]
-    pub opencast_timezone: String,
-
-    /// Seconds before an Opencast request times out.
-    #[arg(long, env = "OPENCAST_TIMEOUT", default_value_t = 30)]
-    pub opencast_timeout: u64,
-
-    /// Retries of an Opencast request after a transient fault (5xx, timeout, bad body).
-    #[arg(long, env = "OPENCAST_RETRIES", default_value_t = 5)]
-    pub opencast_retries: u32,
-
     /// Seconds before an Elasticsearch request times out.
     #[arg(long, env = "ES_TIMEOUT", default_value_t = 60)]
     pub es_timeout: u64,
@@ -243,7 +216,7 @@ pub struct LoadEpisodesArgs {
     pub es_attempts: u32,
 }
 
-/// How to reach Opencast.
+/// How to reach Opencast's engage node (`-H`, as the original's `harvest`).
 #[derive(Debug, Clone, Args)]
 pub struct OpencastArgs {
     /// Engage node: host, host:port or a full URL.
@@ -255,6 +228,14 @@ pub struct OpencastArgs {
     )]
     pub engage_host: Option<String>,
 
+    #[command(flatten)]
+    pub conn: OpencastConn,
+}
+
+/// Credentials, time zone and patience for Opencast requests (shared by every command that
+/// talks to Opencast).
+#[derive(Debug, Clone, Args)]
+pub struct OpencastConn {
     /// REST user for digest authentication.
     #[arg(short = 'u', long, env = "MATTERHORN_REST_USER")]
     pub user: Option<String>,
@@ -268,7 +249,8 @@ pub struct OpencastArgs {
     )]
     pub password: Option<String>,
 
-    /// Opencast's time zone (IANA name): how it reads start/end, and the checkpoint's zone.
+    /// Opencast's time zone (IANA name): how it reads start/end and times without an offset,
+    /// and the checkpoint's zone.
     #[arg(
         long,
         alias = "opencast_timezone",

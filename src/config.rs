@@ -51,25 +51,31 @@ pub fn opencast(args: &OpencastArgs, admin_host: Option<&str>) -> Result<Opencas
         }
         None => None,
     };
-    let user = args.user.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
-        ConfigError(
-            "no Opencast REST user: set MATTERHORN_REST_USER (in .env) or pass -u/--user".into(),
-        )
-    })?;
-    let password = args.password.clone().ok_or_else(|| {
+    let user = args
+        .conn
+        .user
+        .clone()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            ConfigError(
+                "no Opencast REST user: set MATTERHORN_REST_USER (in .env) or pass -u/--user"
+                    .into(),
+            )
+        })?;
+    let password = args.conn.password.clone().ok_or_else(|| {
         ConfigError(
             "no Opencast REST password: set MATTERHORN_REST_PASS (in .env) or pass -p/--password"
                 .into(),
         )
     })?;
-    if args.opencast_timeout == 0 {
+    if args.conn.opencast_timeout == 0 {
         return Err(ConfigError(
             "OPENCAST_TIMEOUT must be at least 1 second".into(),
         ));
     }
     let mut cfg = ClientConfig::new(&user, &password);
-    cfg.timeout = Duration::from_secs(args.opencast_timeout);
-    cfg.retries = args.opencast_retries;
+    cfg.timeout = Duration::from_secs(args.conn.opencast_timeout);
+    cfg.retries = args.conn.opencast_retries;
     Ok(Opencast::new(Client::new(cfg), engage, admin))
 }
 

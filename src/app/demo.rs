@@ -56,11 +56,13 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
     let journal = open_journal(&args.demo_journal)?;
     let oc_args = crate::cli::OpencastArgs {
         engage_host: Some(handle.url()),
-        user: Some(user),
-        password: Some(password),
-        opencast_timezone: tz.to_string(),
-        opencast_timeout: 30,
-        opencast_retries: 5,
+        conn: crate::cli::OpencastConn {
+            user: Some(user),
+            password: Some(password),
+            opencast_timezone: tz.to_string(),
+            opencast_timeout: 30,
+            opencast_retries: 5,
+        },
     };
     let opencast = config::opencast(&oc_args, None)?;
     let episodes = EpisodeCache::new(
@@ -90,7 +92,7 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
 
 /// `harvester bench-fetch`: the bare page fetches a harvest is measured against.
 pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppError> {
-    let tz = config::parse_tz(&args.opencast.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let tz = config::parse_tz(&args.opencast.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let parse = |s: &str, flag: &str| {
         timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}")))
     };

@@ -14,7 +14,7 @@ use crate::timefmt;
 
 /// `harvester harvest`.
 pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
-    let tz = config::parse_tz(&args.opencast.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let tz = config::parse_tz(&args.opencast.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let outputs = parse_outputs(&args.output, &args.sink)?;
     check_sqs_limits(&args.sink)?;
     if !(args.wait.is_finite() && args.wait >= 0.0) {

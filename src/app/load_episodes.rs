@@ -48,7 +48,7 @@ struct Job<'a> {
 }
 
 pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppError> {
-    let tz = config::parse_tz(&a.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let tz = config::parse_tz(&a.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let admin = a.admin_host.as_deref().filter(|h| !h.trim().is_empty());
     if admin.is_none() {
         return Err(ConfigError(
@@ -59,11 +59,7 @@ pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppErr
     let oc = config::opencast(
         &OpencastArgs {
             engage_host: a.engage_host.clone(),
-            user: a.user.clone(),
-            password: a.password.clone(),
-            opencast_timezone: a.opencast_timezone.clone(),
-            opencast_timeout: a.opencast_timeout,
-            opencast_retries: a.opencast_retries,
+            conn: a.conn.clone(),
         },
         admin,
     )

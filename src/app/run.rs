@@ -52,7 +52,7 @@ async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) {
 }
 
 pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
-    let tz = config::parse_tz(&args.opencast.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let tz = config::parse_tz(&args.opencast.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let outputs = parse_outputs(&args.output, &args.sink)?;
     check_sqs_limits(&args.sink)?;
     if args.interval == 0 {
