@@ -43,6 +43,14 @@ stop() {
       rm -f "$state/$name.pid"
     fi
   done
+  # Elasticsearch runs as a launcher and a server JVM: wait until both are gone (the next start
+  # needs the port and the data directory), then insist.
+  local i
+  for ((i = 0; i < 60; i++)); do
+    pgrep -f "$state/elasticsearch-" >/dev/null || return 0
+    sleep 0.5
+  done
+  pkill -KILL -f "$state/elasticsearch-" || true
 }
 
 java_home_21() { # the first JDK under /usr/lib/jvm (or $JAVA_HOME) new enough for ES 9

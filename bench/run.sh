@@ -75,7 +75,7 @@ end=$(date +%s.%N)
 REPLAY_S=$(elapsed "$start" "$end")
 
 # Forward to SQS (ElasticMQ): a fresh journal of SQS_ACTIONS records.
-if [[ ! -f .ci/services.env ]] || ! python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" "$(. .ci/services.env; echo "$HARVESTER_TEST_SQS_ENDPOINT")" 2>/dev/null; then
+if [[ ! -f .ci/services.env ]] || ! python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1] + '/?Action=ListQueues', timeout=1); urllib.request.urlopen(sys.argv[2] + '/_cluster/health', timeout=1)" "$(. .ci/services.env; echo "$HARVESTER_TEST_SQS_ENDPOINT")" "$(. .ci/services.env; echo "${HARVESTER_TEST_ES_URL:-http://127.0.0.1:1}")" 2>/dev/null; then
   bash .ci/services.sh start
 fi
 . .ci/services.env
