@@ -94,15 +94,7 @@ async fn checkpoint_goes_to_s3_and_a_fresh_journal_starts_from_it() {
     let mut c = with_aws(harvester_for(dir.path(), &sim), &a);
     c.env("S3_HARVEST_TS_BUCKET", &bucket)
         .env("S3_LAST_ACTION_TS_KEY", "last-action-ts");
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 600_000_000),
-        "-o",
-        "none",
-    ]);
+    harvest_window(&mut c, 600_000_000, "none");
     let out = run_async(c).await;
     assert_ok(&out);
     // The bucket was created, and holds the last action's second in OPENCAST_TIMEZONE (UTC).
@@ -151,15 +143,7 @@ async fn s3_refusing_keeps_the_local_checkpoint_and_the_next_run_syncs_it() {
     c.env("AWS_ENDPOINT_URL_S3", &dead)
         .env("AWS_MAX_ATTEMPTS", "1")
         .env("S3_HARVEST_TS_BUCKET", &bucket);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 600_000_000),
-        "-o",
-        "-",
-    ]);
+    harvest_window(&mut c, 600_000_000, "-");
     let out = run_async(c).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -295,15 +279,7 @@ async fn batch_payload_limit_and_fifo_dedup() {
     let sim = start_sim(SimConfig::new(data(200, 200))).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 200_000_000),
-        "-o",
-        "none",
-    ]);
+    harvest_window(&mut c, 200_000_000, "none");
     assert_ok(&run_async(c).await);
     let journal = std::sync::Arc::new(Journal::open(&journal_path(dir.path())).unwrap());
     let records = journal.read_from(0, usize::MAX).unwrap().1;
@@ -370,15 +346,7 @@ async fn journal_replay_into_a_fresh_queue_delivers_exactly_the_range() {
     let sim = start_sim(SimConfig::new(data(1500, 1500))).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 1_500_000_000),
-        "-o",
-        "-",
-    ]);
+    harvest_window(&mut c, 1_500_000_000, "-");
     assert_ok(&run_async(c).await);
     let queue = unique("replay");
     let (from, to) = (t0() + 300_000_000, t0() + 899_000_000);

@@ -136,15 +136,8 @@ async fn sink_indexes_each_record_once_into_daily_indices() {
     let prefix = unique("t-sink");
     let pattern = format!("{prefix}-%Y.%m.%d");
     let mut c = with_es(harvester_for(dir.path(), &sim), &url, &pattern);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 2 * 86_400_000_000),
-        "-o",
-        "-,es", // a leading '-' is a value here, not a flag
-    ]);
+    // "-,es": a leading "-" is a value of -o here, not a flag.
+    harvest_window(&mut c, 2 * 86_400_000_000, "-,es");
     let out = run(c);
     assert_ok(&out);
     assert_eq!(
@@ -206,15 +199,7 @@ async fn replay_of_the_same_range_changes_nothing_and_can_fill_a_new_index() {
     let prefix = unique("t-replay");
     let pattern = format!("{prefix}-%Y.%m.%d");
     let mut c = with_es(harvester_for(dir.path(), &sim), &url, &pattern);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 3_600_000_000),
-        "-o",
-        "es",
-    ]);
+    harvest_window(&mut c, 3_600_000_000, "es");
     assert_ok(&run(c));
     let before = es.docs(&format!("{prefix}-*")).await;
     assert_eq!(before.len(), 1500);
@@ -268,15 +253,7 @@ async fn content_rejections_become_dead_letters_and_passing_failures_are_retried
     let prefix = unique("t-partial");
     let pattern = format!("{prefix}-%Y.%m.%d");
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 100_000_000_000),
-        "-o",
-        "none",
-    ]);
+    harvest_window(&mut c, 100_000_000_000, "none");
     assert_ok(&run(c));
     let records = journal_records(dir.path());
     assert_eq!(records.len(), 2000);
@@ -392,15 +369,7 @@ async fn a_node_that_is_down_is_a_clear_error_and_moves_no_cursor() {
     let dir = scratch();
     let down = format!("127.0.0.1:{}", free_port());
     let mut c = with_es(harvester_for(dir.path(), &sim), &down, "t-down-%Y.%m.%d");
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 600_000_000),
-        "-o",
-        "es",
-    ]);
+    harvest_window(&mut c, 600_000_000, "es");
     let out = run(c);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -661,15 +630,7 @@ async fn load_episodes_by_id_and_from_action_indices() {
     // -s: every media package id referenced by actions in the action indices.
     let actions = format!("{prefix}-ua-%Y.%m.%d");
     let mut c = with_es(harvester_for(dir.path(), &sim), &url, &actions);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 3_600_000_000),
-        "-o",
-        "es",
-    ]);
+    harvest_window(&mut c, 3_600_000_000, "es");
     assert_ok(&run(c));
     es.refresh(&format!("{prefix}-ua-*")).await;
     let index2 = format!("{prefix}-episodes2");

@@ -33,15 +33,7 @@ async fn records_match_the_contract_field_by_field() {
     let sim = start_sim(SimConfig::new(data(3000, 3600))).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 3_600_000_000),
-        "-o",
-        "-",
-    ]);
+    harvest_window(&mut c, 3_600_000_000, "-");
     let out = run_async(c).await;
     assert_ok(&out);
     let recs = stdout_records(&out);
@@ -119,15 +111,7 @@ async fn wrong_password_is_a_clear_error_without_retry_loop() {
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
     c.env("MATTERHORN_REST_PASS", "not-the-password");
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 60_000_000),
-        "-o",
-        "-",
-    ]);
+    harvest_window(&mut c, 60_000_000, "-");
     let out = run_async(c).await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -430,15 +414,7 @@ async fn no_update_last_ts_leaves_the_checkpoint() {
     let sim = start_sim(SimConfig::new(data(1000, 3600))).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 600_000_000),
-        "-o",
-        "none",
-    ]);
+    harvest_window(&mut c, 600_000_000, "none");
     assert_ok(&run_async(c).await);
     let cp = checkpoint_of(dir.path());
     assert!(cp.is_some());
@@ -475,15 +451,7 @@ async fn malformed_actions_go_to_dead_letters_once() {
     let dir = scratch();
     for _ in 0..2 {
         let mut c = harvester_for(dir.path(), &sim);
-        c.args([
-            "harvest",
-            "-s",
-            &compact(t0()),
-            "-e",
-            &compact(t0() + 300_000_000),
-            "-o",
-            "none",
-        ]);
+        harvest_window(&mut c, 300_000_000, "none");
         let out = run_async(c).await;
         assert_ok(&out);
     }

@@ -241,15 +241,7 @@ async fn prune_keeps_unforwarded_records_and_the_dedupe_memory() {
     assert_eq!(journal_records(dir.path()).len(), 0);
     // An overlapping harvest does not bring pruned actions back.
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 3_600_000_000),
-        "-o",
-        "-",
-    ]);
+    harvest_window(&mut c, 3_600_000_000, "-");
     let out = run_async(c).await;
     assert_ok(&out);
     assert!(stdout_records(&out).is_empty());

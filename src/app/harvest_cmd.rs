@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    check_sqs_limits, default_start, failed, forward_all, open_journal, parse_outputs,
+    check_sink_settings, default_start, failed, forward_all, open_journal, parse_outputs,
     s3_checkpoint, s3_client_if, sync_checkpoint, AppError,
 };
 use crate::cli::{Cli, HarvestArgs};
@@ -16,7 +16,7 @@ use crate::timefmt;
 pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let tz = config::parse_tz(&args.opencast.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let outputs = parse_outputs(&args.output, &args.sink)?;
-    check_sqs_limits(&args.sink)?;
+    check_sink_settings(&args.sink)?;
     if !(args.wait.is_finite() && args.wait >= 0.0) {
         return Err(ConfigError("--wait takes a number of seconds, 0 or more".into()).into());
     }

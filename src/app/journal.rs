@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono_tz::Tz;
 
-use super::{check_sqs_limits, failed, make_sink, open_journal, parse_outputs, AppError};
+use super::{check_sink_settings, failed, make_sink, open_journal, parse_outputs, AppError};
 use crate::cli::{
     Cli, DumpArgs, JournalArgs, JournalCommand, PruneArgs, RangeArgs, ReplayArgs, StatsArgs,
 };
@@ -348,7 +348,7 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
         sink_args.es_action_index = ix.clone();
     }
     let outputs = parse_outputs(&a.output, &sink_args)?;
-    check_sqs_limits(&sink_args)?;
+    check_sink_settings(&sink_args)?;
     let [output] = outputs.as_slice() else {
         return Err(
             ConfigError("journal replay sends to one sink: -o sqs, -o - or -o es".into()).into(),

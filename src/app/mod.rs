@@ -91,7 +91,7 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
 
 /// Checks the sink settings that can be checked without a network: SQS batch limits, the
 /// Elasticsearch host and index pattern.
-pub(crate) fn check_sqs_limits(sink: &SinkArgs) -> Result<(), ConfigError> {
+pub(crate) fn check_sink_settings(sink: &SinkArgs) -> Result<(), ConfigError> {
     crate::es::parse_host(&sink.es_host)
         .map_err(|e| ConfigError(format!("{e} (set ELASTICSEARCH_HOST or --es-host)")))?;
     forward::es::check_index_pattern(&sink.es_action_index)
@@ -283,7 +283,7 @@ pub(crate) async fn default_start(
 /// `harvester forward`.
 pub async fn forward(cli: &Cli, args: &ForwardArgs) -> Result<(), AppError> {
     let outputs = parse_outputs(&args.output, &args.sink)?;
-    check_sqs_limits(&args.sink)?;
+    check_sink_settings(&args.sink)?;
     let journal = open_journal(&cli.journal)?;
     let n = forward_all(&journal, &outputs, &args.sink).await?;
     tracing::info!(forwarded = n, "forward complete");

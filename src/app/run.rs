@@ -12,8 +12,8 @@ use axum::Router;
 use tokio::sync::{watch, Notify};
 
 use super::{
-    check_sqs_limits, default_start, failed, make_sink, parse_outputs, s3_checkpoint, s3_client_if,
-    sync_checkpoint, AppError, Output,
+    check_sink_settings, default_start, failed, make_sink, parse_outputs, s3_checkpoint,
+    s3_client_if, sync_checkpoint, AppError, Output,
 };
 use crate::cli::{Cli, RunArgs, SinkArgs};
 use crate::config::{self, ConfigError};
@@ -54,7 +54,7 @@ async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) {
 pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let tz = config::parse_tz(&args.opencast.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let outputs = parse_outputs(&args.output, &args.sink)?;
-    check_sqs_limits(&args.sink)?;
+    check_sink_settings(&args.sink)?;
     if args.interval == 0 {
         return Err(
             ConfigError("DEFAULT_INTERVAL/--interval must be at least 1 minute".into()).into(),

@@ -59,6 +59,19 @@ pub fn harvester_for(dir: &Path, sim: &SimHandle) -> Command {
     c
 }
 
+/// Adds `harvest -s t0 -e t0+end_us -o output` to `c` (the window most tests harvest).
+pub fn harvest_window(c: &mut Command, end_us: i64, output: &str) {
+    c.args([
+        "harvest",
+        "-s",
+        &compact(t0()),
+        "-e",
+        &compact(t0() + end_us),
+        "-o",
+        output,
+    ]);
+}
+
 pub fn run(mut c: Command) -> Output {
     let out = c.output().expect("harvester runs");
     if std::env::var_os("HARVESTER_TEST_VERBOSE").is_some() {
