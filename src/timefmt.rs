@@ -69,6 +69,9 @@ pub fn format_compact(us: i64, tz: Tz) -> String {
 /// Parses an XSD dateTime (`created`); a value without an offset is read in `tz`.
 pub fn parse_xsd(s: &str, tz: Tz) -> Result<i64, TimeError> {
     let t = s.trim();
+    if let Some(us) = fast_rfc3339(t.as_bytes()) {
+        return Ok(us);
+    }
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Ok(d.timestamp_micros());
     }
@@ -80,6 +83,106 @@ pub fn parse_xsd(s: &str, tz: Tz) -> Result<i64, TimeError> {
         return Ok(localize(n, tz).timestamp_micros());
     }
     Err(TimeError::BadDateTime(s.to_string()))
+}
+
+/// The common shape of `created`, read without chrono's general parser (this runs once per
+/// harvested action): `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then `Z` or `±HH:MM`.
+/// Anything else (leap seconds, odd separators, no offset) returns `None` for the general path;
+/// a test pins it to chrono's result.
+fn fast_rfc3339(b: &[u8]) -> Option<i64> {
+    fn num(b: &[u8]) -> Option<i64> {
+        let mut n = 0i64;
+        for &c in b {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(c - b'0');
+        }
+        Some(n)
+    }
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
+    let (h, mi, sec) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > month_days[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || sec > 59
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros = 0i64;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        // Truncated to microseconds, as chrono's `timestamp_micros` does.
+        for k in 0..6 {
+            micros = micros * 10
+                + if k < digits {
+                    i64::from(b[start + k] - b'0')
+                } else {
+                    0
+                };
+        }
+    }
+    let offset_s = match &b[i..] {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), oh @ .., b':', m1, m2] if oh.len() == 2 => {
+            let (oh, om) = (num(oh)?, num(&[*m1, *m2])?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
+    Some(secs * 1_000_000 + micros)
 }
 
 /// Python's `datetime.isoformat()` of the UTC instant: `2016-03-12T12:00:01.898000+00:00`, the
@@ -142,6 +245,67 @@ pub fn floor_second(us: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_created_parser_agrees_with_chrono() {
+        // A small deterministic generator: dates across eras, leap days, fractions of every
+        // length, offsets of both signs, and malformed variants that must fall through.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut fast = 0;
+        for _ in 0..200_000 {
+            let y = 1600 + next(900);
+            let mo = 1 + next(13);
+            let d = 1 + next(31);
+            let (h, mi, s) = (next(25), next(61), next(61));
+            let frac = match next(4) {
+                0 => String::new(),
+                _ => format!(
+                    ".{}",
+                    &format!("{:012}", next(1_000_000_000_000))[..1 + next(11) as usize]
+                ),
+            };
+            let off = match next(5) {
+                0 => "Z".to_string(),
+                1 => format!("+{:02}:{:02}", next(25), next(61)),
+                2 => format!("-{:02}:{:02}", next(25), next(61)),
+                3 => format!("-{:02}{:02}", next(24), next(60)),
+                _ => String::new(),
+            };
+            let t = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{frac}{off}");
+            let want = DateTime::parse_from_rfc3339(&t)
+                .ok()
+                .map(|d| d.timestamp_micros());
+            match fast_rfc3339(t.as_bytes()) {
+                Some(us) => {
+                    fast += 1;
+                    assert_eq!(Some(us), want, "{t}");
+                }
+                // Falling through is always safe; it must not happen for the plain shapes.
+                None => assert!(
+                    want.is_none() || s == 60 || frac.len() > 10,
+                    "fast path refused {t}"
+                ),
+            }
+        }
+        assert!(fast > 50_000, "{fast}");
+        for t in [
+            "2016-03-01T01:07:12+01:00",
+            "2016-02-29T19:07:12.086-05:00",
+            "1969-12-31T23:59:59.5Z",
+        ] {
+            assert_eq!(
+                fast_rfc3339(t.as_bytes()),
+                Some(DateTime::parse_from_rfc3339(t).unwrap().timestamp_micros()),
+                "{t}"
+            );
+        }
+    }
 
     #[test]
     fn isoformat_matches_python() {
