@@ -57,7 +57,13 @@ pub struct EpisodeCache {
     ttl: Duration,
     tz: Tz,
     fetched: Arc<AtomicU64>,
+    /// Bounds the search requests in flight, whatever the number of pages being prepared: the
+    /// engage node is not asked for dozens of episodes at once.
+    requests: Arc<tokio::sync::Semaphore>,
 }
+
+/// Episode requests to Opencast in flight at most, across all pages.
+const MAX_EPISODE_REQUESTS: usize = 32;
 
 impl EpisodeCache {
     pub fn new(opencast: Opencast, journal: Arc<Journal>, ttl: Duration, tz: Tz) -> EpisodeCache {
@@ -71,6 +77,7 @@ impl EpisodeCache {
             ttl,
             tz,
             fetched: Arc::new(AtomicU64::new(0)),
+            requests: Arc::new(tokio::sync::Semaphore::new(MAX_EPISODE_REQUESTS)),
         }
     }
 
@@ -102,7 +109,14 @@ impl EpisodeCache {
                 return Ok(Arc::new(Lookup::new(e, true, self.tz)));
             }
         }
-        let meta = self.opencast.episode(&mpid).await?;
+        let meta = {
+            let _permit = self
+                .requests
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            self.opencast.episode(&mpid).await?
+        };
         self.fetched.fetch_add(1, Ordering::Relaxed);
         if meta.is_none() {
             tracing::warn!(mpid = %mpid, "episode not found in Opencast; its actions get \"episode\": {{}}");

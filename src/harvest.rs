@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
 use futures::StreamExt;
+use tokio::sync::Semaphore;
 
 use crate::episodes::{EpisodeCache, Lookup};
 use crate::journal::{
@@ -61,8 +62,11 @@ pub struct HarvestOptions {
     pub wait: Duration,
     pub tz: Tz,
     pub update_checkpoint: bool,
-    /// Pages fetched ahead of the one being processed.
+    /// Page requests kept in flight (the server always has this many to work on).
     pub prefetch: usize,
+    /// Pages fetched or being prepared ahead of the one being committed: a page held up (by an
+    /// episode look-up, a retry) does not stop the requests behind it.
+    pub ahead: usize,
     /// Concurrent episode look-ups per page.
     pub episode_concurrency: usize,
 }
@@ -75,6 +79,7 @@ impl Default for HarvestOptions {
             tz: Tz::UTC,
             update_checkpoint: true,
             prefetch: 12,
+            ahead: 48,
             episode_concurrency: 8,
         }
     }
@@ -216,8 +221,15 @@ impl Harvester {
 
     /// Fetches, decodes, judges, enriches and encodes one page in its own task, so that several
     /// pages are prepared in parallel while commits go one at a time, in order.
-    fn spawn_fetch(&self, start: &str, end: &str, offset: u64) -> PageFetch {
+    fn spawn_fetch(
+        &self,
+        start: &str,
+        end: &str,
+        offset: u64,
+        permits: &Arc<Semaphore>,
+    ) -> PageFetch {
         let oc = self.opencast.clone();
+        let permits = permits.clone();
         let url = oc.actions_url(start, end, self.opts.batch_size, offset);
         let episodes = self.episodes.clone();
         let (tz, concurrency) = (self.opts.tz, self.opts.episode_concurrency.max(1));
@@ -227,7 +239,16 @@ impl Harvester {
             // like a 5xx, within the client's retry budget.
             let mut attempt = 0;
             loop {
-                let body = oc.actions_body(&url).await?;
+                // A permit per request in flight, handed back as soon as the body is in: pages
+                // are requested in order, and the next request never waits for this page's
+                // processing.
+                let body = {
+                    let _permit = permits
+                        .acquire()
+                        .await
+                        .expect("the semaphore is never closed");
+                    oc.actions_body(&url).await?
+                };
                 match ActionsPage::parse(&body) {
                     Ok(page) => {
                         let judged = JudgedPage::judge(page, tz);
@@ -264,13 +285,15 @@ impl Harvester {
             timefmt::format_compact(end_us, tz),
         );
         let batch = self.opts.batch_size;
-        let prefetch = if self.opts.wait.is_zero() {
-            self.opts.prefetch.max(1)
+        let (prefetch, ahead) = if self.opts.wait.is_zero() {
+            let p = self.opts.prefetch.max(1);
+            (p, self.opts.ahead.max(p))
         } else {
-            1
+            (1, 1)
         };
+        let permits = Arc::new(Semaphore::new(prefetch));
         let mut inflight: VecDeque<(u64, PageFetch)> = VecDeque::new();
-        inflight.push_back((0, self.spawn_fetch(&start, &end, 0)));
+        inflight.push_back((0, self.spawn_fetch(&start, &end, 0, &permits)));
         let mut next_offset = batch;
         let mut total = 0u64;
         let mut max_created: Option<i64> = None;
@@ -306,8 +329,11 @@ impl Harvester {
             progress.set_total(known_before + total);
             progress.inc(commit.ids.len() as u64 + commit.dead_letters.len() as u64);
             if self.opts.wait.is_zero() {
-                while inflight.len() < prefetch && next_offset < total {
-                    inflight.push_back((next_offset, self.spawn_fetch(&start, &end, next_offset)));
+                while inflight.len() < ahead && next_offset < total {
+                    inflight.push_back((
+                        next_offset,
+                        self.spawn_fetch(&start, &end, next_offset, &permits),
+                    ));
                     next_offset += batch;
                 }
             }
@@ -316,7 +342,10 @@ impl Harvester {
             }
             if !self.opts.wait.is_zero() && next_offset < total {
                 tokio::time::sleep(self.opts.wait).await;
-                inflight.push_back((next_offset, self.spawn_fetch(&start, &end, next_offset)));
+                inflight.push_back((
+                    next_offset,
+                    self.spawn_fetch(&start, &end, next_offset, &permits),
+                ));
                 next_offset += batch;
             }
             let last = inflight.is_empty() && next_offset >= total;
