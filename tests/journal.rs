@@ -139,7 +139,8 @@ async fn stats_tell_counts_sizes_and_lag() {
     assert_eq!(s["actions"], 2000 - 20);
     assert_eq!(s["dead_letters"], 20);
     assert_eq!(s["oldest_action"], "2016-03-01T12:00:00Z");
-    assert!(s["compression_ratio"].as_f64().unwrap() > 5.0);
+    // zstd's own ratio, over the block payloads (already free of repeated strings).
+    assert!(s["compression_ratio"].as_f64().unwrap() > 2.0, "{s}");
     assert_eq!(s["cursors"][0]["sink"], "stdout");
     assert_eq!(s["cursors"][0]["lag"], 0);
     let out = run_async(journal_cmd(dir.path(), &["stats"])).await;

@@ -1,23 +1,37 @@
 //! The journal's byte format, behind one module so the serialisation crate can be swapped.
 //!
 //! Every stored value starts with a format-version byte. Records are stored in *blocks* (one per
-//! harvested page): compressing a page of records as one zstd frame shrinks them to ~13% of their
-//! JSON size, where compressing record by record leaves ~80% and costs ten times the CPU.
+//! harvested page): compressing a page of records as one zstd frame shrinks them to a few percent
+//! of their JSON size, where compressing record by record leaves ~80% and costs ten times the CPU.
 //!
-//! Block layout (version 1):
-//! `[1u8][count: u32 LE][min created_us: i64 LE][max created_us: i64 LE][zstd(bincode(Vec<Record>))]`
-//! The small uncompressed header lets readers skip blocks by time or sequence without inflating.
+//! Block layout: `[version u8][count: u32 LE][min created_us: i64 LE][max created_us: i64 LE]
+//! [raw length: u32 LE][zstd(bincode(payload))]`. The small uncompressed header lets readers skip
+//! blocks by time or sequence without inflating.
+//!
+//! - Version 2 (written now): the payload is a [`BlockV2`]: the block's distinct strings once
+//!   (media package ids, sessions, user agents, address chains...), its distinct episode blocks
+//!   once, and each record as numbers referring to them. A page repeats the same few episodes and
+//!   sessions hundreds of times; storing them once halves the bytes to encode and compress, which
+//!   is most of the harvest's encoding time.
+//! - Version 1 (read, never written again): the payload is `bincode(Vec<Record>)`. Journals
+//!   written by earlier builds keep their version 1 blocks and read exactly as before.
 //!
 //! Value layout (version 1): `[1u8][bincode(T)]` for small metadata values.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use bincode::{Decode, Encode};
 
-use crate::record::{Record, RecordRef};
+use crate::record::{ActionBlock, EpisodeBlock, Record, RecordRef};
 
-/// The newest format this build writes; it reads every version up to this one.
-pub const FORMAT_VERSION: u8 = 1;
+/// The journal format this build writes (the newest block version); it reads every version up
+/// to this one.
+pub const FORMAT_VERSION: u8 = 2;
+/// The version of small metadata values ([`encode_value`]); unchanged since the first format.
+const VALUE_VERSION: u8 = 1;
 const BLOCK_HEADER: usize = 1 + 4 + 8 + 8;
-/// Level 1: a page block still shrinks to ~4% of its JSON, at half the CPU of level 3.
+/// Level 1: a page block still shrinks to ~3% of its JSON, at half the CPU of level 3.
 const ZSTD_LEVEL: i32 = 1;
 
 /// A stored value could not be read back.
@@ -40,16 +54,27 @@ pub enum CodecError {
     Decode(#[from] bincode::error::DecodeError),
     #[error("block says {expected} records but holds {found}")]
     CountMismatch { expected: u32, found: usize },
+    #[error("a record refers to {what} #{index}, which the block does not hold")]
+    BadReference { what: &'static str, index: u32 },
 }
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-fn check_version(bytes: &[u8]) -> Result<(), CodecError> {
+fn check_value_version(bytes: &[u8]) -> Result<(), CodecError> {
     match bytes.first() {
         None => Err(CodecError::Empty),
-        Some(&FORMAT_VERSION) => Ok(()),
+        Some(&VALUE_VERSION) => Ok(()),
+        Some(&v) if v > FORMAT_VERSION => Err(CodecError::NewerVersion(v)),
+        Some(&v) => Err(CodecError::UnknownVersion(v)),
+    }
+}
+
+fn check_block_version(bytes: &[u8]) -> Result<u8, CodecError> {
+    match bytes.first() {
+        None => Err(CodecError::Empty),
+        Some(&v @ (1 | 2)) => Ok(v),
         Some(&v) if v > FORMAT_VERSION => Err(CodecError::NewerVersion(v)),
         Some(&v) => Err(CodecError::UnknownVersion(v)),
     }
@@ -65,23 +90,113 @@ pub struct BlockHeader {
     pub raw_len: u32,
 }
 
+/// The payload of a version 2 block, as written.
+#[derive(Encode)]
+struct BlockV2Ref<'a> {
+    strings: Vec<&'a str>,
+    episodes: Vec<&'a EpisodeBlock>,
+    records: Vec<CompactRecord>,
+}
+
+/// The payload of a version 2 block, as read.
+#[derive(Decode)]
+struct BlockV2 {
+    strings: Vec<String>,
+    episodes: Vec<EpisodeBlock>,
+    records: Vec<CompactRecord>,
+}
+
+/// A record of a version 2 block: string fields are 1-based indices into the block's strings
+/// (0 = absent), `episode` a 1-based index into its episodes (0 = unknown episode).
+#[derive(Encode, Decode)]
+struct CompactRecord {
+    action_id: i64,
+    created_us: i64,
+    mpid: u32,
+    session_id: u32,
+    huid: u32,
+    useragent: u32,
+    kind: u32,
+    ip_chain: u32,
+    inpoint: Option<i64>,
+    outpoint: Option<i64>,
+    length: Option<i64>,
+    is_playing: bool,
+    is_live: bool,
+    episode: u32,
+}
+
 /// Encodes a page of records as one block.
 pub fn encode_block(records: &[Record]) -> Vec<u8> {
-    let min = records.iter().map(|r| r.created_us).min().unwrap_or(0);
-    let max = records.iter().map(|r| r.created_us).max().unwrap_or(0);
-    encode_block_of(records, min, max)
+    let refs: Vec<RecordRef> = records.iter().map(RecordRef::from).collect();
+    encode_block_refs(&refs)
 }
 
 /// Encodes borrowed records ([`RecordRef`], the harvest's zero-copy path) as a block that reads
-/// back as [`Record`]s: both forms have the same bincode layout.
+/// back as [`Record`]s.
 pub fn encode_block_refs(records: &[RecordRef<'_>]) -> Vec<u8> {
     let min = records.iter().map(|r| r.created_us).min().unwrap_or(0);
     let max = records.iter().map(|r| r.created_us).max().unwrap_or(0);
-    encode_block_of(records, min, max)
-}
-
-fn encode_block_of<T: Encode>(records: &[T], min: i64, max: i64) -> Vec<u8> {
-    let raw = bincode::encode_to_vec(records, config()).expect("records always encode");
+    let mut index: HashMap<&str, u32, foldhash::fast::FixedState> =
+        HashMap::with_capacity_and_hasher(records.len(), Default::default());
+    let mut strings: Vec<&str> = Vec::with_capacity(records.len());
+    let (ix, st) = (&mut index, &mut strings);
+    type Index<'r> = HashMap<&'r str, u32, foldhash::fast::FixedState>;
+    fn intern<'r>(index: &mut Index<'r>, strings: &mut Vec<&'r str>, s: Option<&'r str>) -> u32 {
+        let Some(s) = s else { return 0 };
+        let next = strings.len() as u32 + 1;
+        *index.entry(s).or_insert_with(|| {
+            strings.push(s);
+            next
+        })
+    }
+    let mut episodes: Vec<&EpisodeBlock> = Vec::new();
+    let mut episode_ids: HashMap<*const EpisodeBlock, u32, foldhash::fast::FixedState> =
+        HashMap::default();
+    // Consecutive records mostly share an episode: remember the last one.
+    let mut last_episode: Option<(*const EpisodeBlock, u32)> = None;
+    let mut compact = Vec::with_capacity(records.len());
+    for r in records {
+        let episode = match &r.episode {
+            None => 0,
+            Some(e) => {
+                let p = Arc::as_ptr(e);
+                match last_episode {
+                    Some((q, i)) if q == p => i,
+                    _ => {
+                        let i = *episode_ids.entry(p).or_insert_with(|| {
+                            episodes.push(e);
+                            episodes.len() as u32
+                        });
+                        last_episode = Some((p, i));
+                        i
+                    }
+                }
+            }
+        };
+        compact.push(CompactRecord {
+            action_id: r.action_id,
+            created_us: r.created_us,
+            mpid: intern(ix, st, Some(&r.mpid)),
+            session_id: intern(ix, st, Some(&r.session_id)),
+            huid: intern(ix, st, r.huid.as_deref()),
+            useragent: intern(ix, st, r.useragent.as_deref()),
+            kind: intern(ix, st, r.action.kind.as_deref()),
+            ip_chain: intern(ix, st, r.ip_chain.as_deref()),
+            inpoint: r.action.inpoint,
+            outpoint: r.action.outpoint,
+            length: r.action.length,
+            is_playing: r.action.is_playing,
+            is_live: r.is_live,
+            episode,
+        });
+    }
+    let payload = BlockV2Ref {
+        strings,
+        episodes,
+        records: compact,
+    };
+    let raw = bincode::encode_to_vec(&payload, config()).expect("records always encode");
     let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of memory");
     let mut out = Vec::with_capacity(BLOCK_HEADER + 4 + packed.len());
     out.push(FORMAT_VERSION);
@@ -94,9 +209,26 @@ fn encode_block_of<T: Encode>(records: &[T], min: i64, max: i64) -> Vec<u8> {
     out
 }
 
+/// Encodes records in the version 1 layout, as builds before version 2 wrote them: kept for the
+/// tests that prove old journals still read.
+#[cfg(test)]
+pub(crate) fn encode_block_v1(records: &[Record]) -> Vec<u8> {
+    let min = records.iter().map(|r| r.created_us).min().unwrap_or(0);
+    let max = records.iter().map(|r| r.created_us).max().unwrap_or(0);
+    let raw = bincode::encode_to_vec(records, config()).expect("records always encode");
+    let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of memory");
+    let mut out = vec![1u8];
+    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    out.extend_from_slice(&min.to_le_bytes());
+    out.extend_from_slice(&max.to_le_bytes());
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&packed);
+    out
+}
+
 /// Reads only the header of a block.
 pub fn block_header(bytes: &[u8]) -> Result<BlockHeader, CodecError> {
-    check_version(bytes)?;
+    check_block_version(bytes)?;
     if bytes.len() < BLOCK_HEADER + 4 {
         return Err(CodecError::ShortHeader);
     }
@@ -110,13 +242,15 @@ pub fn block_header(bytes: &[u8]) -> Result<BlockHeader, CodecError> {
     })
 }
 
-/// Decodes a whole block.
+/// Decodes a whole block, of any version this build reads.
 pub fn decode_block(bytes: &[u8]) -> Result<Vec<Record>, CodecError> {
     let header = block_header(bytes)?;
-    let raw_len = u32::from_le_bytes(bytes[BLOCK_HEADER..BLOCK_HEADER + 4].try_into().unwrap());
-    let raw = zstd::bulk::decompress(&bytes[BLOCK_HEADER + 4..], raw_len as usize)
+    let raw = zstd::bulk::decompress(&bytes[BLOCK_HEADER + 4..], header.raw_len as usize)
         .map_err(CodecError::Zstd)?;
-    let (records, _): (Vec<Record>, usize) = bincode::decode_from_slice(&raw, config())?;
+    let records = match bytes[0] {
+        1 => bincode::decode_from_slice::<Vec<Record>, _>(&raw, config())?.0,
+        _ => from_v2(bincode::decode_from_slice::<BlockV2, _>(&raw, config())?.0)?,
+    };
     if records.len() != header.count as usize {
         return Err(CodecError::CountMismatch {
             expected: header.count,
@@ -126,16 +260,69 @@ pub fn decode_block(bytes: &[u8]) -> Result<Vec<Record>, CodecError> {
     Ok(records)
 }
 
+fn from_v2(block: BlockV2) -> Result<Vec<Record>, CodecError> {
+    let BlockV2 {
+        strings,
+        episodes,
+        records,
+    } = block;
+    let episodes: Vec<Arc<EpisodeBlock>> = episodes.into_iter().map(Arc::new).collect();
+    let opt = |i: u32, what: &'static str| -> Result<Option<String>, CodecError> {
+        match i {
+            0 => Ok(None),
+            _ => strings
+                .get(i as usize - 1)
+                .cloned()
+                .map(Some)
+                .ok_or(CodecError::BadReference { what, index: i }),
+        }
+    };
+    let req = |i: u32, what: &'static str| -> Result<String, CodecError> {
+        opt(i, what)?.ok_or(CodecError::BadReference { what, index: i })
+    };
+    records
+        .into_iter()
+        .map(|c| {
+            Ok(Record {
+                action_id: c.action_id,
+                created_us: c.created_us,
+                mpid: req(c.mpid, "string")?,
+                session_id: req(c.session_id, "string")?,
+                huid: opt(c.huid, "string")?,
+                useragent: opt(c.useragent, "string")?,
+                action: ActionBlock {
+                    kind: opt(c.kind, "string")?,
+                    inpoint: c.inpoint,
+                    outpoint: c.outpoint,
+                    length: c.length,
+                    is_playing: c.is_playing,
+                },
+                ip_chain: opt(c.ip_chain, "string")?,
+                is_live: c.is_live,
+                episode: match c.episode {
+                    0 => None,
+                    i => Some(episodes.get(i as usize - 1).cloned().ok_or(
+                        CodecError::BadReference {
+                            what: "episode",
+                            index: i,
+                        },
+                    )?),
+                },
+            })
+        })
+        .collect()
+}
+
 /// Encodes a small metadata value (checkpoint, episode, dead letter...).
 pub fn encode_value<T: Encode>(v: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_VERSION];
+    let mut out = vec![VALUE_VERSION];
     bincode::encode_into_std_write(v, &mut out, config()).expect("values always encode");
     out
 }
 
 /// Decodes a value written by [`encode_value`].
 pub fn decode_value<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
-    check_version(bytes)?;
+    check_value_version(bytes)?;
     let (v, _) = bincode::decode_from_slice(&bytes[1..], config())?;
     Ok(v)
 }
@@ -190,7 +377,91 @@ mod tests {
         }));
         let refs: Vec<RecordRef> = owned.iter().map(RecordRef::from).collect();
         assert_eq!(encode_block_refs(&refs), encode_block(&owned));
+        assert_eq!(decode_block(&encode_block(&owned)).unwrap(), owned);
         assert_eq!(decode_block(&encode_block_refs(&refs)).unwrap(), owned);
+    }
+
+    #[test]
+    fn version_1_blocks_still_read() {
+        let mut recs: Vec<Record> = (1..=30).map(rec).collect();
+        recs[2].episode = Some(Arc::new(EpisodeBlock {
+            title: Some("T".into()),
+            duration: None,
+            start: None,
+            series: None,
+            kind: None,
+            description: None,
+        }));
+        let old = encode_block_v1(&recs);
+        assert_eq!(old[0], 1);
+        assert_eq!(block_header(&old).unwrap().count, 30);
+        assert_eq!(decode_block(&old).unwrap(), recs);
+        // The same records written now: version 2, same records back, smaller.
+        let new = encode_block(&recs);
+        assert_eq!(new[0], 2);
+        assert_eq!(decode_block(&new).unwrap(), recs);
+        assert!(block_header(&new).unwrap().raw_len < block_header(&old).unwrap().raw_len);
+    }
+
+    #[test]
+    fn version_2_stores_shared_values_once() {
+        let ep = Arc::new(EpisodeBlock {
+            title: Some("Lecture".into()),
+            duration: Some(1),
+            start: Some("2016-02-28T21:00:00Z".into()),
+            series: Some(("Course".into(), "2015".into())),
+            kind: Some("L1".into()),
+            description: Some("about it".into()),
+        });
+        let mut recs: Vec<Record> = (1..=500).map(rec).collect();
+        for (i, r) in recs.iter_mut().enumerate() {
+            r.episode = (i % 3 != 0).then(|| ep.clone());
+            r.session_id = format!("session-{}", i % 7);
+        }
+        let bytes = encode_block(&recs);
+        let back = decode_block(&bytes).unwrap();
+        assert_eq!(back, recs);
+        // Read back, every record of the episode points at one shared block.
+        let shared: Vec<_> = back.iter().filter_map(|r| r.episode.clone()).collect();
+        assert!(shared.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])));
+        // 500 records of 7 sessions and one episode: the payload is far smaller than the strings
+        // it stands for.
+        assert!(block_header(&bytes).unwrap().raw_len < 500 * 40);
+    }
+
+    #[test]
+    fn a_reference_outside_the_block_is_an_error() {
+        let payload = BlockV2Ref {
+            strings: vec!["mp"],
+            episodes: vec![],
+            records: vec![CompactRecord {
+                action_id: 1,
+                created_us: 0,
+                mpid: 1,
+                session_id: 9,
+                huid: 0,
+                useragent: 0,
+                kind: 0,
+                ip_chain: 0,
+                inpoint: None,
+                outpoint: None,
+                length: None,
+                is_playing: false,
+                is_live: false,
+                episode: 0,
+            }],
+        };
+        let raw = bincode::encode_to_vec(&payload, config()).unwrap();
+        let mut bytes = vec![2u8];
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&[0; 16]);
+        bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&zstd::bulk::compress(&raw, 1).unwrap());
+        let err = decode_block(&bytes).unwrap_err();
+        assert!(
+            matches!(err, CodecError::BadReference { index: 9, .. }),
+            "{err}"
+        );
     }
 
     #[test]

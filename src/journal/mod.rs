@@ -143,6 +143,18 @@ impl Journal {
                         known: codec::FORMAT_VERSION,
                     })
                 }
+                Some(v) if v < codec::FORMAT_VERSION => {
+                    // Blocks already written keep their format and read as before; new blocks
+                    // are written in the current one, so builds that only know the older
+                    // format must refuse the file from now on.
+                    meta.insert(META_FORMAT, [codec::FORMAT_VERSION].as_slice())?;
+                    tracing::info!(
+                        path = %self.path.display(),
+                        from = v,
+                        to = codec::FORMAT_VERSION,
+                        "journal format upgraded (existing blocks are kept as they are)"
+                    );
+                }
                 Some(_) => {}
                 None => {
                     meta.insert(META_FORMAT, [codec::FORMAT_VERSION].as_slice())?;
@@ -593,4 +605,77 @@ fn get_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) ->
 fn put_u64(meta: &mut redb::Table<&'static str, &'static [u8]>, key: &str, v: u64) -> Result<()> {
     meta.insert(key, codec::encode_value(&v).as_slice())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ActionBlock;
+
+    fn rec(id: i64) -> Record {
+        Record {
+            action_id: id,
+            created_us: 1_456_790_400_000_000 + id,
+            mpid: "mp-1".into(),
+            session_id: format!("s{}", id % 2),
+            huid: (id % 3 == 0).then(|| "u".to_string()),
+            useragent: Some("ua".into()),
+            action: ActionBlock {
+                kind: Some("HEARTBEAT".into()),
+                inpoint: Some(id),
+                outpoint: None,
+                length: Some(10),
+                is_playing: true,
+            },
+            ip_chain: Some("10.0.0.1, 128.103.1.1".into()),
+            is_live: false,
+            episode: None,
+        }
+    }
+
+    fn format_of(j: &Journal) -> u8 {
+        let tx = j.db.begin_read().unwrap();
+        let meta = tx.open_table(META).unwrap();
+        let v = meta.get(META_FORMAT).unwrap().unwrap().value()[0];
+        v
+    }
+
+    #[test]
+    fn a_format_1_journal_is_upgraded_and_its_old_blocks_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.redb");
+        let old: Vec<Record> = (1..=3).map(rec).collect();
+        {
+            // A journal as builds of format 1 left it: version 1 blocks, format 1 in META.
+            let j = Journal::open(&path).unwrap();
+            j.commit_page(PageCommit {
+                ids: vec![1, 2, 3],
+                block: Some(codec::encode_block_v1(&old)),
+                ..PageCommit::default()
+            })
+            .unwrap();
+            let tx = j.db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT, [1u8].as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(format_of(&j), codec::FORMAT_VERSION);
+        let new: Vec<Record> = (3..=5).map(rec).collect();
+        let out = j
+            .commit_page(PageCommit {
+                ids: vec![3, 4, 5],
+                block: Some(codec::encode_block(&new)),
+                ..PageCommit::default()
+            })
+            .unwrap();
+        // Id 3 was journaled by the old build: still known, not stored twice.
+        assert_eq!((out.appended, out.duplicates), (2, 1));
+        let (first, all) = j.read_from(0, 100).unwrap();
+        assert_eq!(first, 0);
+        let want: Vec<Record> = (1..=5).map(rec).collect();
+        assert_eq!(all, want);
+    }
 }
