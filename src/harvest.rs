@@ -79,7 +79,7 @@ impl Default for HarvestOptions {
             tz: Tz::UTC,
             update_checkpoint: true,
             prefetch: 12,
-            ahead: 48,
+            ahead: 24,
             episode_concurrency: 8,
         }
     }
