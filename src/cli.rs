@@ -586,8 +586,11 @@ pub struct DumpArgs {
     #[arg(long)]
     pub limit: Option<u64>,
     /// Dump the journaled episode metadata instead.
-    #[arg(long, conflicts_with = "dead_letters")]
+    #[arg(long, conflicts_with_all = ["dead_letters", "episode_docs"])]
     pub episodes: bool,
+    /// Dump the episode documents `load-episodes` built (what it indexed) instead.
+    #[arg(long, conflicts_with = "dead_letters")]
+    pub episode_docs: bool,
     /// Dump the dead letters (inputs that could not become records) instead.
     #[arg(long)]
     pub dead_letters: bool,

@@ -589,6 +589,21 @@ async fn load_episodes_created_since_n_days_ago() {
         .meta
         .is_some());
     drop(j);
+    // `journal dump --episode-docs` shows exactly what was indexed.
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args(["journal", "dump", "--episode-docs"]);
+    let out = run(c);
+    assert_ok(&out);
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 119);
+    for l in &lines {
+        let mpid = l["mpid"].as_str().unwrap();
+        assert_eq!(l["document"], docs[mpid].2, "{mpid}");
+        assert!(l["built_at"].as_str().unwrap().ends_with('Z'));
+    }
 
     // The template's types.
     let m = es

@@ -136,6 +136,9 @@ pub fn dump_pairs(a: &DumpArgs) -> Vec<(String, String)> {
     if a.episodes {
         put("episodes", "1");
     }
+    if a.episode_docs {
+        put("episode_docs", "1");
+    }
     if a.dead_letters {
         put("dead_letters", "1");
     }
@@ -147,6 +150,7 @@ pub struct DumpRequest {
     filter: Filter,
     limit: Option<u64>,
     episodes: bool,
+    episode_docs: bool,
     dead_letters: bool,
 }
 
@@ -179,6 +183,7 @@ impl DumpRequest {
             filter,
             limit,
             episodes: get("episodes").is_some(),
+            episode_docs: get("episode_docs").is_some(),
             dead_letters: get("dead_letters").is_some(),
         })
     }
@@ -198,6 +203,20 @@ pub fn write_dump(
                     "fetched_at": timefmt::format_rfc3339(e.fetched_at_us),
                     "known": e.meta.is_some(),
                     "episode": e.meta,
+                }),
+                Err(err) => serde_json::json!({"mpid": mpid, "error": err.to_string()}),
+            };
+            writeln!(out, "{line}").map_err(failed)?;
+        }
+        return Ok(Vec::new());
+    }
+    if req.episode_docs {
+        for (mpid, e) in j.episode_docs().map_err(failed)? {
+            let line = match e {
+                Ok(e) => serde_json::json!({
+                    "mpid": mpid,
+                    "built_at": timefmt::format_rfc3339(e.built_at_us),
+                    "document": e.doc,
                 }),
                 Err(err) => serde_json::json!({"mpid": mpid, "error": err.to_string()}),
             };
