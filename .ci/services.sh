@@ -51,6 +51,20 @@ stop() {
     sleep 0.5
   done
   pkill -KILL -f "$state/elasticsearch-" || true
+  for ((i = 0; i < 40; i++)); do
+    pgrep -f "$state/elasticsearch-" >/dev/null || return 0
+    sleep 0.25
+  done
+}
+
+wait_port_free() { # port name: a previous instance may still be letting go of it
+  local i
+  for ((i = 0; i < 120; i++)); do
+    python3 -c "import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(0 if s.connect_ex(('127.0.0.1', int(sys.argv[1]))) else 1)" "$1" && return 0
+    sleep 0.25
+  done
+  log "port $1 for $2 is still taken after 30 s:"; ss -ltnp 2>/dev/null | grep ":$1 " >&2 || true
+  return 1
 }
 
 java_home_21() { # the first JDK under /usr/lib/jvm (or $JAVA_HOME) new enough for ES 9
@@ -87,6 +101,7 @@ start_es() {
   mkdir -p "$state/es-data" "$state/es-logs" "$state/es-tmp"
   [[ $(id -u) -eq 0 ]] && chown -R "$ES_USER" "$home/config" "$state/es-data" "$state/es-logs" "$state/es-tmp"
   chmod o+rx "$state"
+  wait_port_free "$ES_PORT" elasticsearch
   log "starting Elasticsearch $ES_VERSION on 127.0.0.1:$ES_PORT (Java: $java)"
   ES_JAVA_HOME="$java" ES_TMPDIR="$state/es-tmp" ES_JAVA_OPTS="-Xms512m -Xmx512m" nohup "${run[@]}" \
     "$home/bin/elasticsearch" -E discovery.type=single-node -E network.host=127.0.0.1 \
@@ -115,6 +130,8 @@ rest-sqs { enabled = true, bind-port = $SQS_PORT, bind-hostname = "127.0.0.1", s
 rest-stats { enabled = false }
 CONF
   start_es
+  wait_port_free "$S3_PORT" moto
+  wait_port_free "$SQS_PORT" elasticmq
   nohup moto_server -H 127.0.0.1 -p "$S3_PORT" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   nohup java -Xmx512m -Dconfig.file="$state/elasticmq.conf" -cp "$(cat "$state/elasticmq.classpath")" \
