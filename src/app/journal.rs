@@ -189,6 +189,29 @@ impl DumpRequest {
     }
 }
 
+/// One JSON line per media package: `{"mpid": ..., <fields of the entry>}`, or the reason an
+/// entry cannot be read.
+fn write_by_mpid<T, E: std::fmt::Display>(
+    out: &mut impl Write,
+    rows: Vec<(String, Result<T, E>)>,
+    fields: impl Fn(T) -> serde_json::Value,
+) -> Result<(), AppError> {
+    for (mpid, e) in rows {
+        let line = match e {
+            Ok(e) => {
+                let mut v = serde_json::json!({ "mpid": mpid });
+                if let serde_json::Value::Object(f) = fields(e) {
+                    v.as_object_mut().expect("an object").extend(f);
+                }
+                v
+            }
+            Err(err) => serde_json::json!({"mpid": mpid, "error": err.to_string()}),
+        };
+        writeln!(out, "{line}").map_err(failed)?;
+    }
+    Ok(())
+}
+
 /// Writes a dump as JSON lines; unreadable blocks are skipped and returned.
 pub fn write_dump(
     j: &Journal,
@@ -196,32 +219,24 @@ pub fn write_dump(
     out: &mut impl Write,
 ) -> Result<Vec<inspect::BadBlock>, AppError> {
     if req.episodes {
-        for (mpid, e) in j.episodes().map_err(failed)? {
-            let line = match e {
-                Ok(e) => serde_json::json!({
-                    "mpid": mpid,
-                    "fetched_at": timefmt::format_rfc3339(e.fetched_at_us),
-                    "known": e.meta.is_some(),
-                    "episode": e.meta,
-                }),
-                Err(err) => serde_json::json!({"mpid": mpid, "error": err.to_string()}),
-            };
-            writeln!(out, "{line}").map_err(failed)?;
-        }
+        let rows = j.episodes().map_err(failed)?;
+        write_by_mpid(out, rows, |e| {
+            serde_json::json!({
+                "fetched_at": timefmt::format_rfc3339(e.fetched_at_us),
+                "known": e.meta.is_some(),
+                "episode": e.meta,
+            })
+        })?;
         return Ok(Vec::new());
     }
     if req.episode_docs {
-        for (mpid, e) in j.episode_docs().map_err(failed)? {
-            let line = match e {
-                Ok(e) => serde_json::json!({
-                    "mpid": mpid,
-                    "built_at": timefmt::format_rfc3339(e.built_at_us),
-                    "document": e.doc,
-                }),
-                Err(err) => serde_json::json!({"mpid": mpid, "error": err.to_string()}),
-            };
-            writeln!(out, "{line}").map_err(failed)?;
-        }
+        let rows = j.episode_docs().map_err(failed)?;
+        write_by_mpid(out, rows, |e| {
+            serde_json::json!({
+                "built_at": timefmt::format_rfc3339(e.built_at_us),
+                "document": e.doc,
+            })
+        })?;
         return Ok(Vec::new());
     }
     if req.dead_letters {

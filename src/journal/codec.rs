@@ -197,10 +197,15 @@ pub fn encode_block_refs(records: &[RecordRef<'_>]) -> Vec<u8> {
         records: compact,
     };
     let raw = bincode::encode_to_vec(&payload, config()).expect("records always encode");
-    let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of memory");
+    frame(FORMAT_VERSION, records.len(), min, max, &raw)
+}
+
+/// A block: the uncompressed header, then the zstd frame of its payload.
+fn frame(version: u8, count: usize, min: i64, max: i64, raw: &[u8]) -> Vec<u8> {
+    let packed = zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of memory");
     let mut out = Vec::with_capacity(BLOCK_HEADER + 4 + packed.len());
-    out.push(FORMAT_VERSION);
-    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    out.push(version);
+    out.extend_from_slice(&(count as u32).to_le_bytes());
     out.extend_from_slice(&min.to_le_bytes());
     out.extend_from_slice(&max.to_le_bytes());
     // The raw length lets the reader allocate once.
@@ -216,14 +221,7 @@ pub(crate) fn encode_block_v1(records: &[Record]) -> Vec<u8> {
     let min = records.iter().map(|r| r.created_us).min().unwrap_or(0);
     let max = records.iter().map(|r| r.created_us).max().unwrap_or(0);
     let raw = bincode::encode_to_vec(records, config()).expect("records always encode");
-    let packed = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd compression of memory");
-    let mut out = vec![1u8];
-    out.extend_from_slice(&(records.len() as u32).to_le_bytes());
-    out.extend_from_slice(&min.to_le_bytes());
-    out.extend_from_slice(&max.to_le_bytes());
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(&packed);
-    out
+    frame(1, records.len(), min, max, &raw)
 }
 
 /// Reads only the header of a block.
@@ -452,12 +450,7 @@ mod tests {
             }],
         };
         let raw = bincode::encode_to_vec(&payload, config()).unwrap();
-        let mut bytes = vec![2u8];
-        bytes.extend_from_slice(&1u32.to_le_bytes());
-        bytes.extend_from_slice(&[0; 16]);
-        bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&zstd::bulk::compress(&raw, 1).unwrap());
-        let err = decode_block(&bytes).unwrap_err();
+        let err = decode_block(&frame(2, 1, 0, 0, &raw)).unwrap_err();
         assert!(
             matches!(err, CodecError::BadReference { index: 9, .. }),
             "{err}"
