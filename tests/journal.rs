@@ -137,6 +137,7 @@ async fn stats_tell_counts_sizes_and_lag() {
     assert_ok(&out);
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["actions"], 2000 - 20);
+    assert_eq!(s["format_version"], 2);
     assert_eq!(s["dead_letters"], 20);
     assert_eq!(s["oldest_action"], "2016-03-01T12:00:00Z");
     // zstd's own ratio, over the block payloads (already free of repeated strings).

@@ -140,6 +140,9 @@ pub struct CursorStat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     pub path: String,
+    /// The journal's format (see `codec`); blocks of every earlier format still read.
+    #[serde(default)]
+    pub format_version: u8,
     pub actions: u64,
     pub blocks: u64,
     pub first_seq: Option<u64>,
@@ -197,6 +200,7 @@ pub fn stats(j: &Journal) -> Result<Stats> {
         .collect();
     Ok(Stats {
         path: j.path().display().to_string(),
+        format_version: j.format_version()?,
         actions,
         blocks: nblocks,
         first_seq,
@@ -234,6 +238,7 @@ impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         writeln!(f, "journal          {}", self.path)?;
+        writeln!(f, "format           {}", self.format_version)?;
         writeln!(
             f,
             "actions          {} in {} blocks (sequence {}..{})",

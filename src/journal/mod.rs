@@ -353,6 +353,17 @@ impl Journal {
         Ok(out)
     }
 
+    /// The format the journal declares (raised to the current one when it is opened).
+    pub fn format_version(&self) -> Result<u8> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let v = meta
+            .get(META_FORMAT)?
+            .and_then(|v| v.value().first().copied())
+            .unwrap_or(0);
+        Ok(v)
+    }
+
     /// The journaled metadata of one episode, if any.
     pub fn episode(&self, mpid: &str) -> Result<Option<EpisodeEntry>> {
         let tx = self.db.begin_read()?;
@@ -633,13 +644,6 @@ mod tests {
         }
     }
 
-    fn format_of(j: &Journal) -> u8 {
-        let tx = j.db.begin_read().unwrap();
-        let meta = tx.open_table(META).unwrap();
-        let v = meta.get(META_FORMAT).unwrap().unwrap().value()[0];
-        v
-    }
-
     #[test]
     fn a_format_1_journal_is_upgraded_and_its_old_blocks_still_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -662,7 +666,7 @@ mod tests {
             tx.commit().unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        assert_eq!(format_of(&j), codec::FORMAT_VERSION);
+        assert_eq!(j.format_version().unwrap(), codec::FORMAT_VERSION);
         let new: Vec<Record> = (3..=5).map(rec).collect();
         let out = j
             .commit_page(PageCommit {
