@@ -11,9 +11,10 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 state="${HARVESTER_CI_STATE:-/tmp/harvester-ci}"
 mkdir -p "$state"
-S3_PORT="${HARVESTER_S3_PORT:-45550}"
-SQS_PORT="${HARVESTER_SQS_PORT:-45551}"
-ES_PORT="${HARVESTER_ES_PORT:-45552}"
+# Below Linux's ephemeral range (32768-60999): an outgoing connection can never be holding them.
+S3_PORT="${HARVESTER_S3_PORT:-29550}"
+SQS_PORT="${HARVESTER_SQS_PORT:-29551}"
+ES_PORT="${HARVESTER_ES_PORT:-29552}"
 ELASTICMQ_VERSION=1.6.11
 # Major 9, like the `elasticsearch` crate (9.1.0-alpha.1) the harvester uses.
 ES_VERSION=9.1.5

@@ -15,7 +15,7 @@ SQS_ACTIONS="${SQS_ACTIONS:-100000}"
 ES_ACTIONS="${ES_ACTIONS:-100000}"
 EPISODES="${EPISODES:-1000}"
 RUNS="${RUNS:-3}"
-PORT="${SIM_PORT:-47123}"
+PORT="${SIM_PORT:-29523}" # below the ephemeral port range
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/harvester-target}"
 out=bench/out
 mkdir -p "$out"
