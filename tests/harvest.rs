@@ -143,17 +143,8 @@ async fn any_realm_and_expiring_nonces() {
     let sim = start_sim(cfg).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 600_000_000),
-        "-o",
-        "-",
-        "-b",
-        "50",
-    ]);
+    harvest_window(&mut c, 600_000_000, "-");
+    c.args(["-b", "50"]);
     let out = run_async(c).await;
     assert_ok(&out);
     assert_unique_complete(&ids(&stdout_records(&out)), 1000, 500);
@@ -196,17 +187,8 @@ async fn paging_across_quirks() {
         let sim = start_sim(SimConfig::new(data(n, 300))).await;
         let dir = scratch();
         let mut c = harvester_for(dir.path(), &sim);
-        c.args([
-            "harvest",
-            "-s",
-            &compact(t0()),
-            "-e",
-            &compact(t0() + 300_000_000),
-            "-o",
-            "-",
-            "-b",
-            &b.to_string(),
-        ]);
+        harvest_window(&mut c, 300_000_000, "-");
+        c.args(["-b", &b.to_string()]);
         let out = run_async(c).await;
         assert_ok(&out);
         assert_unique_complete(&ids(&stdout_records(&out)), 1000, n as usize);
@@ -233,17 +215,8 @@ async fn overlapping_shuffled_pages_give_no_duplicates() {
     let sim = start_sim(cfg).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 600_000_000),
-        "-o",
-        "-",
-        "-b",
-        "100",
-    ]);
+    harvest_window(&mut c, 600_000_000, "-");
+    c.args(["-b", "100"]);
     let out = run_async(c).await;
     assert_ok(&out);
     assert_unique_complete(&ids(&stdout_records(&out)), 1000, 1000);
@@ -266,17 +239,8 @@ async fn faults_still_yield_every_action_once() {
     let sim = start_sim(cfg).await;
     let dir = scratch();
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 1_200_000_000),
-        "-o",
-        "-",
-        "-b",
-        "100",
-    ]);
+    harvest_window(&mut c, 1_200_000_000, "-");
+    c.args(["-b", "100"]);
     let out = run_async(c).await;
     assert_ok(&out);
     assert_unique_complete(&ids(&stdout_records(&out)), 1000, 2000);
@@ -653,19 +617,8 @@ async fn wait_paces_the_pages_and_loggly_down_never_blocks() {
     let mut c = harvester_for(dir.path(), &sim);
     c.env("LOGGLY_TOKEN", "tok")
         .env("LOGGLY_URL", format!("http://{dead}"));
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 300_000_000),
-        "-o",
-        "-",
-        "-b",
-        "100",
-        "-w",
-        "0.3",
-    ]);
+    harvest_window(&mut c, 300_000_000, "-");
+    c.args(["-b", "100", "-w", "0.3"]);
     let started = std::time::Instant::now();
     let out = run_async(c).await;
     assert_ok(&out);

@@ -17,16 +17,8 @@ async fn build_journal(dir: &std::path::Path, n: u64, forward: bool) -> harveste
     d.malformed_every = 97;
     let sim = start_sim(SimConfig::new(d)).await;
     let mut c = harvester_for(dir, &sim);
-    c.args([
-        "harvest",
-        "-s",
-        &compact(t0()),
-        "-e",
-        &compact(t0() + 3_600_000_000),
-        "-b",
-        "300",
-    ]);
-    c.args(["-o", if forward { "-" } else { "none" }]);
+    harvest_window(&mut c, 3_600_000_000, if forward { "-" } else { "none" });
+    c.args(["-b", "300"]);
     assert_ok(&run_async(c).await);
     sim
 }

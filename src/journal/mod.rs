@@ -26,6 +26,9 @@ use bincode::Decode;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::record::Record;
+
+/// The rows of a table keyed by media package id, each decoded or with the reason it is not.
+pub type ByMpid<T> = Vec<(String, std::result::Result<T, CodecError>)>;
 pub use codec::{BlockHeader, CodecError};
 
 pub(crate) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
@@ -132,9 +135,7 @@ impl Journal {
         let tx = self.db.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
-            let found = meta
-                .get(META_FORMAT)?
-                .map(|v| v.value().first().copied().unwrap_or(0));
+            let found = declared_format(&meta)?;
             match found {
                 Some(v) if v > codec::FORMAT_VERSION => {
                     return Err(JournalError::NewerFormat {
@@ -339,12 +340,15 @@ impl Journal {
     }
 
     /// Every journaled episode document, in media package id order.
-    #[allow(clippy::type_complexity)]
-    pub fn episode_docs(
-        &self,
-    ) -> Result<Vec<(String, std::result::Result<EpisodeDocEntry, CodecError>)>> {
+    pub fn episode_docs(&self) -> Result<ByMpid<EpisodeDocEntry>> {
+        self.all_by_mpid(EPISODE_DOCS)
+    }
+
+    /// Every value of a table keyed by media package id, each decoded on its own (one that
+    /// cannot be read does not hide the others).
+    fn all_by_mpid<T: Decode<()>>(&self, table: TableDefinition<&str, &[u8]>) -> Result<ByMpid<T>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(EPISODE_DOCS)?;
+        let t = tx.open_table(table)?;
         let mut out = Vec::new();
         for row in t.iter()? {
             let (k, v) = row?;
@@ -356,12 +360,7 @@ impl Journal {
     /// The format the journal declares (raised to the current one when it is opened).
     pub fn format_version(&self) -> Result<u8> {
         let tx = self.db.begin_read()?;
-        let meta = tx.open_table(META)?;
-        let v = meta
-            .get(META_FORMAT)?
-            .and_then(|v| v.value().first().copied())
-            .unwrap_or(0);
-        Ok(v)
+        Ok(declared_format(&tx.open_table(META)?)?.unwrap_or(0))
     }
 
     /// The journaled metadata of one episode, if any.
@@ -377,16 +376,8 @@ impl Journal {
     }
 
     /// Every journaled episode, in media package id order.
-    #[allow(clippy::type_complexity)]
-    pub fn episodes(&self) -> Result<Vec<(String, std::result::Result<EpisodeEntry, CodecError>)>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(EPISODES)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            out.push((k.value().to_string(), codec::decode_value(v.value())));
-        }
-        Ok(out)
+    pub fn episodes(&self) -> Result<ByMpid<EpisodeEntry>> {
+        self.all_by_mpid(EPISODES)
     }
 
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
@@ -616,6 +607,15 @@ fn get_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) ->
 fn put_u64(meta: &mut redb::Table<&'static str, &'static [u8]>, key: &str, v: u64) -> Result<()> {
     meta.insert(key, codec::encode_value(&v).as_slice())?;
     Ok(())
+}
+
+/// The format a journal's META table declares (`None` for a new journal).
+fn declared_format(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> std::result::Result<Option<u8>, redb::StorageError> {
+    Ok(meta
+        .get(META_FORMAT)?
+        .map(|v| v.value().first().copied().unwrap_or(0)))
 }
 
 #[cfg(test)]
