@@ -15,7 +15,7 @@ pub struct Checkpoint {
 }
 
 /// Where an unfinished harvest window stands (for `journal stats` and crash forensics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub struct HarvestPosition {
     pub window_start_us: i64,
     pub window_end_us: i64,
