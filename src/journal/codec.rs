@@ -202,15 +202,27 @@ pub fn encode_block_refs(records: &[RecordRef<'_>]) -> Vec<u8> {
 
 /// A block: the uncompressed header, then the zstd frame of its payload.
 fn frame(version: u8, count: usize, min: i64, max: i64, raw: &[u8]) -> Vec<u8> {
-    let packed = zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of memory");
-    let mut out = Vec::with_capacity(BLOCK_HEADER + 4 + packed.len());
+    thread_local! {
+        // One compression context per thread, reused: creating one costs more than
+        // compressing a small page.
+        static COMPRESSOR: std::cell::RefCell<zstd::bulk::Compressor<'static>> =
+            std::cell::RefCell::new(
+                zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd compression context"),
+            );
+    }
+    let head = BLOCK_HEADER + 4;
+    let mut out = Vec::with_capacity(head + zstd::zstd_safe::compress_bound(raw.len()));
     out.push(version);
     out.extend_from_slice(&(count as u32).to_le_bytes());
     out.extend_from_slice(&min.to_le_bytes());
     out.extend_from_slice(&max.to_le_bytes());
     // The raw length lets the reader allocate once.
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(&packed);
+    out.resize(out.capacity(), 0);
+    let packed = COMPRESSOR
+        .with_borrow_mut(|c| c.compress_to_buffer(raw, &mut out[head..]))
+        .expect("zstd compression of memory into a buffer of its bound");
+    out.truncate(head + packed);
     out
 }
 
