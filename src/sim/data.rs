@@ -99,6 +99,77 @@ pub struct SimAction {
     pub malformed: Option<&'static str>,
 }
 
+/// What the actions of one viewing session share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimSession {
+    pub index: u64,
+    pub mpid: String,
+    pub episode: Option<u64>,
+    pub live: bool,
+    pub session_id: String,
+    pub user_id: Option<String>,
+    pub user_ip: String,
+    pub user_agent: Option<String>,
+}
+
+/// Writes `created` as Opencast does: `YYYY-MM-DDTHH:MM:SS[.mmm]` in a fixed offset, then `Z`
+/// (when `z` and the offset is 0) or `±HH:MM`. Plain arithmetic: chrono's formatter cost the
+/// simulator more than everything else it does per action.
+pub fn write_created(out: &mut String, us: i64, offset_min: i32, millis: bool, z: bool) {
+    let local = us.div_euclid(1_000_000) + offset_min as i64 * 60;
+    let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let two = |out: &mut String, v: i64| {
+        out.push((b'0' + (v / 10) as u8) as char);
+        out.push((b'0' + (v % 10) as u8) as char);
+    };
+    if (0..=9999).contains(&y) {
+        two(out, y / 100);
+        two(out, y % 100);
+    } else {
+        // chrono's %Y: a sign and at least four digits outside 0..=9999.
+        let _ = write!(out, "{y:+05}");
+    }
+    out.push('-');
+    two(out, m);
+    out.push('-');
+    two(out, d);
+    out.push('T');
+    two(out, secs / 3600);
+    out.push(':');
+    two(out, secs / 60 % 60);
+    out.push(':');
+    two(out, secs % 60);
+    if millis {
+        let ms = (us / 1000).rem_euclid(1000);
+        out.push('.');
+        out.push((b'0' + (ms / 100) as u8) as char);
+        two(out, ms % 100);
+    }
+    if z && offset_min == 0 {
+        out.push('Z');
+    } else {
+        out.push(if offset_min < 0 { '-' } else { '+' });
+        let o = offset_min.unsigned_abs() as i64;
+        two(out, o / 60);
+        out.push(':');
+        two(out, o % 60);
+    }
+}
+
+/// (year, month, day) of a count of days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// A generated episode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimEpisode {
@@ -179,19 +250,18 @@ impl Data {
             .find(|e| e.mpid == mpid)
     }
 
-    pub fn action(&self, i: u64) -> SimAction {
+    /// The parts of a viewing session its actions share: computed once per session when a
+    /// page is rendered (formatting them per action was most of the simulator's CPU).
+    pub fn session(&self, session: u64) -> SimSession {
         let seed = self.cfg.seed;
-        let session = i / SESSION_LEN;
-        let j = i % SESSION_LEN;
         let h = mix(seed, session);
         let unknown = self.cfg.unknown_every > 0 && (h >> 8) % self.cfg.unknown_every == 0;
-        let (mpid, episode) = if unknown || self.cfg.episodes == 0 {
-            (uuid(mix(seed ^ 0xDEAD, session), h), None)
+        let (mpid, episode, live) = if unknown || self.cfg.episodes == 0 {
+            (uuid(mix(seed ^ 0xDEAD, session), h), None, false)
         } else {
-            let k = h % self.cfg.episodes;
-            (self.episode(k).mpid, Some(k))
+            let e = self.episode(h % self.cfg.episodes);
+            (e.mpid, Some(e.index), e.live)
         };
-        let live = episode.map(|k| self.episode(k).live).unwrap_or(false);
         let omitted = h % 11 == 0;
         let user_id = if omitted {
             Some("-omitted-".to_string())
@@ -223,6 +293,25 @@ impl Data {
                 100 + (h >> 50) % 30
             ))
         };
+        SimSession {
+            index: session,
+            mpid,
+            episode,
+            live,
+            session_id: format!("{:012x}", mix(seed ^ 0x5E55, session) & 0xffff_ffff_ffff),
+            user_id,
+            user_ip,
+            user_agent,
+        }
+    }
+
+    pub fn action(&self, i: u64) -> SimAction {
+        self.action_in(&self.session(i / SESSION_LEN), i)
+    }
+
+    /// Action `i` of session `s` (`s` must be `self.session(i / SESSION_LEN)`).
+    fn action_in(&self, s: &SimSession, i: u64) -> SimAction {
+        let j = i % SESSION_LEN;
         let kind = match j {
             0 => "PLAY",
             j if j == SESSION_LEN - 1 => "PAUSE",
@@ -231,7 +320,7 @@ impl Data {
             20 => "FOOTPRINT",
             _ => "HEARTBEAT",
         };
-        let is_playing = if live {
+        let is_playing = if s.live {
             2
         } else if kind == "PAUSE" {
             0
@@ -250,12 +339,12 @@ impl Data {
         SimAction {
             index: i,
             id: self.cfg.first_id + i as i64,
-            mpid,
-            episode,
-            session_id: format!("{:012x}", mix(seed ^ 0x5E55, session) & 0xffff_ffff_ffff),
-            user_id,
-            user_ip,
-            user_agent,
+            mpid: s.mpid.clone(),
+            episode: s.episode,
+            session_id: s.session_id.clone(),
+            user_id: s.user_id.clone(),
+            user_ip: s.user_ip.clone(),
+            user_agent: s.user_agent.clone(),
             kind,
             inpoint: (j * 10) as i64,
             is_playing,
@@ -266,28 +355,58 @@ impl Data {
         }
     }
 
+    /// Renders the actions of `indices` as the elements of a page's `action` list, separated
+    /// by commas; byte for byte what [`Data::write_action`] renders for each.
+    pub fn write_actions(&self, out: &mut String, indices: &[u64]) {
+        let mut session: Option<SimSession> = None;
+        for (n, &i) in indices.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            let k = i / SESSION_LEN;
+            if session.as_ref().is_none_or(|s| s.index != k) {
+                session = Some(self.session(k));
+            }
+            let s = session.as_ref().expect("set above");
+            self.write_action(out, &self.action_in(s, i));
+        }
+    }
+
     /// Renders one action as Opencast's JSON, quirks included.
     pub fn write_action(&self, out: &mut String, a: &SimAction) {
         let i = a.index;
         // Numbers as strings on some rows, as Jettison does.
         let num = |out: &mut String, v: i64, quoted: bool| {
+            let mut b = itoa::Buffer::new();
             if quoted {
-                let _ = write!(out, "\"{v}\"");
+                out.push('"');
+                out.push_str(b.format(v));
+                out.push('"');
             } else {
-                let _ = write!(out, "{v}");
+                out.push_str(b.format(v));
             }
         };
-        let _ = write!(out, "{{\"id\":");
+        out.push_str("{\"id\":");
         num(out, a.id, i % 17 == 0);
-        let _ = write!(out, ",\"mediapackageId\":\"{}\"", a.mpid);
+        out.push_str(",\"mediapackageId\":\"");
+        out.push_str(&a.mpid);
+        out.push('"');
         if a.malformed != Some("no-session") {
-            let _ = write!(out, ",\"sessionId\":{{\"sessionId\":\"{}\"", a.session_id);
+            out.push_str(",\"sessionId\":{\"sessionId\":\"");
+            out.push_str(&a.session_id);
+            out.push('"');
             if let Some(u) = &a.user_id {
-                let _ = write!(out, ",\"userId\":\"{u}\"");
+                out.push_str(",\"userId\":\"");
+                out.push_str(u);
+                out.push('"');
             }
-            let _ = write!(out, ",\"userIp\":\"{}\"", a.user_ip);
+            out.push_str(",\"userIp\":\"");
+            out.push_str(&a.user_ip);
+            out.push('"');
             if let Some(ua) = &a.user_agent {
-                let _ = write!(out, ",\"userAgent\":\"{ua}\"");
+                out.push_str(",\"userAgent\":\"");
+                out.push_str(ua);
+                out.push('"');
             }
             out.push('}');
         }
@@ -298,7 +417,9 @@ impl Data {
         num(out, a.inpoint + 10, quoted);
         out.push_str(",\"length\":");
         num(out, 10, quoted);
-        let _ = write!(out, ",\"type\":\"{}\",\"isPlaying\":", a.kind);
+        out.push_str(",\"type\":\"");
+        out.push_str(a.kind);
+        out.push_str("\",\"isPlaying\":");
         match (a.is_playing, i % 4) {
             (2, _) => out.push('2'),
             (p, 0) => num(out, p, false),
@@ -308,20 +429,8 @@ impl Data {
         if a.malformed == Some("bad-date") {
             out.push_str("not-a-date");
         } else {
-            let off = chrono::FixedOffset::east_opt(a.offset_min * 60).unwrap();
-            let d = timefmt::utc(a.created_us).with_timezone(&off);
-            let base = d.format("%Y-%m-%dT%H:%M:%S");
-            let frac = if a.millis {
-                format!(".{:03}", (a.created_us / 1000).rem_euclid(1000))
-            } else {
-                String::new()
-            };
-            let zone = if a.offset_min == 0 && i % 2 == 0 {
-                "Z".to_string()
-            } else {
-                d.format("%:z").to_string()
-            };
-            let _ = write!(out, "{base}{frac}{zone}");
+            let z = a.offset_min == 0 && i % 2 == 0;
+            write_created(out, a.created_us, a.offset_min, a.millis, z);
         }
         out.push_str("\"}");
     }
@@ -427,5 +536,56 @@ impl Data {
 
     pub fn tz_render(&self, us: i64, tz: Tz) -> String {
         timefmt::format_compact(us, tz)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_is_written_as_chrono_formats_it() {
+        for n in 0..200_000i64 {
+            let us = mix(3, n as u64) as i64 % 400_000_000_000_000_000 / 1000 * 1000;
+            let offset_min = [-300, 0, 60, 330, -570, 0][(n % 6) as usize];
+            let (millis, z) = (n % 2 == 1, n % 4 < 2);
+            let mut fast = String::new();
+            write_created(&mut fast, us, offset_min, millis, z);
+            let off = chrono::FixedOffset::east_opt(offset_min * 60).unwrap();
+            let d = timefmt::utc(us).with_timezone(&off);
+            let mut want = d.format("%Y-%m-%dT%H:%M:%S").to_string();
+            if millis {
+                want.push_str(&format!(".{:03}", (us / 1000).rem_euclid(1000)));
+            }
+            if offset_min == 0 && z {
+                want.push('Z');
+            } else {
+                want.push_str(&d.format("%:z").to_string());
+            }
+            assert_eq!(fast, want, "{us} {offset_min}");
+        }
+    }
+
+    #[test]
+    fn a_page_renders_each_action_as_write_action_does() {
+        let mut cfg = DataConfig::new(11, 10_000, 1_456_790_400_000_000, 1_456_876_800_000_000);
+        cfg.malformed_every = 37;
+        let data = Data::new(cfg);
+        // Sessions cut at both ends, and out of order (the shuffle fault).
+        let mut idx: Vec<u64> = (13..2_013).collect();
+        idx.swap(5, 900);
+        let mut page = String::new();
+        data.write_actions(&mut page, &idx);
+        let one_by_one: Vec<String> = idx
+            .iter()
+            .map(|i| {
+                let mut s = String::new();
+                data.write_action(&mut s, &data.action(*i));
+                s
+            })
+            .collect();
+        assert_eq!(page, one_by_one.join(","));
+        let v: serde_json::Value = serde_json::from_str(&format!("[{page}]")).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), idx.len());
     }
 }

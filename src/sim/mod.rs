@@ -340,12 +340,7 @@ async fn actions(
         }
         _ => {
             body.push_str(",\"action\":[");
-            for (n, i) in idx.iter().enumerate() {
-                if n > 0 {
-                    body.push(',');
-                }
-                st.data.write_action(&mut body, &st.data.action(*i));
-            }
+            st.data.write_actions(&mut body, &idx);
             body.push(']');
         }
     }
