@@ -49,11 +49,19 @@ ratio_set() {
   SIM_PID=$!
   sleep 1
   "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO 2>/dev/null # warm-up
-  local fetch_s=() harvest_s=() ratios=() rss_kb=() cpu_s=()
+  local fetch_s=() harvest_s=() ratios=() rss_kb=() cpu_s=() skims=() decodes=()
   for ((r = 1; r <= RUNS; r++)); do
     "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO 2>"$work/fetch.log"
-    local f h
+    local f h sk dc
     f=$(grep -o 'seconds="[0-9.]*"' "$work/fetch.log" | tr -dc '0-9.')
+    # The floors: the same fetch with a serde skim of each page (the least a harvester that
+    # reads the JSON must do), and with the harvest's own decoding and judging.
+    "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO --decode skim 2>"$work/fetch.log"
+    sk=$(grep -o 'seconds="[0-9.]*"' "$work/fetch.log" | tr -dc '0-9.')
+    "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO --decode full 2>"$work/fetch.log"
+    dc=$(grep -o 'seconds="[0-9.]*"' "$work/fetch.log" | tr -dc '0-9.')
+    skims+=("$(python3 -c "import sys; print(float(sys.argv[2]) / float(sys.argv[1]))" "$f" "$sk")")
+    decodes+=("$(python3 -c "import sys; print(float(sys.argv[2]) / float(sys.argv[1]))" "$f" "$dc")")
     rm -f "$work/j.redb"
     /usr/bin/time -f "%M %U %S" -o "$work/time.txt" "${pin[@]}" "$H" harvest -s $FROM -e $TO -o none 2>"$work/harvest.log"
     grep -q "actions=$ACTIONS " "$work/harvest.log" || { cat "$work/harvest.log"; exit 1; }
@@ -66,14 +74,16 @@ ratio_set() {
   kill $SIM_PID 2>/dev/null || true
   wait $SIM_PID 2>/dev/null || true
   SIM_PID=
-  printf '%s %s %s %s %s %s %s %s\n' "$name" \
+  printf '%s %s %s %s %s %s %s %s %s %s\n' "$name" \
     "$(printf '%s\n' "${fetch_s[@]}" | median)" \
     "$(printf '%s\n' "${harvest_s[@]}" | median)" \
     "$(printf '%s\n' "${ratios[@]}" | median)" \
     "$(printf '%s\n' "${ratios[@]}" | sort -n | head -n1)" \
     "$(printf '%s\n' "${ratios[@]}" | sort -n | tail -n1)" \
     "$(printf '%s\n' "${rss_kb[@]}" | sort -n | tail -n1)" \
-    "$(printf '%s\n' "${cpu_s[@]}" | median)" >>"$work/ratios.txt"
+    "$(printf '%s\n' "${cpu_s[@]}" | median)" \
+    "$(printf '%s\n' "${skims[@]}" | median)" \
+    "$(printf '%s\n' "${decodes[@]}" | median)" >>"$work/ratios.txt"
 }
 
 : >"$work/ratios.txt"
@@ -184,11 +194,16 @@ rows = [
     ("Elasticsearch bulk requests per 1,000 actions", f"{1000 * es_req / es_n:.1f}" if es_n else "n/a", "-"),
     (f"load-episodes of {eps:,} episodes (s)", f"{le_s:.2f}", "-"),
 ]
-for name, (sf, sh, med, lo, hi, srss, scpu) in sets.items():
+for name, (sf, sh, med, lo, hi, srss, scpu, skim, dec) in sets.items():
     rows.append((
         f"harvest time / bare fetch time, {labels[name]}: median of {runs} pairs (range); harvester CPU s, peak RSS MiB",
         f"{sh:.2f} s / {sf:.2f} s = **{med:.2f}** ({lo:.2f}-{hi:.2f}); {scpu:.2f} s; {srss / 1024:.1f}",
         "<= 1.3",
+    ))
+    rows.append((
+        f"floors, {labels[name]}: (fetch + serde skim) / bare fetch; (fetch + decode and judge) / bare fetch",
+        f"{skim:.2f}; {dec:.2f}",
+        "-",
     ))
 print(f"{a:,} simulated actions, {cores} cores, medians of the runs")
 print()

@@ -498,6 +498,10 @@ pub struct BenchFetchArgs {
     pub end: String,
     #[arg(short = 'b', long, default_value_t = 1000)]
     pub batch_size: u64,
+    /// What to do with each page once fetched: nothing (the bare fetch), a serde skim of its
+    /// JSON (the least any harvester must do), or the harvest's own decoding and judging.
+    #[arg(long, value_enum, default_value_t = crate::harvest::FetchDecode::None)]
+    pub decode: crate::harvest::FetchDecode,
 }
 
 #[derive(Debug, Args)]

@@ -404,7 +404,12 @@ impl Harvester {
     /// Fetches a window's pages as [`Harvester::harvest`] does (same client, page size and
     /// prefetch depth) and does nothing with them: the floor a harvest's time is compared with
     /// in the benchmarks. Only the first page is parsed, for the total. Returns (pages, bytes).
-    pub async fn fetch_only(&self, start_us: i64, end_us: i64) -> Result<(u64, u64), HarvestError> {
+    pub async fn fetch_only(
+        &self,
+        start_us: i64,
+        end_us: i64,
+        decode: FetchDecode,
+    ) -> Result<(u64, u64), HarvestError> {
         let tz = self.opts.tz;
         let (start, end) = (
             timefmt::format_compact(start_us, tz),
@@ -423,16 +428,41 @@ impl Harvester {
             .map(|o| {
                 let oc = self.opencast.clone();
                 let url = oc.actions_url(&start, &end, batch, o);
-                tokio::spawn(async move { oc.client().get_bytes(&url).await })
+                tokio::spawn(async move {
+                    let body = oc.client().get_bytes(&url).await?;
+                    match decode {
+                        FetchDecode::None => {}
+                        FetchDecode::Skim => {
+                            let _ = serde_json::from_slice::<serde::de::IgnoredAny>(&body);
+                        }
+                        FetchDecode::Full => {
+                            if let Ok(page) = ActionsPage::parse(&body) {
+                                std::hint::black_box(JudgedPage::judge(page, tz));
+                            }
+                        }
+                    }
+                    Ok::<_, OpencastError>(body.len())
+                })
             })
             .buffered(self.opts.prefetch.max(1));
         while let Some(r) = fetches.next().await {
-            let b = r.map_err(|e| HarvestError::Task(e.to_string()))??;
+            let len = r.map_err(|e| HarvestError::Task(e.to_string()))??;
             pages += 1;
-            bytes += b.len() as u64;
+            bytes += len as u64;
         }
         Ok((pages, bytes))
     }
+}
+
+/// What [`Harvester::fetch_only`] does with each page: the floors a harvest is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FetchDecode {
+    /// Nothing: the bare fetch.
+    None,
+    /// Reads the JSON through without building anything (serde's `IgnoredAny`).
+    Skim,
+    /// Decodes and judges the page as the harvest does, and drops it.
+    Full,
 }
 
 /// A page ready to commit.

@@ -112,10 +112,14 @@ pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppErro
     };
     let harvester = Harvester::new(opencast, episodes, journal, opts);
     let t = std::time::Instant::now();
-    let (pages, bytes) = harvester.fetch_only(start, end).await.map_err(failed)?;
+    let (pages, bytes) = harvester
+        .fetch_only(start, end, args.decode)
+        .await
+        .map_err(failed)?;
     tracing::info!(
         pages,
         bytes,
+        decode = ?args.decode,
         seconds = format!("{:.3}", t.elapsed().as_secs_f64()),
         "bare fetch complete"
     );
