@@ -498,9 +498,26 @@ async fn prepare_page(
             )
         })
         .collect();
+    // Records, interned strings and compact rows are made now, while the page's text is in
+    // the CPU's cache; only the episodes are filled in after their look-ups.
+    let total = page.total;
+    let records: Vec<RecordRef> = page
+        .actions
+        .into_iter()
+        .map(|a| RecordRef::new(a, None))
+        .collect();
+    let mut ids: Vec<i64> = Vec::with_capacity(records.len());
+    let mut newest = None;
+    let mut builder = codec::BlockBuilder::with_capacity(records.len());
+    let mut mpids: HashSet<&str> = HashSet::new();
+    for r in &records {
+        ids.push(r.action_id);
+        newest = newest.max(Some(r.created_us));
+        builder.push(r);
+        mpids.insert(&r.mpid);
+    }
     // Look up each distinct episode once (the cache coalesces across pages too).
-    // Borrowed while collecting: only the distinct ids are copied, not one per action.
-    let mpids: HashSet<&str> = page.actions.iter().map(|a| a.mpid.as_ref()).collect();
+    // Only the distinct ids are copied, not one per action.
     let mpids: Vec<String> = mpids.into_iter().map(str::to_string).collect();
     type Looked = (String, Result<Arc<Lookup>, Arc<OpencastError>>);
     let lookups: Vec<Looked> = futures::stream::iter(mpids)
@@ -524,24 +541,8 @@ async fn prepare_page(
         }
         blocks.insert(mpid, l.block.clone());
     }
-    let (actions, total) = (page.actions, page.total);
-    // Consecutive actions mostly share an episode (a viewing session): reuse the last look-up.
-    let mut last: Option<(std::borrow::Cow<str>, Option<Arc<EpisodeBlock>>)> = None;
-    let mut records: Vec<RecordRef> = Vec::with_capacity(actions.len());
-    for a in actions {
-        let block = match &last {
-            Some((m, b)) if *m == a.mpid => b.clone(),
-            _ => {
-                let b = blocks.get(a.mpid.as_ref()).cloned().flatten();
-                last = Some((a.mpid.clone(), b.clone()));
-                b
-            }
-        };
-        records.push(RecordRef::new(a, block));
-    }
-    let ids: Vec<i64> = records.iter().map(|r| r.action_id).collect();
-    let block = (!records.is_empty()).then(|| codec::encode_block_refs(&records));
-    let newest = records.iter().map(|r| r.created_us).max();
+    let block =
+        (!builder.is_empty()).then(|| builder.finish(|mpid| blocks.get(mpid).cloned().flatten()));
     let commit = PageCommit {
         ids,
         block,

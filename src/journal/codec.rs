@@ -135,69 +135,132 @@ pub fn encode_block(records: &[Record]) -> Vec<u8> {
 /// Encodes borrowed records ([`RecordRef`], the harvest's zero-copy path) as a block that reads
 /// back as [`Record`]s.
 pub fn encode_block_refs(records: &[RecordRef<'_>]) -> Vec<u8> {
-    let min = records.iter().map(|r| r.created_us).min().unwrap_or(0);
-    let max = records.iter().map(|r| r.created_us).max().unwrap_or(0);
-    let mut index: HashMap<&str, u32, foldhash::fast::FixedState> =
-        HashMap::with_capacity_and_hasher(records.len(), Default::default());
-    let mut strings: Vec<&str> = Vec::with_capacity(records.len());
-    let (ix, st) = (&mut index, &mut strings);
-    type Index<'r> = HashMap<&'r str, u32, foldhash::fast::FixedState>;
-    fn intern<'r>(index: &mut Index<'r>, strings: &mut Vec<&'r str>, s: Option<&'r str>) -> u32 {
+    let mut b = BlockBuilder::with_capacity(records.len());
+    for r in records {
+        b.push(r);
+    }
+    b.finish(|_| None)
+}
+
+type Index<'r> = HashMap<&'r str, u32, foldhash::fast::FixedState>;
+
+/// Builds a version 2 block record by record: the strings are interned and the records made
+/// compact as they are pushed, while the page's text is still in the CPU's cache; the episodes
+/// may be given later, to [`BlockBuilder::finish`], once they are looked up.
+pub struct BlockBuilder<'a> {
+    index: Index<'a>,
+    strings: Vec<&'a str>,
+    records: Vec<CompactRecord>,
+    /// The episode each record was pushed with (`None`: ask `finish`'s resolver).
+    given: Vec<Option<Arc<EpisodeBlock>>>,
+    min: i64,
+    max: i64,
+}
+
+impl<'a> BlockBuilder<'a> {
+    pub fn with_capacity(n: usize) -> BlockBuilder<'a> {
+        BlockBuilder {
+            index: HashMap::with_capacity_and_hasher(n, Default::default()),
+            strings: Vec::with_capacity(n),
+            records: Vec::with_capacity(n),
+            given: Vec::with_capacity(n),
+            min: i64::MAX,
+            max: i64::MIN,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn intern(&mut self, s: Option<&'a str>) -> u32 {
         let Some(s) = s else { return 0 };
-        let next = strings.len() as u32 + 1;
-        *index.entry(s).or_insert_with(|| {
+        let next = self.strings.len() as u32 + 1;
+        let strings = &mut self.strings;
+        *self.index.entry(s).or_insert_with(|| {
             strings.push(s);
             next
         })
     }
-    let mut episodes: Vec<&EpisodeBlock> = Vec::new();
-    let mut episode_ids: HashMap<*const EpisodeBlock, u32, foldhash::fast::FixedState> =
-        HashMap::default();
-    // Consecutive records mostly share an episode: remember the last one.
-    let mut last_episode: Option<(*const EpisodeBlock, u32)> = None;
-    let mut compact = Vec::with_capacity(records.len());
-    for r in records {
-        let episode = match &r.episode {
-            None => 0,
-            Some(e) => {
-                let p = Arc::as_ptr(e);
-                match last_episode {
-                    Some((q, i)) if q == p => i,
-                    _ => {
-                        let i = *episode_ids.entry(p).or_insert_with(|| {
-                            episodes.push(e);
-                            episodes.len() as u32
-                        });
-                        last_episode = Some((p, i));
-                        i
-                    }
-                }
-            }
-        };
-        compact.push(CompactRecord {
+
+    pub fn push(&mut self, r: &'a RecordRef<'a>) {
+        self.min = self.min.min(r.created_us);
+        self.max = self.max.max(r.created_us);
+        let c = CompactRecord {
             action_id: r.action_id,
             created_us: r.created_us,
-            mpid: intern(ix, st, Some(&r.mpid)),
-            session_id: intern(ix, st, Some(&r.session_id)),
-            huid: intern(ix, st, r.huid.as_deref()),
-            useragent: intern(ix, st, r.useragent.as_deref()),
-            kind: intern(ix, st, r.action.kind.as_deref()),
-            ip_chain: intern(ix, st, r.ip_chain.as_deref()),
+            mpid: self.intern(Some(&r.mpid)),
+            session_id: self.intern(Some(&r.session_id)),
+            huid: self.intern(r.huid.as_deref()),
+            useragent: self.intern(r.useragent.as_deref()),
+            kind: self.intern(r.action.kind.as_deref()),
+            ip_chain: self.intern(r.ip_chain.as_deref()),
             inpoint: r.action.inpoint,
             outpoint: r.action.outpoint,
             length: r.action.length,
             is_playing: r.action.is_playing,
             is_live: r.is_live,
-            episode,
-        });
+            episode: 0,
+        };
+        self.records.push(c);
+        self.given.push(r.episode.clone());
     }
-    let payload = BlockV2Ref {
-        strings,
-        episodes,
-        records: compact,
-    };
-    let raw = bincode::encode_to_vec(&payload, config()).expect("records always encode");
-    frame(FORMAT_VERSION, records.len(), min, max, &raw)
+
+    /// The block. A record pushed without an episode gets `resolve(its mpid)`, asked once per
+    /// media package.
+    pub fn finish(mut self, mut resolve: impl FnMut(&str) -> Option<Arc<EpisodeBlock>>) -> Vec<u8> {
+        // By media package (its string index): the resolver's answer.
+        let mut resolved: HashMap<u32, Option<Arc<EpisodeBlock>>, foldhash::fast::FixedState> =
+            HashMap::default();
+        let mut held: Vec<Arc<EpisodeBlock>> = Vec::new();
+        let mut episode_ids: HashMap<*const EpisodeBlock, u32, foldhash::fast::FixedState> =
+            HashMap::default();
+        // Consecutive records mostly share an episode: remember the last one.
+        let mut last_episode: Option<(*const EpisodeBlock, u32)> = None;
+        for (c, given) in self.records.iter_mut().zip(self.given.drain(..)) {
+            let e = match given {
+                Some(e) => Some(e),
+                None => resolved
+                    .entry(c.mpid)
+                    .or_insert_with(|| resolve(self.strings[c.mpid as usize - 1]))
+                    .clone(),
+            };
+            c.episode = match e {
+                None => 0,
+                Some(e) => {
+                    let p = Arc::as_ptr(&e);
+                    match last_episode {
+                        Some((q, i)) if q == p => i,
+                        _ => {
+                            let i = *episode_ids.entry(p).or_insert_with(|| {
+                                held.push(e.clone());
+                                held.len() as u32
+                            });
+                            last_episode = Some((p, i));
+                            i
+                        }
+                    }
+                }
+            };
+        }
+        let count = self.records.len();
+        let (min, max) = if count == 0 {
+            (0, 0)
+        } else {
+            (self.min, self.max)
+        };
+        let payload = BlockV2Ref {
+            strings: self.strings,
+            episodes: held.iter().map(|e| &**e).collect(),
+            records: self.records,
+        };
+        let raw = bincode::encode_to_vec(&payload, config()).expect("records always encode");
+        frame(FORMAT_VERSION, count, min, max, &raw)
+    }
 }
 
 /// A block: the uncompressed header, then the zstd frame of its payload.
@@ -371,6 +434,55 @@ mod tests {
         assert_eq!(h.count, 50);
         assert_eq!(h.min_created_us, recs[0].created_us);
         assert_eq!(decode_block(&bytes).unwrap(), recs);
+    }
+
+    #[test]
+    fn episodes_given_to_finish_are_the_ones_pushed_records_would_have_carried() {
+        let ep = |t: &str| {
+            Arc::new(EpisodeBlock {
+                title: Some(t.into()),
+                duration: Some(1),
+                start: None,
+                series: None,
+                kind: None,
+                description: None,
+            })
+        };
+        let (a, b) = (ep("A"), ep("B"));
+        let mut owned: Vec<Record> = (1..=30).map(rec).collect();
+        for (i, r) in owned.iter_mut().enumerate() {
+            // Episodes alternate in runs, and one media package is unknown.
+            r.mpid = ["mp-a", "mp-b", "mp-x"][i / 4 % 3].into();
+            r.episode = match i / 4 % 3 {
+                0 => Some(a.clone()),
+                1 => Some(b.clone()),
+                _ => None,
+            };
+        }
+        let with_episodes: Vec<RecordRef> = owned.iter().map(RecordRef::from).collect();
+        let without: Vec<RecordRef> = owned
+            .iter()
+            .map(|r| RecordRef {
+                episode: None,
+                ..RecordRef::from(r)
+            })
+            .collect();
+        let mut builder = BlockBuilder::with_capacity(without.len());
+        for r in &without {
+            builder.push(r);
+        }
+        let mut asked = Vec::new();
+        let bytes = builder.finish(|mpid| {
+            asked.push(mpid.to_string());
+            match mpid {
+                "mp-a" => Some(a.clone()),
+                "mp-b" => Some(b.clone()),
+                _ => None,
+            }
+        });
+        assert_eq!(asked, ["mp-a", "mp-b", "mp-x"], "once per media package");
+        assert_eq!(bytes, encode_block_refs(&with_episodes));
+        assert_eq!(decode_block(&bytes).unwrap(), owned);
     }
 
     #[test]
