@@ -318,21 +318,29 @@ impl Harvester {
                 for (_, f) in inflight.drain(..) {
                     f.abort();
                 }
-                if let Some(p) = pending.take() {
-                    account(sum, settle(p).await?);
-                }
-                if !group.is_empty() {
-                    account(sum, settle(self.spawn_commit(group)).await?);
-                }
+                self.keep_prepared(pending, group, sum).await?;
                 return Err(HarvestError::Interrupted);
             }
             let Prepared {
                 total: page_total,
                 mut commit,
                 newest: page_max,
-            } = fetch
+            } = match fetch
                 .await
-                .map_err(|e| HarvestError::Task(e.to_string()))??;
+                .map_err(|e| HarvestError::Task(e.to_string()))
+                .and_then(|r| r)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    // Opencast gave up on this page: keep what is prepared before it (the
+                    // position stops there), then report.
+                    for (_, f) in inflight.drain(..) {
+                        f.abort();
+                    }
+                    self.keep_prepared(pending, group, sum).await?;
+                    return Err(e);
+                }
+            };
             pages += 1;
             sum.batches += 1;
             total = page_total.max(0) as u64;
@@ -383,18 +391,29 @@ impl Harvester {
             }
             pending = Some(self.spawn_commit(std::mem::take(&mut group)));
         }
-        if let Some(p) = pending.take() {
-            account(sum, settle(p).await?);
-        }
-        if !group.is_empty() {
-            // Not reached while the last page flushes its group; kept so that no prepared page
-            // can ever be left uncommitted.
-            account(sum, settle(self.spawn_commit(group)).await?);
-        }
+        // The group is empty here (the last page flushes it); kept so that no prepared page can
+        // ever be left uncommitted.
+        self.keep_prepared(pending, group, sum).await?;
         if let Some(m) = max_created {
             sum.last_action_us = Some(sum.last_action_us.map_or(m, |c| c.max(m)));
         }
         tracing::info!(%start, %end, total, pages, "window harvested");
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, then commits the pages prepared after it.
+    async fn keep_prepared(
+        &self,
+        pending: Option<PendingCommit>,
+        group: Vec<PageCommit>,
+        sum: &mut HarvestSummary,
+    ) -> Result<(), HarvestError> {
+        if let Some(p) = pending {
+            account(sum, settle(p).await?);
+        }
+        if !group.is_empty() {
+            account(sum, settle(self.spawn_commit(group)).await?);
+        }
         Ok(())
     }
 

@@ -250,6 +250,52 @@ async fn faults_still_yield_every_action_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn opencast_giving_up_mid_harvest_keeps_whole_pages_before_it_and_a_rerun_completes() {
+    // The 40th request fails and is not retried: some page (or one of its episodes) is lost.
+    let mut cfg = SimConfig::new(data(2000, 1200));
+    cfg.faults = Faults {
+        fail_every: 40,
+        ..Faults::default()
+    };
+    let sim = start_sim(cfg).await;
+    let dir = scratch();
+    let mut c = harvester_for(dir.path(), &sim);
+    c.env("OPENCAST_RETRIES", "0");
+    harvest_window(&mut c, 1_200_000_000, "none");
+    c.args(["-b", "100"]);
+    let out = run_async(c).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    {
+        let j = Journal::open(&journal_path(dir.path())).unwrap();
+        let kept: Vec<i64> = j
+            .read_from(0, usize::MAX)
+            .unwrap()
+            .1
+            .iter()
+            .map(|r| r.action_id)
+            .collect();
+        // What was prepared before the failed page is journaled, in whole pages from the
+        // start, and the position says so; the checkpoint does not move.
+        assert_eq!(kept.len() % 100, 0);
+        assert_unique_complete(&kept, 1000, kept.len());
+        let next = j.harvest_position().unwrap().map_or(0, |p| p.next_offset);
+        assert_eq!(next, kept.len() as u64);
+        assert!(j.checkpoint().unwrap().is_none());
+    }
+    // Opencast is back: the next run completes the window, every action once.
+    let sim = start_sim(SimConfig::new(data(2000, 1200))).await;
+    let mut c = harvester_for(dir.path(), &sim);
+    harvest_window(&mut c, 1_200_000_000, "none");
+    c.args(["-b", "100"]);
+    assert_ok(&run_async(c).await);
+    let all: Vec<i64> = journal_records(dir.path())
+        .iter()
+        .map(|r| r.action_id)
+        .collect();
+    assert_unique_complete(&all, 1000, 2000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn opencast_down_fails_clearly_and_keeps_the_checkpoint() {
     let dir = scratch();
     // Nothing listens on this port.
