@@ -151,10 +151,10 @@ pub struct Harvester {
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
-type PageFetch = tokio::task::JoinHandle<Result<Prepared, HarvestError>>;
 /// At most this many pages are committed in one transaction.
 const MAX_GROUP_PAGES: usize = 16;
 
+type PageFetch = tokio::task::JoinHandle<Result<Prepared, HarvestError>>;
 type PendingCommit = tokio::task::JoinHandle<Result<PageOutcome, JournalError>>;
 
 impl Harvester {
@@ -305,9 +305,9 @@ impl Harvester {
         let mut max_created: Option<i64> = None;
         let mut pages = 0u64;
         // One commit runs while the next pages are prepared; commits stay in page order, so the
-        // one carrying the checkpoint is always the last. Pages that are ready while a commit
-        // runs (or at once) join one group, committed in one transaction: one durable write
-        // for several pages when the harvest is ahead of the disk.
+        // one carrying the checkpoint is always the last. Pages that are prepared together
+        // join one group, committed in one transaction: one durable write for several pages
+        // when the harvest is ahead of the disk.
         let mut pending: Option<PendingCommit> = None;
         let mut group: Vec<PageCommit> = Vec::new();
         while let Some((offset, fetch)) = inflight.pop_front() {
@@ -381,9 +381,10 @@ impl Harvester {
             }
             group.push(commit);
             tracing::debug!(offset, total, "page prepared");
-            let committing = pending.as_ref().is_some_and(|p| !p.is_finished());
+            // The next page joins this group only if it is prepared already: a prepared page
+            // never waits for a fetch to be committed.
             let next_ready = inflight.front().is_some_and(|(_, f)| f.is_finished());
-            if group.len() < MAX_GROUP_PAGES && !last && (committing || next_ready) {
+            if group.len() < MAX_GROUP_PAGES && !last && next_ready {
                 continue;
             }
             if let Some(p) = pending.take() {
