@@ -6,7 +6,7 @@
 //! the transaction of a window's last page moves the checkpoint, so a crash never leaves the
 //! checkpoint past data the journal does not hold.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -536,16 +536,18 @@ async fn prepare_page(
     let mut ids: Vec<i64> = Vec::with_capacity(records.len());
     let mut newest = None;
     let mut builder = codec::BlockBuilder::with_capacity(records.len());
-    let mut mpids: HashSet<&str> = HashSet::new();
     for r in &records {
         ids.push(r.action_id);
         newest = newest.max(Some(r.created_us));
         builder.push(r);
-        mpids.insert(&r.mpid);
     }
     // Look up each distinct episode once (the cache coalesces across pages too).
     // Only the distinct ids are copied, not one per action.
-    let mpids: Vec<String> = mpids.into_iter().map(str::to_string).collect();
+    let mpids: Vec<String> = builder
+        .media_packages()
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
     type Looked = (String, Result<Arc<Lookup>, Arc<OpencastError>>);
     let lookups: Vec<Looked> = futures::stream::iter(mpids)
         .map(|m: String| {

@@ -153,6 +153,9 @@ pub struct BlockBuilder<'a> {
     records: Vec<CompactRecord>,
     /// The episode each record was pushed with (`None`: ask `finish`'s resolver).
     given: Vec<Option<Arc<EpisodeBlock>>>,
+    /// The distinct media package ids, in order of first appearance, and their string indices.
+    mpids: Vec<&'a str>,
+    mpid_indices: std::collections::HashSet<u32, foldhash::fast::FixedState>,
     min: i64,
     max: i64,
 }
@@ -164,13 +167,16 @@ impl<'a> BlockBuilder<'a> {
             strings: Vec::with_capacity(n),
             records: Vec::with_capacity(n),
             given: Vec::with_capacity(n),
+            mpids: Vec::new(),
+            mpid_indices: Default::default(),
             min: i64::MAX,
             max: i64::MIN,
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.records.len()
+    /// The distinct media package ids pushed so far (the episodes to look up).
+    pub fn media_packages(&self) -> &[&'a str] {
+        &self.mpids
     }
 
     pub fn is_empty(&self) -> bool {
@@ -190,10 +196,15 @@ impl<'a> BlockBuilder<'a> {
     pub fn push(&mut self, r: &'a RecordRef<'a>) {
         self.min = self.min.min(r.created_us);
         self.max = self.max.max(r.created_us);
+        let mpid = self.intern(Some(&r.mpid));
+        // Consecutive records mostly share a media package: compare with the last one first.
+        if self.records.last().is_none_or(|c| c.mpid != mpid) && self.mpid_indices.insert(mpid) {
+            self.mpids.push(&r.mpid);
+        }
         let c = CompactRecord {
             action_id: r.action_id,
             created_us: r.created_us,
-            mpid: self.intern(Some(&r.mpid)),
+            mpid,
             session_id: self.intern(Some(&r.session_id)),
             huid: self.intern(r.huid.as_deref()),
             useragent: self.intern(r.useragent.as_deref()),
