@@ -188,10 +188,7 @@ impl Journal {
         let mut out = PageOutcome::default();
         let tx = self.db.begin_write()?;
         for page in pages {
-            let page_out = Self::apply_page(&tx, page)?;
-            out.appended += page_out.appended;
-            out.duplicates += page_out.duplicates;
-            out.dead_letters += page_out.dead_letters;
+            out += Self::apply_page(&tx, page)?;
         }
         tx.commit()?;
         Ok(out)

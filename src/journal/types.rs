@@ -73,3 +73,11 @@ pub struct PageOutcome {
     pub duplicates: u64,
     pub dead_letters: u64,
 }
+
+impl std::ops::AddAssign for PageOutcome {
+    fn add_assign(&mut self, o: PageOutcome) {
+        self.appended += o.appended;
+        self.duplicates += o.duplicates;
+        self.dead_letters += o.dead_letters;
+    }
+}
