@@ -118,7 +118,7 @@ pub struct SimSession {
 pub fn write_created(out: &mut String, us: i64, offset_min: i32, millis: bool, z: bool) {
     let local = us.div_euclid(1_000_000) + offset_min as i64 * 60;
     let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = timefmt::civil_from_days(days);
     let two = |out: &mut String, v: i64| {
         out.push((b'0' + (v / 10) as u8) as char);
         out.push((b'0' + (v % 10) as u8) as char);
@@ -155,19 +155,6 @@ pub fn write_created(out: &mut String, us: i64, offset_min: i32, millis: bool, z
         out.push(':');
         two(out, o % 60);
     }
-}
-
-/// (year, month, day) of a count of days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// A generated episode.
