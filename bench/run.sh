@@ -25,6 +25,7 @@ trap 'kill $SIM_PID $SIM2_PID 2>/dev/null || true; rm -rf "$work"' EXIT
 
 command -v /usr/bin/time >/dev/null || { apt-get install -y time >/dev/null 2>&1 || { echo "needs /usr/bin/time (Debian package time)"; exit 1; }; }
 elapsed() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$1" "$2"; }
+ratio() { python3 -c "import sys; print(float(sys.argv[2]) / float(sys.argv[1]))" "$1" "$2"; }
 cargo build --release --quiet
 H="$CARGO_TARGET_DIR/release/harvester"
 
@@ -48,26 +49,26 @@ ratio_set() {
   "${pin_sim[@]}" "$H" sim --listen "127.0.0.1:$PORT" --actions "$ACTIONS" --from $FROM --to $TO "$@" >"$work/sim.log" 2>&1 &
   SIM_PID=$!
   sleep 1
-  "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO 2>/dev/null # warm-up
+  # Seconds of one bench-fetch (extra arguments: its --decode).
+  fetch_seconds() {
+    "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO "$@" 2>"$work/fetch.log"
+    grep -o 'seconds="[0-9.]*"' "$work/fetch.log" | tr -dc '0-9.'
+  }
+  fetch_seconds >/dev/null # warm-up
   local fetch_s=() harvest_s=() ratios=() rss_kb=() cpu_s=() skims=() decodes=()
   for ((r = 1; r <= RUNS; r++)); do
-    "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO 2>"$work/fetch.log"
-    local f h sk dc
-    f=$(grep -o 'seconds="[0-9.]*"' "$work/fetch.log" | tr -dc '0-9.')
+    local f h
+    f=$(fetch_seconds)
     # The floors: the same fetch with a serde skim of each page (the least a harvester that
     # reads the JSON must do), and with the harvest's own decoding and judging.
-    "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO --decode skim 2>"$work/fetch.log"
-    sk=$(grep -o 'seconds="[0-9.]*"' "$work/fetch.log" | tr -dc '0-9.')
-    "${pin[@]}" "$H" bench-fetch -s $FROM -e $TO --decode full 2>"$work/fetch.log"
-    dc=$(grep -o 'seconds="[0-9.]*"' "$work/fetch.log" | tr -dc '0-9.')
-    skims+=("$(python3 -c "import sys; print(float(sys.argv[2]) / float(sys.argv[1]))" "$f" "$sk")")
-    decodes+=("$(python3 -c "import sys; print(float(sys.argv[2]) / float(sys.argv[1]))" "$f" "$dc")")
+    skims+=("$(ratio "$f" "$(fetch_seconds --decode skim)")")
+    decodes+=("$(ratio "$f" "$(fetch_seconds --decode full)")")
     rm -f "$work/j.redb"
     /usr/bin/time -f "%M %U %S" -o "$work/time.txt" "${pin[@]}" "$H" harvest -s $FROM -e $TO -o none 2>"$work/harvest.log"
     grep -q "actions=$ACTIONS " "$work/harvest.log" || { cat "$work/harvest.log"; exit 1; }
     h=$(grep 'harvest summary' "$work/harvest.log" | grep -o 'seconds="[0-9.]*"' | tr -dc '0-9.')
     fetch_s+=("$f") harvest_s+=("$h")
-    ratios+=("$(python3 -c "import sys; print(float(sys.argv[2]) / float(sys.argv[1]))" "$f" "$h")")
+    ratios+=("$(ratio "$f" "$h")")
     read -r kb u sy <"$work/time.txt"
     rss_kb+=("$kb") cpu_s+=("$(python3 -c "import sys; print(float(sys.argv[1]) + float(sys.argv[2]))" "$u" "$sy")")
   done
