@@ -5,6 +5,8 @@
 #   ES  : Elasticsearch's test distribution (Maven Central
 #         org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip), single node,
 #         run as an unprivileged user (it refuses root) with Java 21+.
+#   Toxiproxy: the fault proxy the fault-injection tests put between the harvester and each service
+#         (latency, resets mid-body, bandwidth, down/up), built from the Go module proxy.
 # `start` installs what is missing, waits until each answers, and writes the endpoints to
 # .ci/services.env (source it to run `cargo test` by hand). `stop` ends them.
 set -euo pipefail
@@ -15,6 +17,8 @@ mkdir -p "$state"
 S3_PORT="${HARVESTER_S3_PORT:-29550}"
 SQS_PORT="${HARVESTER_SQS_PORT:-29551}"
 ES_PORT="${HARVESTER_ES_PORT:-29552}"
+TOXI_PORT="${HARVESTER_TOXI_PORT:-29553}"
+TOXIPROXY_VERSION=v2.5.0
 ELASTICMQ_VERSION=1.6.11
 # Major 9, like the `elasticsearch` crate (9.1.0-alpha.1) the harvester uses.
 ES_VERSION=9.1.5
@@ -38,7 +42,7 @@ wait_http() { # url name seconds
 }
 
 stop() {
-  for name in moto elasticmq elasticsearch; do
+  for name in moto elasticmq elasticsearch toxiproxy; do
     if [[ -f "$state/$name.pid" ]]; then
       kill "$(cat "$state/$name.pid")" 2>/dev/null || true
       rm -f "$state/$name.pid"
@@ -130,8 +134,18 @@ node-address { protocol = http, host = localhost, port = $SQS_PORT, context-path
 rest-sqs { enabled = true, bind-port = $SQS_PORT, bind-hostname = "127.0.0.1", sqs-limits = strict }
 rest-stats { enabled = false }
 CONF
+  if [[ ! -x "$state/bin/toxiproxy-server-$TOXIPROXY_VERSION" ]]; then
+    log "building Toxiproxy $TOXIPROXY_VERSION from the Go module proxy"
+    mkdir -p "$state/bin"
+    GOBIN="$state/bin.tmp" go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+    mv "$state/bin.tmp/server" "$state/bin/toxiproxy-server-$TOXIPROXY_VERSION" && rm -rf "$state/bin.tmp"
+  fi
   start_es
   wait_port_free "$S3_PORT" moto
+  wait_port_free "$TOXI_PORT" toxiproxy
+  nohup "$state/bin/toxiproxy-server-$TOXIPROXY_VERSION" -host 127.0.0.1 -port "$TOXI_PORT" \
+    >"$state/toxiproxy.log" 2>&1 &
+  echo $! >"$state/toxiproxy.pid"
   wait_port_free "$SQS_PORT" elasticmq
   nohup moto_server -H 127.0.0.1 -p "$S3_PORT" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
@@ -139,12 +153,14 @@ CONF
     org.elasticmq.server.Main >"$state/elasticmq.log" 2>&1 &
   echo $! >"$state/elasticmq.pid"
   wait_http "http://127.0.0.1:$S3_PORT/" moto 60
+  wait_http "http://127.0.0.1:$TOXI_PORT/version" toxiproxy 30
   wait_http "http://127.0.0.1:$SQS_PORT/?Action=ListQueues" elasticmq 120
   wait_http "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=green&timeout=1s" elasticsearch 180
   cat >"$here/services.env" <<ENV
 export HARVESTER_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 export HARVESTER_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT
 export HARVESTER_TEST_ES_URL=http://127.0.0.1:$ES_PORT
+export HARVESTER_TEST_TOXIPROXY=http://127.0.0.1:$TOXI_PORT
 ENV
   log "endpoints written to $here/services.env"
 }

@@ -13,61 +13,6 @@ use harvester::forward::{self, Sink, SqsConfig, SqsSink};
 use harvester::journal::Journal;
 use harvester::sim::SimConfig;
 
-struct Aws {
-    s3: String,
-    sqs: String,
-}
-
-fn aws() -> Option<Aws> {
-    Some(Aws {
-        s3: service("HARVESTER_TEST_S3_ENDPOINT")?,
-        sqs: service("HARVESTER_TEST_SQS_ENDPOINT")?,
-    })
-}
-
-fn with_aws(mut c: Command, a: &Aws) -> Command {
-    c.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL_S3", &a.s3)
-        .env("AWS_ENDPOINT_URL_SQS", &a.sqs);
-    c
-}
-
-async fn sdk(a: &Aws) -> (aws_sdk_s3::Client, aws_sdk_sqs::Client) {
-    let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests");
-    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .load()
-        .await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&base)
-            .endpoint_url(&a.s3)
-            .force_path_style(true)
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&base)
-            .endpoint_url(&a.sqs)
-            .build(),
-    );
-    (s3, sqs)
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        % 1_000_000_007
-}
-
 async fn run_async(c: Command) -> std::process::Output {
     tokio::task::spawn_blocking(move || run(c)).await.unwrap()
 }

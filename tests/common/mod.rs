@@ -1,6 +1,8 @@
 //! Shared test helpers: the simulated Opencast, the harvester binary, and the real services.
 #![allow(dead_code)]
 
+pub mod toxi;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -267,4 +269,63 @@ pub async fn drain(
         }
     }
     (bodies, counts)
+}
+
+/// The S3 and SQS endpoints of the test services.
+pub struct Aws {
+    pub s3: String,
+    pub sqs: String,
+}
+
+pub fn aws() -> Option<Aws> {
+    Some(Aws {
+        s3: service("HARVESTER_TEST_S3_ENDPOINT")?,
+        sqs: service("HARVESTER_TEST_SQS_ENDPOINT")?,
+    })
+}
+
+/// The harvester command with the test services' AWS settings.
+pub fn with_aws(mut c: Command, a: &Aws) -> Command {
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_S3", &a.s3)
+        .env("AWS_ENDPOINT_URL_SQS", &a.sqs);
+    c
+}
+
+/// SDK clients of the test S3 and SQS.
+pub async fn sdk(a: &Aws) -> (aws_sdk_s3::Client, aws_sdk_sqs::Client) {
+    let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests");
+    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&base)
+            .endpoint_url(&a.s3)
+            .force_path_style(true)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&base)
+            .endpoint_url(&a.sqs)
+            .build(),
+    );
+    (s3, sqs)
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
 }
