@@ -98,6 +98,30 @@ pub enum Command {
     /// Benchmark helper: fetch a window's pages like `harvest` but do nothing with them.
     #[command(hide = true)]
     BenchFetch(BenchFetchArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  harvester completions bash > /etc/bash_completion.d/harvester\n  harvester completions zsh > \"${fpath[1]}/_harvester\"\n  harvester completions fish > ~/.config/fish/completions/harvester.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(
+        after_help = "Examples:\n  harvester man | man -l -\n  harvester man --dir /usr/local/share/man/man1 && mandb"
+    )]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write harvester.1 and one harvester-COMMAND.1 per command into this directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 const HARVEST_HELP: &str = "\

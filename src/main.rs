@@ -44,6 +44,8 @@ fn main() {
             Command::Sim(a) => app::sim(a).await,
             Command::Demo(a) => app::demo(a).await,
             Command::BenchFetch(a) => app::bench_fetch(&cli, a).await,
+            Command::Completions(a) => app::docs::completions(a),
+            Command::Man(a) => app::docs::man(a),
         };
         let code = match result {
             Ok(()) => 0,

@@ -1,6 +1,7 @@
 //! The commands: each wires settings, journal, source and sinks together for one job.
 
 mod demo;
+pub mod docs;
 mod harvest_cmd;
 pub mod journal;
 mod load_episodes;
