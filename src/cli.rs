@@ -573,7 +573,9 @@ again after an interruption and it goes on where it stopped; --restart starts ov
 Examples:
   harvester journal replay --from 20261101000000 --to 20261130235959 -o sqs -q new-queue
   harvester journal replay --seq 0..99999 -o - > first-100k.jsonl
-  harvester journal replay --from 20261101000000 --to 20261130235959 -o es --es-index useractions-v2-%Y.%m.%d";
+  harvester journal replay --from 20261101000000 --to 20261130235959 -o es --es-index useractions-v2-%Y.%m.%d
+  harvester journal replay --dead-letters -o sqs -q bigger-queue   # what SQS refused, once its cause is fixed
+  harvester journal replay --dead-letters -o es --dead-letter 7    # one record Elasticsearch refused";
 
 const PRUNE_HELP: &str = "\
 DURATION: a number and a unit, s, m, h, d or w (90d, 12h). Records not yet acknowledged by every
@@ -649,6 +651,13 @@ pub struct ReplayArgs {
     /// Start the replay over instead of resuming it.
     #[arg(long)]
     pub restart: bool,
+    /// Send the records the sink (-o sqs or -o es) refused again, instead of a range; each one
+    /// delivered is marked so it is never sent twice (see `journal dump --dead-letters`).
+    #[arg(long, conflicts_with_all = ["name", "restart", "es_index"])]
+    pub dead_letters: bool,
+    /// Only this dead letter (its number in `journal dump --dead-letters`; repeatable).
+    #[arg(long, value_name = "N")]
+    pub dead_letter: Vec<u64>,
 }
 
 #[derive(Debug, Args)]

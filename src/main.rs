@@ -61,5 +61,9 @@ fn main() {
         guard.finish().await;
         code
     });
+    // Dropping the runtime drops every task still alive (a forwarder past its shutdown timeout,
+    // say) and with them their handles on the journal, so redb closes the file cleanly before the
+    // process ends; blocking work in hand gets a few seconds to finish its transaction.
+    rt.shutdown_timeout(std::time::Duration::from_secs(10));
     std::process::exit(code);
 }

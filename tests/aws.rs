@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use common::*;
@@ -213,8 +214,10 @@ async fn sqs_down_keeps_the_cursor_and_catches_up_later() {
     assert_eq!(bodies.len(), 300);
 }
 
-async fn sink(sqs: aws_sdk_sqs::Client, cfg: SqsConfig) -> SqsSink {
-    SqsSink::connect(sqs, cfg).await.expect("queue")
+async fn sink(sqs: aws_sdk_sqs::Client, cfg: SqsConfig, journal: &Arc<Journal>) -> SqsSink {
+    SqsSink::connect(sqs, cfg, journal.clone())
+        .await
+        .expect("queue")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -226,7 +229,7 @@ async fn batch_payload_limit_and_fifo_dedup() {
     let mut c = harvester_for(dir.path(), &sim);
     harvest_window(&mut c, 200_000_000, "none");
     assert_ok(&run_async(c).await);
-    let journal = std::sync::Arc::new(Journal::open(&journal_path(dir.path())).unwrap());
+    let journal = Arc::new(Journal::open(&journal_path(dir.path())).unwrap());
     let records = journal.read_from(0, usize::MAX).unwrap().1;
     let biggest = records.iter().map(|r| r.to_json().len()).max().unwrap();
 
@@ -239,6 +242,7 @@ async fn batch_payload_limit_and_fifo_dedup() {
                 max_batch_bytes: limit,
                 ..SqsConfig::new(&unique("small"))
             },
+            &journal,
         )
         .await,
     );
@@ -260,10 +264,12 @@ async fn batch_payload_limit_and_fifo_dedup() {
             group_id: "g1".into(),
             ..SqsConfig::new(&fifo)
         },
+        &journal,
     )
     .await;
-    q.send(&records).await.unwrap();
-    q.send(&records[..50]).await.unwrap();
+    let mut q = q;
+    q.send(0, &records).await.unwrap();
+    q.send(0, &records[..50]).await.unwrap();
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(q.queue_url())

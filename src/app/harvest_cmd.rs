@@ -1,16 +1,28 @@
 //! `harvester harvest`: the original's command, journal first.
+//!
+//! Each output's forwarder follows the journal while the harvest runs (as `run`'s do), so a run
+//! killed part way through a large window has delivered what it journaled; once the harvest
+//! ends, a last pass forwards the rest, and its outcome is the command's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::{
-    check_sink_settings, default_start, failed, forward_all, open_journal, parse_outputs,
-    s3_checkpoint, s3_client_if, sync_checkpoint, AppError,
+    check_sink_settings, default_start, failed, make_sink, open_journal, parse_outputs,
+    s3_checkpoint, s3_client_if, sync_checkpoint, AppError, Output,
 };
-use crate::cli::{Cli, HarvestArgs};
+use crate::cli::{Cli, HarvestArgs, SinkArgs};
 use crate::config::{self, ConfigError};
 use crate::episodes::EpisodeCache;
+use crate::forward::{self, ForwardError};
 use crate::harvest::{self, HarvestError, HarvestOptions, Harvester};
+use crate::journal::Journal;
 use crate::timefmt;
+
+/// How often an idle follower looks for newly committed pages.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// `harvester harvest`.
 pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
@@ -94,7 +106,20 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
             ..HarvestOptions::default()
         },
     );
+    let (done_tx, done_rx) = watch::channel(false);
+    let followers: Vec<_> = outputs
+        .iter()
+        .map(|o| {
+            tokio::spawn(follow(
+                journal.clone(),
+                o.clone(),
+                args.sink.clone(),
+                done_rx.clone(),
+            ))
+        })
+        .collect();
     let result = harvester.harvest(&windows).await;
+    let _ = done_tx.send(true);
     let mut errors: Vec<AppError> = Vec::new();
     let summary = match result {
         Ok(s) => Some(s),
@@ -112,18 +137,96 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
             }
         }
     }
-    let forwarded = match forward_all(&journal, &outputs, &args.sink).await {
-        Ok(n) => n,
-        Err(e) => {
-            errors.push(e);
-            0
+    let mut forwarded = 0;
+    for f in followers {
+        match f.await {
+            Ok(Ok(n)) => forwarded += n,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "forwarding failed");
+                errors.push(e);
+            }
+            Err(e) => errors.push(failed(format!("forwarder task failed: {e}"))),
         }
-    };
+    }
     if let Some(s) = summary {
         s.log(forwarded, tz);
     }
     match errors.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Forwards to `output` while the harvest runs (best effort: a failing sink is retried with
+/// backoff, the journal holds everything meanwhile), then, once `done` turns true, forwards the
+/// rest; that last pass's error is returned. Returns the records forwarded in all.
+async fn follow(
+    journal: Arc<Journal>,
+    output: Output,
+    sink_args: SinkArgs,
+    mut done: watch::Receiver<bool>,
+) -> Result<u64, AppError> {
+    let mut forwarded = 0u64;
+    let mut sink = None;
+    let mut backoff = Duration::from_millis(500);
+    while !*done.borrow() {
+        if sink.is_none() {
+            match make_sink(&output, &sink_args, &journal).await {
+                Ok(s) => sink = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sink unavailable while harvesting; records wait in the journal");
+                    wait(backoff, &mut done).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            }
+        }
+        let Some((s, cursor)) = sink.as_mut() else {
+            continue;
+        };
+        match forward::forward(&journal, s, cursor).await {
+            Ok(f) => {
+                forwarded += f.forwarded;
+                backoff = Duration::from_millis(500);
+                if f.forwarded == 0 {
+                    wait(FOLLOW_POLL, &mut done).await;
+                }
+            }
+            Err(e) => {
+                if let ForwardError::Sink { forwarded: n, .. } = &e {
+                    forwarded += n;
+                }
+                tracing::warn!(error = %e, "forwarding while harvesting failed; retrying");
+                wait(backoff, &mut done).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    let (mut s, cursor) = match sink {
+        Some(s) => s,
+        None => make_sink(&output, &sink_args, &journal).await?,
+    };
+    match forward::forward(&journal, &mut s, &cursor).await {
+        Ok(f) => {
+            forwarded += f.forwarded;
+            tracing::info!(sink = %cursor, forwarded, cursor = f.cursor, requests = s.requests(), dead_letters = s.dead_letters(), "forwarded");
+            Ok(forwarded)
+        }
+        Err(mut e) => {
+            if let ForwardError::Sink { forwarded: n, .. } = &mut e {
+                *n += forwarded;
+            }
+            Err(failed(e))
+        }
+    }
+}
+
+/// Sleeps `d`, or less once the harvest is done.
+async fn wait(d: Duration, done: &mut watch::Receiver<bool>) {
+    if !*done.borrow() {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {},
+            _ = done.changed() => {},
+        }
     }
 }

@@ -240,14 +240,26 @@ pub fn write_dump(
         return Ok(Vec::new());
     }
     if req.dead_letters {
+        let refusals = j.sink_refusals().map_err(failed)?;
         for (n, d) in j.dead_letters().map_err(failed)? {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "dead_letter": n,
                 "at": timefmt::format_rfc3339(d.at_us),
                 "source": d.source,
                 "reason": d.reason,
                 "raw": d.raw,
             });
+            // Records a sink refused: which sink, which record, and whether a replay delivered it.
+            if let Some(r) = refusals.get(&n) {
+                line["sink"] = r.sink.clone().into();
+                line["target"] = r.target.clone().into();
+                line["action_id"] = r.action_id.into();
+                line["seq"] = r.seq.into();
+                line["delivered_at"] = r
+                    .delivered_at_us
+                    .map(timefmt::format_rfc3339)
+                    .map_or(serde_json::Value::Null, Into::into);
+            }
             writeln!(out, "{line}").map_err(failed)?;
         }
         return Ok(Vec::new());
@@ -371,6 +383,9 @@ fn verify(cli: &Cli) -> Result<(), AppError> {
 }
 
 async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
+    if a.dead_letters || !a.dead_letter.is_empty() {
+        return replay_dead_letters(cli, a).await;
+    }
     let (f, _) = filter(&a.range)?;
     if f.from_us.is_none() && f.to_us.is_none() && f.seq.is_none() {
         return Err(
@@ -429,21 +444,26 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
             break;
         }
         let upto = records.len().min((end.saturating_sub(first)) as usize);
-        let selected: Vec<_> = records[..upto]
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| f.selects(first + *i as u64, r))
-            .map(|(_, r)| r.clone())
-            .collect();
-        if !selected.is_empty() {
-            if let Err(e) = sink.send(&selected).await {
+        // Runs of consecutive selected records, each sent with its first sequence number.
+        let mut k = 0;
+        while k < upto {
+            if !f.selects(first + k as u64, &records[k]) {
+                k += 1;
+                continue;
+            }
+            let run_start = k;
+            while k < upto && f.selects(first + k as u64, &records[k]) {
+                k += 1;
+            }
+            let run = &records[run_start..k];
+            if let Err(e) = sink.send(first + run_start as u64, run).await {
                 progress.finish();
                 return Err(failed(format!(
                     "replay {name}: {e}; {sent} records were sent, run the same command again to resume"
                 )));
             }
+            sent += run.len() as u64;
         }
-        sent += selected.len() as u64;
         let next = first + upto as u64;
         progress.inc(next - pos);
         pos = next;
@@ -452,6 +472,111 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
     progress.finish();
     tracing::info!(replay = %name, sent, seconds = format!("{:.3}", began.elapsed().as_secs_f64()), "replay complete");
     Ok(())
+}
+
+/// `journal replay --dead-letters`: sends the records a sink refused again, each once, to the
+/// same kind of sink (`-o sqs` for SQS's, `-o es` for Elasticsearch's, into the index that
+/// refused it). A delivered dead letter is marked so no replay sends it again; one refused again
+/// stays as it is, and the command exits 1 saying why.
+async fn replay_dead_letters(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
+    if a.range.from.is_some() || a.range.to.is_some() || a.range.seq.is_some() {
+        return Err(ConfigError(
+            "journal replay --dead-letters takes no --from/--to/--seq (choose with --dead-letter N)"
+                .into(),
+        )
+        .into());
+    }
+    let outputs = parse_outputs(&a.output, &a.sink)?;
+    check_sink_settings(&a.sink)?;
+    let kind = match outputs.as_slice() {
+        [super::Output::Sqs] => "sqs",
+        [super::Output::Es] => "es",
+        _ => return Err(ConfigError(
+            "journal replay --dead-letters sends to the sink that refused them: -o sqs or -o es"
+                .into(),
+        )
+        .into()),
+    };
+    let j = open_journal(&cli.journal)?;
+    let letters = j.dead_letters().map_err(failed)?;
+    let refusals = j.sink_refusals().map_err(failed)?;
+    for n in &a.dead_letter {
+        match refusals.get(n) {
+            Some(r) if r.sink == kind => {}
+            Some(r) => {
+                return Err(ConfigError(format!(
+                    "dead letter {n} was refused by {}, not {kind}: use -o {}",
+                    r.sink, r.sink
+                ))
+                .into())
+            }
+            None => return Err(ConfigError(format!(
+                "dead letter {n} is not a record a sink refused (see journal dump --dead-letters)"
+            ))
+            .into()),
+        }
+    }
+    let todo: Vec<_> = letters
+        .into_iter()
+        .filter_map(|(n, d)| refusals.get(&n).map(|r| (n, d, r.clone())))
+        .filter(|(n, _, r)| {
+            r.sink == kind
+                && r.delivered_at_us.is_none()
+                && (a.dead_letter.is_empty() || a.dead_letter.contains(n))
+        })
+        .collect();
+    if todo.is_empty() {
+        tracing::info!(
+            sink = kind,
+            "no undelivered dead letters of this sink to replay"
+        );
+        return Ok(());
+    }
+    let (mut sink, target) = make_sink(&outputs[0], &a.sink, &j).await?;
+    let (mut delivered, mut still) = (0u64, Vec::new());
+    for (n, d, r) in todo {
+        let outcome = match &mut sink {
+            forward::Sink::Sqs(s) => {
+                let entry = forward::sqs::Entry {
+                    body: d.raw.clone(),
+                    action_id: r.action_id,
+                };
+                let out = s.send_entries(vec![entry]).await;
+                match (out.failed, out.refused.into_iter().next()) {
+                    (Some(e), _) => Err(e),
+                    (None, Some((_, why))) => Ok(Some(why)),
+                    (None, None) => Ok(None),
+                }
+            }
+            forward::Sink::Es(s) => s.resend_document(&r.target, r.action_id, &d.raw).await,
+            forward::Sink::Stdout(_) => Err("stdout takes no dead letters".to_string()),
+        };
+        match outcome {
+            Ok(None) => {
+                j.mark_dead_letter_delivered(n, timefmt::now_us())
+                    .map_err(failed)?;
+                tracing::info!(dead_letter = n, action_id = r.action_id, sink = %target, "dead letter delivered");
+                delivered += 1;
+            }
+            Ok(Some(why)) => {
+                tracing::warn!(dead_letter = n, action_id = r.action_id, reason = %why, "dead letter refused again; it stays");
+                still.push((n, why));
+            }
+            Err(e) => {
+                return Err(failed(format!(
+                    "replaying dead letters to {target}: {e}; {delivered} were delivered, run the same command again to go on"
+                )))
+            }
+        }
+    }
+    tracing::info!(sink = %target, delivered, refused_again = still.len(), "dead letter replay complete");
+    match still.first() {
+        None => Ok(()),
+        Some((n, why)) => Err(failed(format!(
+            "{} dead letter(s) were refused again by {target} and stay undelivered (dead letter {n}: {why})",
+            still.len()
+        ))),
+    }
 }
 
 fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {

@@ -156,7 +156,9 @@ pub(crate) async fn make_sink(
                 ..SqsConfig::new(&name)
             };
             let client = aws::sqs_client(&aws::sdk_config().await);
-            let s = SqsSink::connect(client, cfg).await.map_err(failed)?;
+            let s = SqsSink::connect(client, cfg, journal.clone())
+                .await
+                .map_err(failed)?;
             Ok((Sink::Sqs(s), format!("sqs:{name}")))
         }
         Output::Es => {

@@ -219,10 +219,28 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         }
         pause(every, &mut stop).await;
     }
-    for f in forwarders {
-        let _ = tokio::time::timeout(Duration::from_secs(10), f).await;
+    // A forwarder stuck in a sink call past its timeout is ended, not left running: it holds the
+    // journal, which must be closed before the process exits.
+    for mut f in forwarders {
+        if tokio::time::timeout(Duration::from_secs(10), &mut f)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a forwarder did not stop within 10 s; ending it (its records stay in the journal)"
+            );
+            f.abort();
+            let _ = f.await;
+        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let mut server = server;
+    if tokio::time::timeout(Duration::from_secs(2), &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+        let _ = server.await;
+    }
     tracing::info!("harvester stopped");
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::SinkError;
 use crate::es::{templates, BulkLines, BulkPolicy, EsClient, EsError};
-use crate::journal::{DeadLetter, Journal};
+use crate::journal::{DeadLetter, Journal, SinkRefusal};
 use crate::record::Record;
 use crate::timefmt;
 
@@ -147,8 +147,9 @@ impl EsSink {
         }
     }
 
-    /// Sends `records`; `Ok` when every one is indexed or dead-lettered.
-    pub async fn send(&mut self, records: &[Record]) -> Result<(), SinkError> {
+    /// Sends `records` (the journal's from sequence `first` on); `Ok` when every one is indexed
+    /// or dead-lettered.
+    pub async fn send(&mut self, first: u64, records: &[Record]) -> Result<(), SinkError> {
         let mut lines = BulkLines::with_capacity(records.len(), records.len() * 700);
         let mut indices: Vec<Arc<str>> = Vec::with_capacity(records.len());
         let mut id = String::new();
@@ -170,13 +171,16 @@ impl EsSink {
         self.retried_items += report.retried_items;
         if !report.rejected.is_empty() {
             let n = report.rejected.len();
-            let dead: Vec<(String, DeadLetter)> = report
+            let dead: Vec<(DeadLetter, SinkRefusal)> = report
                 .rejected
                 .iter()
-                .map(|(k, why)| dead_letter(&records[*k], &indices[*k], why, lines.document(*k)))
+                .map(|(k, why)| {
+                    let seq = first + *k as u64;
+                    dead_letter(&records[*k], seq, &indices[*k], why, lines.document(*k))
+                })
                 .collect();
             let j = self.journal.clone();
-            let stored = tokio::task::spawn_blocking(move || j.add_dead_letters(dead))
+            let stored = tokio::task::spawn_blocking(move || j.add_sink_dead_letters(dead))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
@@ -205,14 +209,56 @@ impl EsSink {
     }
 }
 
-fn dead_letter(r: &Record, index: &str, why: &str, doc: &[u8]) -> (String, DeadLetter) {
+impl EsSink {
+    /// Indexes one stored document again (a dead letter's replay) into `index` with `_id` =
+    /// `action_id`. `Ok(None)` when it is indexed (or already there), `Ok(Some(why))` when
+    /// Elasticsearch rejects it again for its content, `Err` when the node did not answer.
+    pub async fn resend_document(
+        &mut self,
+        index: &str,
+        action_id: i64,
+        doc: &str,
+    ) -> Result<Option<String>, String> {
+        let mut lines = BulkLines::with_capacity(1, doc.len() + 128);
+        lines.push_create(index, &action_id.to_string(), |out| {
+            out.extend_from_slice(doc.as_bytes())
+        });
+        let policy = BulkPolicy {
+            max_docs: 1,
+            max_bytes: self.cfg.max_bytes,
+            attempts: self.cfg.attempts,
+            backoff: self.cfg.backoff,
+        };
+        let report = self.client.bulk_index(&lines, &policy).await;
+        self.requests += report.requests;
+        if let Some((_, why)) = report.failed {
+            return Err(why);
+        }
+        Ok(report.rejected.into_iter().next().map(|(_, why)| why))
+    }
+}
+
+fn dead_letter(
+    r: &Record,
+    seq: u64,
+    index: &str,
+    why: &str,
+    doc: &[u8],
+) -> (DeadLetter, SinkRefusal) {
     (
-        format!("es:{index}:{}", r.action_id),
         DeadLetter {
             source: format!("elasticsearch index {index}"),
             raw: String::from_utf8_lossy(doc).into_owned(),
             reason: format!("Elasticsearch rejected action {} ({why})", r.action_id),
             at_us: timefmt::now_us(),
+        },
+        SinkRefusal {
+            sink: "es".into(),
+            target: index.to_string(),
+            action_id: r.action_id,
+            seq,
+            key: format!("es:{index}:{}", r.action_id),
+            delivered_at_us: None,
         },
     )
 }

@@ -42,11 +42,21 @@ impl Sink {
         }
     }
 
-    pub async fn send(&mut self, records: &[Record]) -> Result<(), SinkError> {
+    /// Sends `records`, the journal's records from sequence `first` on, in order.
+    pub async fn send(&mut self, first: u64, records: &[Record]) -> Result<(), SinkError> {
         match self {
             Sink::Stdout(s) => s.send(records),
-            Sink::Sqs(s) => s.send(records).await,
-            Sink::Es(s) => s.send(records).await,
+            Sink::Sqs(s) => s.send(first, records).await,
+            Sink::Es(s) => s.send(first, records).await,
+        }
+    }
+
+    /// Records this sink put in the dead-letter table so far.
+    pub fn dead_letters(&self) -> u64 {
+        match self {
+            Sink::Stdout(_) => 0,
+            Sink::Sqs(s) => s.dead_letters(),
+            Sink::Es(s) => s.dead_letters(),
         }
     }
 }
@@ -108,7 +118,7 @@ pub async fn forward_until(
         if records.is_empty() {
             break;
         }
-        let result = sink.send(&records).await;
+        let result = sink.send(first, &records).await;
         let acked = match &result {
             Ok(()) => records.len(),
             Err(e) => e.acked,

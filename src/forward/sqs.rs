@@ -2,7 +2,17 @@
 //!
 //! An HTTP 200 can still carry per-entry failures: every answer's `Failed` list is read and only
 //! those entries are sent again (bounded, with backoff). A record counts as acknowledged only when
-//! SQS listed it as successful; the cursor then moves over the leading acknowledged records.
+//! SQS listed it as successful, or when SQS will never take it: larger than the queue's
+//! `MaximumMessageSize`, or refused with `SenderFault` (its content is wrong, a retry cannot
+//! help). Those go to the journal's dead-letter table with SQS's reason before they count, so one
+//! bad record never jams the queue; `journal replay --dead-letters` sends them again later. The
+//! forwarder moves the cursor over the leading acknowledged records only.
+//!
+//! SQS refuses bodies with characters outside `#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
+//! #x10000-#x10FFFF`. serde_json escapes every control character below U+0020 and Rust strings
+//! hold no surrogates, so only U+FFFE and U+FFFF can reach a body raw: they are written as
+//! `\ufffe`/`\uffff` escapes (the JSON parses to the same value), other bodies stay byte for
+//! byte what the stdout sink writes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,12 +23,16 @@ use futures::StreamExt;
 
 use super::SinkError;
 use crate::aws::describe;
+use crate::journal::{DeadLetter, Journal, SinkRefusal};
 use crate::record::Record;
+use crate::timefmt;
 
 /// SQS's own limits.
 pub const MAX_ENTRIES: usize = 10;
 pub const DEFAULT_BATCH_BYTES: usize = 256 * 1024;
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// A queue's `MaximumMessageSize` when it does not say (SQS's default).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 262_144;
 
 /// How to reach and fill the queue.
 #[derive(Debug, Clone)]
@@ -51,19 +65,44 @@ pub struct SqsSink {
     queue_url: String,
     fifo: bool,
     cfg: SqsConfig,
+    /// The queue's `MaximumMessageSize`: a larger body is never accepted.
+    max_message_bytes: usize,
+    journal: Arc<Journal>,
     calls: Arc<AtomicU64>,
+    dead_letters: u64,
 }
 
-struct Entry {
-    body: String,
-    action_id: i64,
+/// One message to send: its body and the action it carries.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub body: String,
+    pub action_id: i64,
+}
+
+/// What became of a run of entries sent in order.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    /// Leading entries SQS took or will never take (those are in `refused`).
+    pub acked: usize,
+    /// Entries (by position) SQS will never take, with its reason; all below `acked`.
+    pub refused: Vec<(usize, String)>,
+    /// Why the entries from `acked` on were not delivered.
+    pub failed: Option<String>,
+}
+
+/// A batch to send, or an entry refused before sending.
+enum Unit {
+    Batch(Vec<(usize, Entry)>),
+    TooLarge(usize, String),
 }
 
 impl SqsSink {
-    /// Finds the queue, creating it (FIFO when the name ends in `.fifo`) when missing.
+    /// Finds the queue, creating it (FIFO when the name ends in `.fifo`) when missing, and reads
+    /// its maximum message size. Refused records go to `journal`'s dead-letter table.
     pub async fn connect(
         client: aws_sdk_sqs::Client,
         cfg: SqsConfig,
+        journal: Arc<Journal>,
     ) -> Result<SqsSink, SinkError> {
         let name = cfg.queue_name.clone();
         let fifo = name.ends_with(".fifo");
@@ -95,12 +134,28 @@ impl SqsSink {
             }
             Err(e) => return Err(fail("cannot look it up", describe(&e))),
         };
+        let attrs = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
+            .send()
+            .await
+            .map_err(|e| fail("cannot read its attributes", describe(&e)))?;
+        let max_message_bytes = attrs
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::MaximumMessageSize))
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         Ok(SqsSink {
             client,
             queue_url: url,
             fifo,
             cfg,
+            max_message_bytes,
+            journal,
             calls: Arc::new(AtomicU64::new(0)),
+            dead_letters: 0,
         })
     }
 
@@ -108,61 +163,166 @@ impl SqsSink {
         &self.queue_url
     }
 
+    pub fn queue_name(&self) -> &str {
+        &self.cfg.queue_name
+    }
+
+    /// The queue's maximum message size in bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
     /// `SendMessageBatch` calls made so far.
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// Sends `records` in order-preserving batches; on failure reports how many leading records
-    /// were acknowledged.
-    pub async fn send(&self, records: &[Record]) -> Result<(), SinkError> {
-        let mut batches: Vec<Vec<Entry>> = Vec::new();
-        let mut cur: Vec<Entry> = Vec::new();
-        let mut cur_bytes = 0usize;
-        for r in records {
-            let body = r.to_json();
-            if body.len() > self.cfg.max_batch_bytes {
-                return Err(SinkError {
-                    acked: batches.iter().map(Vec::len).sum(),
-                    message: format!(
-                        "record of action {} is {} bytes, over the SQS batch limit of {} (SQS_MAX_BATCH_BYTES)",
-                        r.action_id,
-                        body.len(),
-                        self.cfg.max_batch_bytes
-                    ),
-                });
-            }
-            if cur.len() == MAX_ENTRIES || cur_bytes + body.len() > self.cfg.max_batch_bytes {
-                batches.push(std::mem::take(&mut cur));
-                cur_bytes = 0;
-            }
-            cur_bytes += body.len();
-            cur.push(Entry {
-                body,
-                action_id: r.action_id,
-            });
-        }
-        if !cur.is_empty() {
-            batches.push(cur);
-        }
-        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
-        let results: Vec<Result<(), String>> = futures::stream::iter(batches)
-            .map(|b| self.send_batch(b))
-            .buffered(self.cfg.concurrency.max(1))
-            .collect()
-            .await;
-        let mut acked = 0;
-        for (res, n) in results.into_iter().zip(sizes) {
-            match res {
-                Ok(()) => acked += n,
-                Err(message) => return Err(SinkError { acked, message }),
-            }
-        }
-        Ok(())
+    /// Records this sink put in the dead-letter table.
+    pub fn dead_letters(&self) -> u64 {
+        self.dead_letters
     }
 
-    async fn send_batch(&self, entries: Vec<Entry>) -> Result<(), String> {
-        let mut pending: Vec<(usize, Entry)> = entries.into_iter().enumerate().collect();
+    /// Sends the records of journal sequences `first..` in order-preserving batches; records SQS
+    /// will never take are stored as dead letters. On failure reports how many leading records
+    /// were acknowledged (delivered or dead-lettered).
+    pub async fn send(&mut self, first: u64, records: &[Record]) -> Result<(), SinkError> {
+        let entries = records
+            .iter()
+            .map(|r| Entry {
+                body: body_of(r),
+                action_id: r.action_id,
+            })
+            .collect::<Vec<_>>();
+        let d = self.send_entries(entries).await;
+        let mut acked = d.acked;
+        if !d.refused.is_empty() {
+            let queue = self.cfg.queue_name.clone();
+            let letters: Vec<(DeadLetter, SinkRefusal)> = d
+                .refused
+                .iter()
+                .map(|(i, why)| {
+                    let r = &records[*i];
+                    (
+                        DeadLetter {
+                            source: format!("sqs queue {queue}"),
+                            raw: body_of(r),
+                            reason: format!("SQS refused action {}: {why}", r.action_id),
+                            at_us: timefmt::now_us(),
+                        },
+                        SinkRefusal {
+                            sink: "sqs".into(),
+                            target: queue.clone(),
+                            action_id: r.action_id,
+                            seq: first + *i as u64,
+                            key: format!("sqs:{queue}:{}", r.action_id),
+                            delivered_at_us: None,
+                        },
+                    )
+                })
+                .collect();
+            let n = letters.len();
+            let j = self.journal.clone();
+            let stored = tokio::task::spawn_blocking(move || j.add_sink_dead_letters(letters))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            match stored {
+                Ok(added) => {
+                    self.dead_letters += added;
+                    tracing::warn!(
+                        sink = "sqs",
+                        queue = %queue,
+                        refused = n,
+                        "SQS will never take some records; they are in the dead-letter table (harvester journal dump --dead-letters)"
+                    );
+                }
+                Err(e) => {
+                    // Not stored: acknowledge only what precedes the first of them, so they are
+                    // sent (and refused) again next time.
+                    acked = acked.min(d.refused[0].0);
+                    return Err(SinkError {
+                        acked,
+                        message: format!("cannot store records SQS refused as dead letters: {e}"),
+                    });
+                }
+            }
+        }
+        match d.failed {
+            None => Ok(()),
+            Some(message) => Err(SinkError { acked, message }),
+        }
+    }
+
+    /// Sends `entries` in order-preserving batches, several in flight; says which leading
+    /// entries were acknowledged, which of them SQS will never take, and why the rest failed.
+    pub async fn send_entries(&self, entries: Vec<Entry>) -> Delivery {
+        let mut units: Vec<Unit> = Vec::new();
+        let mut cur: Vec<(usize, Entry)> = Vec::new();
+        let mut cur_bytes = 0usize;
+        for (i, e) in entries.into_iter().enumerate() {
+            let len = e.body.len();
+            if len > self.max_message_bytes {
+                if !cur.is_empty() {
+                    units.push(Unit::Batch(std::mem::take(&mut cur)));
+                    cur_bytes = 0;
+                }
+                units.push(Unit::TooLarge(
+                    i,
+                    format!(
+                        "MessageTooLong (the record is {len} bytes; the queue's MaximumMessageSize is {})",
+                        self.max_message_bytes
+                    ),
+                ));
+                continue;
+            }
+            // A record over the batch limit (but within the queue's limit) goes alone.
+            if !cur.is_empty()
+                && (cur.len() == MAX_ENTRIES || cur_bytes + len > self.cfg.max_batch_bytes)
+            {
+                units.push(Unit::Batch(std::mem::take(&mut cur)));
+                cur_bytes = 0;
+            }
+            cur_bytes += len;
+            cur.push((i, e));
+        }
+        if !cur.is_empty() {
+            units.push(Unit::Batch(cur));
+        }
+        let results: Vec<(usize, Result<Vec<(usize, String)>, String>)> =
+            futures::stream::iter(units)
+                .map(|u| async move {
+                    match u {
+                        Unit::Batch(b) => (b.len(), self.send_batch(b).await),
+                        Unit::TooLarge(i, why) => (1, Ok(vec![(i, why)])),
+                    }
+                })
+                .buffered(self.cfg.concurrency.max(1))
+                .collect()
+                .await;
+        let mut d = Delivery::default();
+        for (n, res) in results {
+            match res {
+                Ok(refused) => {
+                    d.acked += n;
+                    d.refused.extend(refused);
+                }
+                Err(message) => {
+                    d.failed = Some(message);
+                    break;
+                }
+            }
+        }
+        d
+    }
+
+    /// Sends one batch until every entry is taken or refused for good; returns the refused ones
+    /// (by position) with SQS's reason.
+    async fn send_batch(
+        &self,
+        entries: Vec<(usize, Entry)>,
+    ) -> Result<Vec<(usize, String)>, String> {
+        let mut pending = entries;
+        let mut refused = Vec::new();
         let mut last = String::new();
         for attempt in 0..=self.cfg.retries {
             if attempt > 0 {
@@ -189,19 +349,38 @@ impl SqsSink {
                 Ok(out) => {
                     let failed = out.failed();
                     if failed.is_empty() {
-                        return Ok(());
+                        refused.sort_unstable_by_key(|(i, _)| *i);
+                        return Ok(refused);
                     }
-                    last = failed
+                    let why = |f: &aws_sdk_sqs::types::BatchResultErrorEntry| {
+                        format!("{} ({})", f.code(), f.message().unwrap_or(""))
+                    };
+                    last = failed.iter().map(why).collect::<Vec<_>>().join(", ");
+                    // A sender fault is about the entry itself: sending it again cannot help.
+                    let faults: std::collections::HashMap<&str, String> = failed
                         .iter()
-                        .map(|f| format!("{} ({})", f.code(), f.message().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    if failed.iter().all(|f| f.sender_fault()) {
-                        return Err(format!("SQS refused {} message(s): {last}", failed.len()));
+                        .filter(|f| f.sender_fault())
+                        .map(|f| (f.id(), why(f)))
+                        .collect();
+                    let retry: std::collections::HashSet<&str> = failed
+                        .iter()
+                        .filter(|f| !f.sender_fault())
+                        .map(|f| f.id())
+                        .collect();
+                    let mut keep = Vec::new();
+                    for (i, e) in pending {
+                        let id = i.to_string();
+                        if let Some(reason) = faults.get(id.as_str()) {
+                            refused.push((i, reason.clone()));
+                        } else if retry.contains(id.as_str()) {
+                            keep.push((i, e));
+                        }
                     }
-                    let ids: std::collections::HashSet<&str> =
-                        failed.iter().map(|f| f.id()).collect();
-                    pending.retain(|(i, _)| ids.contains(i.to_string().as_str()));
+                    pending = keep;
+                    if pending.is_empty() {
+                        refused.sort_unstable_by_key(|(i, _)| *i);
+                        return Ok(refused);
+                    }
                     tracing::warn!(
                         failed = pending.len(),
                         attempt,
@@ -218,5 +397,63 @@ impl SqsSink {
             "SQS SendMessageBatch kept failing after {} attempts: {last}",
             self.cfg.retries + 1
         ))
+    }
+}
+
+/// The SQS body of a record: its JSON line, with the characters SQS refuses escaped.
+pub fn body_of(r: &Record) -> String {
+    sqs_safe(r.to_json())
+}
+
+/// Writes U+FFFE and U+FFFF (the only characters SQS refuses that serde_json leaves raw) as
+/// `\ufffe`/`\uffff` escapes. They can only stand inside JSON strings, where the escape parses
+/// to the same character. Bodies without them (nearly all) are returned as they are, after one
+/// fast scan for their lead byte 0xEF.
+pub fn sqs_safe(json: String) -> String {
+    let b = json.as_bytes();
+    let mut scan = 0;
+    let mut hit = None;
+    while let Some(p) = b[scan..].iter().position(|&c| c == 0xEF) {
+        let p = scan + p;
+        if b.get(p + 1) == Some(&0xBF) && matches!(b.get(p + 2), Some(0xBE | 0xBF)) {
+            hit = Some(p);
+            break;
+        }
+        scan = p + 1;
+    }
+    let Some(first) = hit else { return json };
+    let mut out = String::with_capacity(json.len() + 16);
+    out.push_str(&json[..first]);
+    for c in json[first..].chars() {
+        match c {
+            '\u{FFFE}' => out.push_str("\\ufffe"),
+            '\u{FFFF}' => out.push_str("\\uffff"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqs_safe_escapes_only_what_sqs_refuses() {
+        let plain = serde_json::to_string(
+            &serde_json::json!({"a": "caf\u{e9} \u{10348} \u{fffd} \u{fdd0} \u{1fffe} \u{7f} ok"}),
+        )
+        .unwrap();
+        assert_eq!(
+            sqs_safe(plain.clone()),
+            plain,
+            "allowed characters stay raw"
+        );
+        let v = serde_json::json!({"ua": "a\u{FFFE}b\u{FFFF}c\u{EFBF}"});
+        let raw = serde_json::to_string(&v).unwrap();
+        let safe = sqs_safe(raw);
+        assert!(!safe.contains('\u{FFFE}') && !safe.contains('\u{FFFF}'));
+        assert!(safe.contains("\\ufffe") && safe.contains("\\uffff"));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&safe).unwrap(), v);
     }
 }

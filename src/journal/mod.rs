@@ -14,7 +14,8 @@ pub mod inspect;
 mod types;
 
 pub use types::{
-    Checkpoint, DeadLetter, EpisodeDocEntry, EpisodeEntry, HarvestPosition, PageCommit, PageOutcome,
+    Checkpoint, DeadLetter, EpisodeDocEntry, EpisodeEntry, HarvestPosition, PageCommit,
+    PageOutcome, SinkRefusal,
 };
 
 use std::collections::hash_map::Entry;
@@ -37,6 +38,8 @@ pub(crate) const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blo
 pub(crate) const ACTION_IDS: TableDefinition<i64, u64> = TableDefinition::new("action_id_bits");
 pub(crate) const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 const DEAD_KEYS: TableDefinition<&str, ()> = TableDefinition::new("dead_letter_keys");
+/// [`SinkRefusal`]s by dead letter number: which sink refused the record, for replays.
+pub(crate) const SINK_REFUSALS: TableDefinition<u64, &[u8]> = TableDefinition::new("sink_refusals");
 pub(crate) const EPISODES: TableDefinition<&str, &[u8]> = TableDefinition::new("episodes");
 /// Episode documents built by `load-episodes` (by media package id), journaled before indexing.
 pub(crate) const EPISODE_DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("episode_docs");
@@ -166,6 +169,7 @@ impl Journal {
             tx.open_table(ACTION_IDS)?;
             tx.open_table(DEAD_LETTERS)?;
             tx.open_table(DEAD_KEYS)?;
+            tx.open_table(SINK_REFUSALS)?;
             tx.open_table(EPISODES)?;
             tx.open_table(EPISODE_DOCS)?;
             tx.open_table(CURSORS)?;
@@ -280,6 +284,66 @@ impl Journal {
         };
         tx.commit()?;
         Ok(added)
+    }
+
+    /// Stores records a sink will never take (each once per key) with the sink that refused them;
+    /// returns how many were new.
+    pub fn add_sink_dead_letters(&self, letters: Vec<(DeadLetter, SinkRefusal)>) -> Result<u64> {
+        let tx = self.db.begin_write()?;
+        let added = {
+            let mut meta = tx.open_table(META)?;
+            let mut refusals = tx.open_table(SINK_REFUSALS)?;
+            let mut added = 0;
+            for (d, r) in letters {
+                let n = get_u64(&meta, META_NEXT_DEAD)?;
+                if insert_dead_letters(&tx, &mut meta, vec![(r.key.clone(), d)])?.0 == 1 {
+                    refusals.insert(n, codec::encode_value(&r).as_slice())?;
+                    added += 1;
+                }
+            }
+            added
+        };
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// The sink refusals by dead letter number (empty for journals written before they existed).
+    pub fn sink_refusals(&self) -> Result<std::collections::BTreeMap<u64, SinkRefusal>> {
+        let tx = self.db.begin_read()?;
+        let t = match tx.open_table(SINK_REFUSALS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Default::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = std::collections::BTreeMap::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let r = codec::decode_value(v.value())
+                .map_err(|e| JournalError::Storage(format!("sink refusal {}: {e}", k.value())))?;
+            out.insert(k.value(), r);
+        }
+        Ok(out)
+    }
+
+    /// Marks dead letter `n` as delivered by a replay, so no replay sends it again; its key is
+    /// freed, so a later refusal of the same record is recorded anew.
+    pub fn mark_dead_letter_delivered(&self, n: u64, at_us: i64) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(SINK_REFUSALS)?;
+            let found = t
+                .get(n)?
+                .map(|v| codec::decode_value::<SinkRefusal>(v.value()));
+            if let Some(r) = found {
+                let mut r =
+                    r.map_err(|e| JournalError::Storage(format!("sink refusal {n}: {e}")))?;
+                tx.open_table(DEAD_KEYS)?.remove(r.key.as_str())?;
+                r.delivered_at_us = Some(at_us);
+                t.insert(n, codec::encode_value(&r).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Removes whole blocks for which `drop` says yes; returns (blocks, records) removed.

@@ -81,3 +81,21 @@ impl std::ops::AddAssign for PageOutcome {
         self.dead_letters += o.dead_letters;
     }
 }
+
+/// Which sink refused a dead letter, kept beside it (table `sink_refusals`, keyed by the dead
+/// letter's number) so that `journal replay --dead-letters` can send it again once the cause is
+/// fixed. A separate table: [`DeadLetter`]'s stored layout stays as older builds wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SinkRefusal {
+    /// The sink's kind: `sqs` or `es`.
+    pub sink: String,
+    /// The queue name or the index the record was meant for.
+    pub target: String,
+    pub action_id: i64,
+    /// The record's sequence number in the journal.
+    pub seq: u64,
+    /// The dedupe key the dead letter was stored under (freed when a replay delivers it).
+    pub key: String,
+    /// When a replay delivered it; `None` while it is still undelivered.
+    pub delivered_at_us: Option<i64>,
+}
