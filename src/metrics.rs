@@ -76,12 +76,12 @@ impl Metrics {
         self.harvest_runs.fetch_add(1, Ordering::Relaxed);
         self.harvest_errors.fetch_add(1, Ordering::Relaxed);
         self.last_harvest_ok.store(false, Ordering::Relaxed);
-        *self.last_error.lock().unwrap() = Some(redact_userinfo(e));
+        *self.last_error.lock().unwrap() = Some(public_text(e));
     }
 
     /// The journal is closed (after an I/O error, or while it cannot be opened): why.
     pub fn journal_down(&self, why: &str) {
-        *self.journal_down.lock().unwrap() = Some(redact_userinfo(why));
+        *self.journal_down.lock().unwrap() = Some(public_text(why));
     }
 
     /// The journal is open again.
@@ -240,6 +240,34 @@ impl Metrics {
     }
 }
 
+/// An error text fit for the public `/healthz`: no URL user info, no quoted value (a decoding
+/// error may quote a field of a record), at most 500 characters.
+pub fn public_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in redact_userinfo(text).chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…");
+            }
+            quoted = !quoted;
+            if !quoted {
+                out.push('"');
+            }
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    if quoted {
+        out.push('"');
+    }
+    if let Some((i, _)) = out.char_indices().nth(500) {
+        out.truncate(i);
+        out.push('…');
+    }
+    out
+}
+
 /// `text` with the user info of every URL in it (`scheme://user:pass@host`) replaced by `***`:
 /// an error that quotes a URL must not carry its credentials to a log or an endpoint.
 pub fn redact_userinfo(text: &str) -> String {
@@ -285,6 +313,10 @@ mod tests {
             "GET http://***@host:8080/x failed; see https://h/y"
         );
         assert_eq!(redact_userinfo("no url here"), "no url here");
+        assert_eq!(
+            public_text(r#"invalid type: string "10.1.2.3 student42", expected i64"#),
+            r#"invalid type: string "…", expected i64"#
+        );
         let m = Metrics::new(Arc::new(ClientStats::default()));
         m.harvest_failed("error sending request for url (http://u:S3CRET@h/)");
         let e = m.health().unwrap_err();

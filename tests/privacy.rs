@@ -251,8 +251,19 @@ async fn a_malformed_token_is_a_setting_error_that_does_not_echo_it() {
         .env("MATTERHORN_ENGAGE_HOST", "127.0.0.1:9")
         .env("MATTERHORN_REST_USER", USER)
         .env("MATTERHORN_REST_PASS", PASS)
-        .args(["run", "-o", "none", "--metrics-addr", "127.0.0.1:0"]);
-    let out = run(c);
+        .args(["run", "-o", "none", "--metrics-addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // Before the fix the token was ignored and the service ran on: stop it then.
+    let child = c.spawn().unwrap();
+    let pid = child.id().to_string();
+    let out = tokio::select! {
+        o = tokio::task::spawn_blocking(move || child.wait_with_output()) => o.unwrap().unwrap(),
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("a malformed HARVESTER_API_TOKEN was accepted: the service started");
+        }
+    };
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(

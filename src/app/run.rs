@@ -448,6 +448,14 @@ impl Service<'_> {
             Ok(s) => Cycle::Done(s),
             Err(HarvestError::Interrupted) => Cycle::Interrupted,
             Err(HarvestError::Journal(e)) => fault_or_failed(e),
+            // The body Opencast sent with an error status stays in the log, off /healthz.
+            Err(HarvestError::Opencast(crate::opencast::OpencastError::Status {
+                url,
+                status,
+                ..
+            })) => Cycle::Failed(format!(
+                "Opencast answered {status} for {url} (the log has its answer)"
+            )),
             Err(e) => Cycle::Failed(e.to_string()),
         }
     }
