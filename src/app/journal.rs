@@ -288,11 +288,21 @@ fn access(cli: &Cli) -> Result<Access, AppError> {
     }
 }
 
+/// A GET to the running service, with the bearer token of `HARVESTER_API_TOKEN` when it is set
+/// (the service needs it when it listens on a non-loopback address).
+fn api_get(url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+    let req = reqwest::Client::new().get(url);
+    match std::env::var(super::run::TOKEN_VAR) {
+        Ok(t) if !t.is_empty() => req.bearer_auth(t),
+        _ => req,
+    }
+}
+
 /// GETs `path` from a running service and copies the body to stdout as it arrives.
 async fn remote(addr: &str, path: &str, pairs: &[(String, String)]) -> Result<(), AppError> {
     let mut url = reqwest::Url::parse(&format!("http://{addr}{path}")).map_err(failed)?;
     url.query_pairs_mut().extend_pairs(pairs);
-    let mut resp = reqwest::get(url).await.map_err(|e| {
+    let mut resp = api_get(url).send().await.map_err(|e| {
         failed(format!(
             "the running harvester at {addr} did not answer: {e}"
         ))
@@ -346,11 +356,19 @@ async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
         Access::Local(j) => inspect::stats(&j).map_err(failed)?,
         Access::Remote(addr) => {
             let url = format!("http://{addr}/journal/stats");
-            let resp = reqwest::get(&url).await.map_err(|e| {
+            let resp = api_get(&url).send().await.map_err(|e| {
                 failed(format!(
                     "the running harvester at {addr} did not answer: {e}"
                 ))
             })?;
+            if !resp.status().is_success() {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                return Err(failed(format!(
+                    "the running harvester answered {status}: {}",
+                    text.trim()
+                )));
+            }
             resp.json::<inspect::Stats>().await.map_err(failed)?
         }
     };

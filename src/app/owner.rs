@@ -31,8 +31,42 @@ pub fn claim(journal: &Path, command: &str, metrics_addr: Option<&str>) {
         metrics_addr: metrics_addr.map(str::to_string),
     };
     if let Ok(text) = serde_json::to_string(&o) {
-        let _ = std::fs::write(path_of(journal), text);
+        if let Err(e) = write_private(&path_of(journal), text.as_bytes()) {
+            tracing::debug!(error = %e, "journal owner file not written");
+        }
     }
+}
+
+/// Writes `path` as a new 0600 file whatever the umask, atomically and never through a link:
+/// the bytes go to a fresh temporary file beside it (created exclusively, so a planted file or
+/// symlink of that name is refused), which is then renamed over `path`. A rename replaces a
+/// symlink at `path` itself, never the file it points to.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(
+        ".{}.{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let res = (|| {
+        // The mode given at creation is masked by the umask; this one is not.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
 }
 
 /// The recorded holder, if the file is there and its process still runs.
@@ -48,4 +82,30 @@ pub fn describe(o: &Owner) -> String {
         s.push_str(&format!(", serving on {a}"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_owner_file_is_private_and_never_written_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("j.redb");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&victim, path_of(&journal)).unwrap();
+        claim(&journal, "run", Some("127.0.0.1:9898"));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        let meta = std::fs::symlink_metadata(path_of(&journal)).unwrap();
+        assert!(meta.file_type().is_file(), "the link itself was replaced");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let o = read(&journal).expect("owner readable");
+        assert_eq!(o.pid, std::process::id());
+        assert_eq!(o.metrics_addr.as_deref(), Some("127.0.0.1:9898"));
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 }

@@ -1,28 +1,42 @@
 //! `harvester run`: the long-running service. One process harvests every interval and forwards
 //! continuously; an explicit shutdown signal (SIGTERM/SIGINT) lets each loop finish the unit of
 //! work in hand and commit it.
+//!
+//! An I/O error under the journal (a full disk, say) poisons redb's handle: no later write
+//! succeeds until the file is closed and opened again, and redb refuses a second open while any
+//! handle lives. So the service runs in *sessions*: open the journal, build the harvester and the
+//! forwarders on it, serve until shutdown or an I/O error, tear every one of them down (the HTTP
+//! routes reach the journal through a [`JournalSlot`] that is emptied meanwhile), close the file,
+//! and open it again with backoff. What a failed transaction held was never committed, so
+//! nothing is lost and the checkpoint never passes it; the next session harvests from the
+//! checkpoint again, and dedupe by id keeps every action once.
 
-use std::io::Write as _;
+mod http;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::Router;
+use chrono_tz::Tz;
 use tokio::sync::{watch, Notify};
 
 use super::{
-    check_sink_settings, default_start, failed, make_sink, parse_outputs, s3_checkpoint,
+    check_sink_settings, default_start, failed, make_sink, owner, parse_outputs, s3_checkpoint,
     s3_client_if, sync_checkpoint, AppError, Output,
 };
+use crate::checkpoint::S3Checkpoint;
 use crate::cli::{Cli, RunArgs, SinkArgs};
 use crate::config::{self, ConfigError};
 use crate::episodes::EpisodeCache;
 use crate::forward;
-use crate::harvest::{self, HarvestError, HarvestOptions, Harvester};
-use crate::journal::Journal;
+use crate::harvest::{self, HarvestError, HarvestOptions, HarvestSummary, Harvester};
+use crate::journal::{Journal, JournalError};
 use crate::metrics::Metrics;
+use crate::opencast::Opencast;
 use crate::timefmt;
+
+pub use http::{ApiToken, RecordAccess, TOKEN_VAR};
 
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
@@ -51,6 +65,36 @@ async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// The open journal as the HTTP routes reach it: present while a session runs, empty while the
+/// file is closed for a reopen (a route then answers 503 instead of keeping the file open).
+#[derive(Clone, Default)]
+pub struct JournalSlot(Arc<RwLock<Option<Arc<Journal>>>>);
+
+impl JournalSlot {
+    pub fn get(&self) -> Option<Arc<Journal>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, j: Option<Arc<Journal>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = j;
+    }
+}
+
+/// Slowest retry of a journal that cannot be opened or written.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// What every session needs, built once.
+struct Service<'a> {
+    args: &'a RunArgs,
+    outputs: Vec<Output>,
+    tz: Tz,
+    every: Duration,
+    opencast: Opencast,
+    s3: Option<S3Checkpoint>,
+    metrics: Arc<Metrics>,
+}
+
 pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let tz = config::parse_tz(&args.opencast.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let outputs = parse_outputs(&args.output, &args.sink)?;
@@ -76,41 +120,37 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
             args.metrics_addr
         ))
     })?;
+    let token = ApiToken::from_env()?;
     let opencast = config::opencast(&args.opencast, None)?;
-    let journal = super::open_journal_as(&cli.journal, "run", Some(&args.metrics_addr))?;
-    let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
-
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested: finishing the work in hand");
         let _ = stop_tx.send(true);
     });
+    let metrics = Arc::new(Metrics::new(opencast.client().stats_handle()));
+    let path = cli.journal.as_path();
+    // A journal that cannot be used (in use, of a newer format) fails the command; one that
+    // meets an I/O error (a full disk) is waited out, as one met later is.
+    let first = try_open(path, args).await?;
+    if let Err(e) = &first {
+        if !e.needs_reopen() {
+            return Err(match (e, owner::read(path)) {
+                (JournalError::InUse { .. }, Some(o)) => {
+                    failed(format!("{e} (held by {})", owner::describe(&o)))
+                }
+                _ => failed(e),
+            });
+        }
+    }
+    let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
 
-    let metrics = Arc::new(Metrics::new(
-        journal.clone(),
-        opencast.client().stats_handle(),
-    ));
+    let slot = JournalSlot::default();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| failed(format!("cannot listen on METRICS_ADDR {addr}: {e}")))?;
-    let m = metrics.clone();
-    let h = metrics.clone();
-    let app = Router::new()
-        .route("/metrics", get(move || async move { m.render() }))
-        .route(
-            "/healthz",
-            get(move || async move {
-                match h.health() {
-                    Ok(()) => (axum::http::StatusCode::OK, "ok\n".to_string()),
-                    Err(e) => (
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        format!("last harvest failed: {e}\n"),
-                    ),
-                }
-            }),
-        );
-    let app = app.merge(journal_routes(journal.clone()));
+    let access = RecordAccess::for_addr(&addr, token);
+    let app = http::router(metrics.clone(), slot.clone(), access);
     let mut srv_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -120,119 +160,43 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
             .await;
     });
     tracing::info!(%addr, every_s = every.as_secs_f64(), "harvester running; /metrics and /healthz on the address");
+    let mut journal = match first {
+        Ok(j) => Some(j),
+        Err(e) => {
+            report_down(&metrics, e.at(path), FIRST_BACKOFF);
+            open_with_backoff(path, args, &metrics, stop_rx.clone(), FIRST_BACKOFF).await?
+        }
+    };
 
-    let new_records = Arc::new(Notify::new());
-    let mut forwarders = Vec::new();
-    for o in outputs {
-        forwarders.push(tokio::spawn(forward_loop(
-            journal.clone(),
-            o,
-            args.sink.clone(),
-            metrics.clone(),
-            new_records.clone(),
-            stop_rx.clone(),
-        )));
-    }
-
-    let episodes = EpisodeCache::new(
-        opencast.clone(),
-        journal.clone(),
-        Duration::from_secs(args.episode_cache_expire.max(1)),
+    let svc = Service {
+        args,
+        outputs,
         tz,
-    );
-    let mut harvester = Harvester::new(
+        every,
         opencast,
-        episodes,
-        journal.clone(),
-        HarvestOptions {
-            batch_size: args.batch_size,
-            tz,
-            ..HarvestOptions::default()
-        },
-    );
-    harvester.shutdown = Some(stop_rx.clone());
-    let mut stop = stop_rx.clone();
-    let mut warned_size = false;
-    while !*stop.borrow() {
-        let result = async {
-            let start = default_start(&journal, s3.as_ref(), tz, args.interval).await?;
-            let end = timefmt::floor_second(timefmt::now_us());
-            let windows = harvest::windows(
-                start,
-                end.max(start),
-                args.max_start_end_span.filter(|m| *m > 0),
-            );
-            if windows.len() > 1 {
-                tracing::warn!(
-                    windows = windows.len(),
-                    "behind by more than MAX_START_END_SPAN: catching up window by window"
-                );
-            }
-            harvester.harvest(&windows).await.map_err(failed)
+        s3,
+        metrics: metrics.clone(),
+    };
+    let mut backoff = FIRST_BACKOFF;
+    while let Some(j) = journal.take() {
+        slot.set(Some(j.clone()));
+        let (fault, healthy_cycles) = svc.session(j.clone(), stop_rx.clone()).await;
+        slot.set(None);
+        close(j, &stop_rx).await;
+        let Some(e) = fault else { break };
+        metrics
+            .journal_faults
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if healthy_cycles > 0 {
+            backoff = FIRST_BACKOFF;
         }
-        .await;
-        match result {
-            Ok(s) => {
-                metrics
-                    .actions_harvested
-                    .fetch_add(s.actions, std::sync::atomic::Ordering::Relaxed);
-                metrics
-                    .duplicates_skipped
-                    .fetch_add(s.duplicates, std::sync::atomic::Ordering::Relaxed);
-                metrics
-                    .dead_letters
-                    .fetch_add(s.dead_letters, std::sync::atomic::Ordering::Relaxed);
-                metrics.harvest_ok();
-                tracing::info!(
-                    actions = s.actions,
-                    batches = s.batches,
-                    dead_letters = s.dead_letters,
-                    duplicates_skipped = s.duplicates,
-                    seconds = format!("{:.3}", s.seconds),
-                    "harvest cycle"
-                );
-            }
-            Err(e) if e.to_string() == HarvestError::Interrupted.to_string() => break,
-            Err(e) => {
-                metrics.harvest_failed(&e.to_string());
-                tracing::error!(error = %e, "harvest cycle failed; retrying next cycle");
-            }
-        }
-        new_records.notify_waiters();
-        if let Some(s3) = &s3 {
-            if let Err(e) = sync_checkpoint(&journal, s3, tz).await {
-                metrics
-                    .s3_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = %e, "checkpoint not written to S3");
-            }
-        }
-        let size = std::fs::metadata(journal.path())
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if size > args.journal_warn_size && !warned_size {
-            tracing::warn!(size, limit = args.journal_warn_size,
-                "the journal is larger than JOURNAL_WARN_SIZE: is a sink down? (`harvester journal stats` shows each sink's lag)");
-            warned_size = true;
-        } else if size <= args.journal_warn_size {
-            warned_size = false;
-        }
-        pause(every, &mut stop).await;
+        report_down(&metrics, e.at(path), backoff);
+        let mut stop = stop_rx.clone();
+        pause(backoff, &mut stop).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        journal = open_with_backoff(path, args, &metrics, stop_rx.clone(), backoff).await?;
     }
-    // A forwarder stuck in a sink call past its timeout is ended, not left running: it holds the
-    // journal, which must be closed before the process exits.
-    for mut f in forwarders {
-        if tokio::time::timeout(Duration::from_secs(10), &mut f)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "a forwarder did not stop within 10 s; ending it (its records stay in the journal)"
-            );
-            f.abort();
-            let _ = f.await;
-        }
-    }
+    // The server holds no journal (its slot is empty by now); one that does not stop is ended.
     let mut server = server;
     if tokio::time::timeout(Duration::from_secs(2), &mut server)
         .await
@@ -245,96 +209,291 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     Ok(())
 }
 
-/// `/journal/stats` and `/journal/dump`: the running service answers what `harvester journal`
-/// cannot read itself while this process holds the file.
-fn journal_routes(journal: Arc<Journal>) -> Router {
-    let js = journal.clone();
-    Router::new()
-        .route(
-            "/journal/stats",
-            get(move || {
-                let j = js.clone();
-                async move {
-                    let res = tokio::task::spawn_blocking(move || crate::journal::inspect::stats(&j)).await;
-                    match res.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-                        Ok(s) => axum::http::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(axum::body::Body::from(serde_json::to_string(&s).unwrap_or_default()))
-                            .unwrap(),
-                        Err(e) => axum::http::Response::builder()
-                            .status(500)
-                            .body(axum::body::Body::from(e))
-                            .unwrap(),
-                    }
-                }
-            }),
-        )
-        .route(
-            "/journal/dump",
-            get(move |axum::extract::RawQuery(q): axum::extract::RawQuery| {
-                let j = journal.clone();
-                async move {
-                    let url = reqwest::Url::parse(&format!("http://x/?{}", q.unwrap_or_default()));
-                    let pairs: Vec<(String, String)> = url
-                        .map(|u| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
-                        .unwrap_or_default();
-                    let req = match super::journal::DumpRequest::from_pairs(&pairs) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return axum::http::Response::builder()
-                                .status(400)
-                                .body(axum::body::Body::from(e.to_string()))
-                                .unwrap()
-                        }
-                    };
-                    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
-                    tokio::task::spawn_blocking(move || {
-                        let mut w = ChannelWriter { tx, buf: Vec::with_capacity(1 << 16) };
-                        if let Ok(bad) = super::journal::write_dump(&j, &req, &mut w) {
-                            for b in bad {
-                                tracing::error!(first_seq = b.first_seq, error = %b.error, "dump skipped an unreadable block");
-                            }
-                        }
-                        let _ = w.flush();
-                    });
-                    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
-                    axum::http::Response::builder()
-                        .header("content-type", "application/x-ndjson")
-                        .body(axum::body::Body::from_stream(stream))
-                        .unwrap()
-                }
-            }),
-        )
+/// Opens the journal and records this process as its holder.
+async fn try_open(
+    path: &Path,
+    args: &RunArgs,
+) -> Result<Result<Arc<Journal>, JournalError>, AppError> {
+    let p = path.to_path_buf();
+    let res = tokio::task::spawn_blocking(move || Journal::open(&p))
+        .await
+        .map_err(failed)?;
+    Ok(res.map(|j| {
+        owner::claim(path, "run", Some(&args.metrics_addr));
+        Arc::new(j)
+    }))
 }
 
-/// Streams a dump to an HTTP response in 64 KiB chunks; a gone client stops the dump.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
-    buf: Vec<u8>,
+/// Shows why the journal is closed on /healthz and in the log.
+fn report_down(metrics: &Metrics, e: JournalError, retry_in: Duration) {
+    metrics.journal_down(&e.to_string());
+    tracing::error!(error = %e, retry_in_s = retry_in.as_secs_f64(),
+        "the journal is closed after an I/O error; opening it again");
 }
 
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= 1 << 16 {
-            self.flush()?;
+/// Opens the journal again, retrying with backoff whatever the error (its cause, a full disk
+/// say, may be gone next time); `None` when shutdown came first.
+async fn open_with_backoff(
+    path: &Path,
+    args: &RunArgs,
+    metrics: &Metrics,
+    mut stop: watch::Receiver<bool>,
+    mut backoff: Duration,
+) -> Result<Option<Arc<Journal>>, AppError> {
+    loop {
+        if *stop.borrow() {
+            return Ok(None);
         }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
+        metrics
+            .journal_reopens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match try_open(path, args).await? {
+            Ok(j) => {
+                metrics.journal_up();
+                tracing::info!(path = %path.display(), "journal open again; harvesting and forwarding resume");
+                return Ok(Some(j));
+            }
+            Err(e) => {
+                report_down(metrics, e.at(path), backoff);
+                pause(backoff, &mut stop).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
         }
-        let chunk = bytes::Bytes::from(std::mem::take(&mut self.buf));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
     }
 }
 
-/// Forwards to one sink for as long as the service runs, reconnecting and backing off while the
-/// sink is down: the journal holds everything meanwhile.
+/// Closes the journal once the last handle on it is gone (a request or a blocking task may
+/// still hold one for a moment), so that it can be opened again.
+async fn close(journal: Arc<Journal>, stop: &watch::Receiver<bool>) {
+    let mut j = journal;
+    let mut waited = Duration::ZERO;
+    loop {
+        match Arc::try_unwrap(j) {
+            Ok(inner) => {
+                // Closing writes to the file; keep it off the async threads.
+                let _ = tokio::task::spawn_blocking(move || drop(inner)).await;
+                return;
+            }
+            Err(back) => {
+                j = back;
+                if *stop.borrow() && waited > Duration::from_secs(5) {
+                    return;
+                }
+                if waited.as_secs() > 0 && waited.as_millis() % 10_000 == 0 {
+                    tracing::warn!(
+                        waited_s = waited.as_secs(),
+                        "the journal is still held by a task; waiting to close it"
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                waited += Duration::from_millis(100);
+            }
+        }
+    }
+}
+
+/// A journal I/O error met by any task of a session: the first one is kept, and the session
+/// stops.
+struct Fault {
+    stop: watch::Sender<bool>,
+    error: Mutex<Option<JournalError>>,
+}
+
+impl Fault {
+    fn raise(&self, e: JournalError) {
+        self.error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+        self.stop.send_replace(true);
+    }
+}
+
+/// How a harvest cycle ended.
+enum Cycle {
+    Done(HarvestSummary),
+    Interrupted,
+    JournalFault(JournalError),
+    Failed(String),
+}
+
+impl Service<'_> {
+    /// Serves on one open journal until shutdown (`None`) or a journal I/O error (`Some`), then
+    /// stops every task that holds the journal. Returns also how many harvest cycles succeeded.
+    async fn session(
+        &self,
+        journal: Arc<Journal>,
+        stop: watch::Receiver<bool>,
+    ) -> (Option<JournalError>, u64) {
+        let (session_tx, session_rx) = watch::channel(false);
+        let fault = Arc::new(Fault {
+            stop: session_tx,
+            error: Mutex::new(None),
+        });
+        let relay = {
+            let (mut stop, fault) = (stop.clone(), fault.clone());
+            tokio::spawn(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                fault.stop.send_replace(true);
+            })
+        };
+        let new_records = Arc::new(Notify::new());
+        let forwarders: Vec<_> = self
+            .outputs
+            .iter()
+            .map(|o| {
+                tokio::spawn(forward_loop(
+                    journal.clone(),
+                    o.clone(),
+                    self.args.sink.clone(),
+                    self.metrics.clone(),
+                    new_records.clone(),
+                    session_rx.clone(),
+                    fault.clone(),
+                ))
+            })
+            .collect();
+        let episodes = EpisodeCache::new(
+            self.opencast.clone(),
+            journal.clone(),
+            Duration::from_secs(self.args.episode_cache_expire.max(1)),
+            self.tz,
+        );
+        let mut harvester = Harvester::new(
+            self.opencast.clone(),
+            episodes,
+            journal.clone(),
+            HarvestOptions {
+                batch_size: self.args.batch_size,
+                tz: self.tz,
+                ..HarvestOptions::default()
+            },
+        );
+        harvester.shutdown = Some(session_rx.clone());
+        let mut session = session_rx.clone();
+        let mut warned_size = false;
+        let mut healthy_cycles = 0;
+        while !*session.borrow() {
+            match self.cycle(&harvester, &journal).await {
+                Cycle::Done(s) => {
+                    self.metrics.count_harvest(&s);
+                    self.metrics.harvest_ok();
+                    healthy_cycles += 1;
+                    tracing::info!(
+                        actions = s.actions,
+                        batches = s.batches,
+                        dead_letters = s.dead_letters,
+                        duplicates_skipped = s.duplicates,
+                        seconds = format!("{:.3}", s.seconds),
+                        "harvest cycle"
+                    );
+                }
+                Cycle::Interrupted => break,
+                Cycle::JournalFault(e) => {
+                    // /healthz stays 503 after the reopen until a harvest succeeds again.
+                    let e = e.at(journal.path());
+                    self.metrics.harvest_failed(&e.to_string());
+                    fault.raise(e);
+                    break;
+                }
+                Cycle::Failed(e) => {
+                    self.metrics.harvest_failed(&e);
+                    tracing::error!(error = %e, "harvest cycle failed; retrying next cycle");
+                }
+            }
+            new_records.notify_waiters();
+            if let Some(s3) = &self.s3 {
+                if let Err(e) = sync_checkpoint(&journal, s3, self.tz).await {
+                    self.metrics
+                        .s3_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(error = %e, "checkpoint not written to S3");
+                }
+            }
+            self.warn_size(&journal, &mut warned_size);
+            pause(self.every, &mut session).await;
+        }
+        fault.stop.send_replace(true);
+        relay.abort();
+        drop(harvester);
+        for f in forwarders {
+            let abort = f.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), f)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        let e = fault.error.lock().unwrap_or_else(|p| p.into_inner()).take();
+        (e, healthy_cycles)
+    }
+
+    /// One harvest from the checkpoint to now.
+    async fn cycle(&self, harvester: &Harvester, journal: &Journal) -> Cycle {
+        // A poisoned handle shows here first when the last cycle's write failed elsewhere.
+        if let Err(e) = journal.checkpoint() {
+            return fault_or_failed(e);
+        }
+        let start =
+            match default_start(journal, self.s3.as_ref(), self.tz, self.args.interval).await {
+                Ok(s) => s,
+                Err(e) => return Cycle::Failed(e.to_string()),
+            };
+        let end = timefmt::floor_second(timefmt::now_us());
+        let windows = harvest::windows(
+            start,
+            end.max(start),
+            self.args.max_start_end_span.filter(|m| *m > 0),
+        );
+        if windows.len() > 1 {
+            tracing::warn!(
+                windows = windows.len(),
+                "behind by more than MAX_START_END_SPAN: catching up window by window"
+            );
+        }
+        match harvester.harvest(&windows).await {
+            Ok(s) => Cycle::Done(s),
+            Err(HarvestError::Interrupted) => Cycle::Interrupted,
+            Err(HarvestError::Journal(e)) => fault_or_failed(e),
+            // The body Opencast sent with an error status stays in the log, off /healthz.
+            Err(HarvestError::Opencast(crate::opencast::OpencastError::Status {
+                url,
+                status,
+                ..
+            })) => Cycle::Failed(format!(
+                "Opencast answered {status} for {url} (the log has its answer)"
+            )),
+            Err(e) => Cycle::Failed(e.to_string()),
+        }
+    }
+
+    fn warn_size(&self, journal: &Journal, warned: &mut bool) {
+        let limit = self.args.journal_warn_size;
+        let size = std::fs::metadata(journal.path())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        if size > limit && !*warned {
+            tracing::warn!(size, limit,
+                "the journal is larger than JOURNAL_WARN_SIZE: is a sink down? (`harvester journal stats` shows each sink's lag)");
+            *warned = true;
+        } else if size <= limit {
+            *warned = false;
+        }
+    }
+}
+
+fn fault_or_failed(e: JournalError) -> Cycle {
+    if e.needs_reopen() {
+        Cycle::JournalFault(e)
+    } else {
+        Cycle::Failed(e.to_string())
+    }
+}
+
+/// Forwards to one sink for as long as the session runs, reconnecting and backing off while
+/// the sink is down: the journal holds everything meanwhile. A journal I/O error ends the
+/// session (the journal must be reopened).
 async fn forward_loop(
     journal: Arc<Journal>,
     output: Output,
@@ -342,6 +501,7 @@ async fn forward_loop(
     metrics: Arc<Metrics>,
     new_records: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
+    fault: Arc<Fault>,
 ) {
     let mut backoff = Duration::from_millis(500);
     let mut sink = None;
@@ -372,6 +532,10 @@ async fn forward_loop(
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {},
                     _ = stop.changed() => {},
                 }
+            }
+            Err(forward::ForwardError::Journal(e)) if e.needs_reopen() => {
+                fault.raise(e);
+                return;
             }
             Err(e) => {
                 if let forward::ForwardError::Sink { forwarded, .. } = &e {

@@ -69,16 +69,91 @@ pub enum JournalError {
     },
     #[error("journal {path} was written by a newer harvester (format {found}, this build knows up to {known}); upgrade harvester")]
     NewerFormat { path: PathBuf, found: u8, known: u8 },
+    /// The file system failed under the journal (a full disk, a failing device). Nothing of the
+    /// failed transaction is kept; redb refuses every later write until the file is reopened.
+    /// `path` is filled in by whoever knows the file ([`JournalError::at`]).
+    #[error("{}", io_message(path.as_deref(), source))]
+    Io {
+        path: Option<PathBuf>,
+        source: std::io::Error,
+    },
+    /// An earlier I/O error poisoned this handle: only closing and reopening the file helps.
+    #[error(
+        "journal{} had an I/O error earlier and must be closed and opened again",
+        path.as_deref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+    )]
+    NeedsReopen { path: Option<PathBuf> },
     #[error("journal storage error: {0}")]
     Storage(String),
     #[error("journal record at sequence {seq} cannot be read: {source}")]
     Corrupt { seq: u64, source: CodecError },
 }
 
+impl JournalError {
+    /// True when the handle is no use any more after this error and the file must be closed
+    /// and opened again (which succeeds once the cause, say a full disk, is gone).
+    pub fn needs_reopen(&self) -> bool {
+        match self {
+            JournalError::Io { .. } | JournalError::NeedsReopen { .. } => true,
+            JournalError::Open {
+                source: redb::DatabaseError::Storage(s),
+                ..
+            } => matches!(
+                s,
+                redb::StorageError::Io(_)
+                    | redb::StorageError::PreviousIo
+                    | redb::StorageError::DatabaseClosed
+            ),
+            _ => false,
+        }
+    }
+
+    /// Names the journal file in an I/O error that does not name it yet (redb's errors do not
+    /// know the file they are about).
+    pub fn at(self, journal: &Path) -> JournalError {
+        match self {
+            JournalError::Io { path: None, source } => JournalError::Io {
+                path: Some(journal.to_path_buf()),
+                source,
+            },
+            JournalError::NeedsReopen { path: None } => JournalError::NeedsReopen {
+                path: Some(journal.to_path_buf()),
+            },
+            other => other,
+        }
+    }
+}
+
+/// "I/O error on journal PATH: No space left on device (os error 28); free space ...".
+fn io_message(path: Option<&Path>, e: &std::io::Error) -> String {
+    let mut s = match path {
+        Some(p) => format!("I/O error on journal {}: {e}", p.display()),
+        None => format!("I/O error on the journal: {e}"),
+    };
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+        s.push_str(
+            "; free space on the journal's file system (nothing of the failed write was kept; \
+             `harvester run` reopens the journal by itself once there is room)",
+        );
+    }
+    s
+}
+
+/// Sorts redb's errors: I/O failures (which poison the handle) apart from the rest.
+fn classify(e: redb::Error) -> JournalError {
+    match e {
+        redb::Error::Io(source) => JournalError::Io { path: None, source },
+        redb::Error::PreviousIo | redb::Error::DatabaseClosed => {
+            JournalError::NeedsReopen { path: None }
+        }
+        other => JournalError::Storage(other.to_string()),
+    }
+}
+
 macro_rules! storage_from {
     ($($t:ty),*) => {$(
         impl From<$t> for JournalError {
-            fn from(e: $t) -> Self { JournalError::Storage(e.to_string()) }
+            fn from(e: $t) -> Self { classify(e.into()) }
         }
     )*};
 }
@@ -89,6 +164,29 @@ storage_from!(
     redb::StorageError,
     redb::CommitError
 );
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_an_io_error_that_names_the_file_and_asks_for_a_reopen() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let e: JournalError = redb::StorageError::Io(enospc).into();
+        assert!(e.needs_reopen());
+        let msg = e.at(Path::new("/data/j.redb")).to_string();
+        assert!(msg.contains("/data/j.redb"), "{msg}");
+        assert!(msg.contains("No space left on device"), "{msg}");
+        let again: JournalError = redb::StorageError::PreviousIo.into();
+        assert!(again.needs_reopen());
+        assert!(again
+            .at(Path::new("/data/j.redb"))
+            .to_string()
+            .contains("/data/j.redb"));
+        let corrupt: JournalError = redb::StorageError::Corrupted("x".into()).into();
+        assert!(!corrupt.needs_reopen());
+    }
+}
 
 pub type Result<T> = std::result::Result<T, JournalError>;
 

@@ -1,0 +1,274 @@
+//! Personal data stays private: the journal's owner file and the record endpoints of `run`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use harvester::sim::SimConfig;
+use harvester::timefmt;
+
+const TOKEN: &str = "marker-token-7f3a9c2e51d8";
+
+/// Simulated actions over the last five minutes, so a service harvesting "now" finds them all.
+async fn recent_sim(n: u64) -> harvester::sim::SimHandle {
+    let now = timefmt::floor_second(timefmt::now_us());
+    start_sim(SimConfig::new(harvester::sim::DataConfig::new(
+        3,
+        n,
+        now - 300_000_000,
+        now - 1_000_000,
+    )))
+    .await
+}
+
+/// Kills the service when the test ends, whatever happens.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sigterm_and_wait(s: &mut Service) -> Option<i32> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &s.0.id().to_string()])
+        .status();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if let Some(st) = s.0.try_wait().unwrap() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the service did not stop within 10 s of SIGTERM");
+}
+
+/// Starts `run -o none` on `bind` and waits until it has journaled `n` actions.
+async fn start_run(
+    dir: &Path,
+    sim: &harvester::sim::SimHandle,
+    bind: &str,
+    token: Option<&str>,
+    n: u64,
+) -> Service {
+    let mut c = harvester_for(dir, sim);
+    if let Some(t) = token {
+        c.env("HARVESTER_API_TOKEN", t);
+    }
+    c.args([
+        "run",
+        "-o",
+        "none",
+        "-i",
+        "10",
+        "--every",
+        "0.5",
+        "--metrics-addr",
+        bind,
+    ]);
+    c.stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+    let s = Service(c.spawn().unwrap());
+    let port = bind.rsplit(':').next().unwrap();
+    let metrics = format!("http://127.0.0.1:{port}/metrics");
+    let t = Instant::now();
+    loop {
+        let got = match reqwest::get(&metrics).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if got.contains(&format!("harvester_journal_records_total {n}")) {
+            return s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{n} actions not journaled within 30 s:\n{got}\n{}",
+            std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn journal_cmd(dir: &Path, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut c = harvester(dir);
+    if let Some(t) = token {
+        c.env("HARVESTER_API_TOKEN", t);
+    }
+    c.arg("journal").args(args);
+    run(c)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_file_is_0600_under_umask_022_and_never_written_through_a_symlink() {
+    let sim = start_sim(SimConfig::new(data(50, 60))).await;
+    let dir = scratch();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "not yours").unwrap();
+    let owner = dir.path().join("journal.redb.owner");
+    std::os::unix::fs::symlink(&victim, &owner).unwrap();
+    // The same command as `harvester_for`, started by a shell that sets the umask first.
+    let mut c = Command::new("sh");
+    c.env_clear()
+        .current_dir(dir.path())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JOURNAL_PATH", journal_path(dir.path()))
+        .env("LOG_LEVEL", "info")
+        .env("MATTERHORN_ENGAGE_HOST", sim.url())
+        .env("MATTERHORN_REST_USER", USER)
+        .env("MATTERHORN_REST_PASS", PASS)
+        .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_harvester"))
+        .args([
+            "harvest",
+            "-s",
+            &compact(t0()),
+            "-e",
+            &compact(t0() + 60_000_000),
+            "-o",
+            "none",
+        ]);
+    let out = run(c);
+    assert_ok(&out);
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "not yours",
+        "the owner file was written through the symlink"
+    );
+    let meta = std::fs::symlink_metadata(&owner).unwrap();
+    assert!(meta.file_type().is_file(), "the symlink itself is replaced");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "the owner file is private whatever the umask"
+    );
+    let text = std::fs::read_to_string(&owner).unwrap();
+    assert!(text.contains("\"harvest\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_public_address_without_a_token_the_record_endpoints_are_off_and_a_warning_says_so() {
+    let sim = recent_sim(300).await;
+    let dir = scratch();
+    let port = free_port();
+    let mut svc = start_run(dir.path(), &sim, &format!("0.0.0.0:{port}"), None, 300).await;
+    let base = format!("http://127.0.0.1:{port}");
+    for path in ["/journal/dump", "/journal/stats"] {
+        let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+        assert_eq!(r.status(), 403, "{path} must be off");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("action_id"), "{body}");
+    }
+    // /metrics and /healthz stay public.
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The CLI, which asks the running service, is refused too.
+    let out = journal_cmd(dir.path(), None, &["dump"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+    assert_eq!(sigterm_and_wait(&mut svc), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(
+        log.contains("not a loopback address") && log.contains("HARVESTER_API_TOKEN"),
+        "no warning that the record endpoints are off:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_token_the_record_endpoints_answer_only_to_its_bearer() {
+    let sim = recent_sim(300).await;
+    let dir = scratch();
+    let port = free_port();
+    let mut svc = start_run(
+        dir.path(),
+        &sim,
+        &format!("0.0.0.0:{port}"),
+        Some(TOKEN),
+        300,
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for path in ["/journal/dump", "/journal/stats"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} without a token");
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth("marker-token-7f3a9c2e51d9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path} with a wrong token");
+    }
+    let r = http
+        .get(format!("{base}/journal/dump"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap().lines().count(), 300);
+    // The CLI sends the token when HARVESTER_API_TOKEN is set, and is refused without it.
+    let out = journal_cmd(dir.path(), Some(TOKEN), &["dump"]);
+    assert_ok(&out);
+    assert_eq!(stdout_records(&out).len(), 300);
+    let out = journal_cmd(dir.path(), Some(TOKEN), &["stats", "--json"]);
+    assert_ok(&out);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["actions"], 300);
+    let out = journal_cmd(dir.path(), None, &["dump"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(sigterm_and_wait(&mut svc), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
+    assert!(!log.contains("not a loopback address"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_token_is_a_setting_error_that_does_not_echo_it() {
+    let dir = scratch();
+    let mut c = harvester(dir.path());
+    c.env("HARVESTER_API_TOKEN", "short-S3CRET")
+        .env("MATTERHORN_ENGAGE_HOST", "127.0.0.1:9")
+        .env("MATTERHORN_REST_USER", USER)
+        .env("MATTERHORN_REST_PASS", PASS)
+        .args(["run", "-o", "none", "--metrics-addr", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // Before the fix the token was ignored and the service ran on: stop it then.
+    let child = c.spawn().unwrap();
+    let pid = child.id().to_string();
+    let out = tokio::select! {
+        o = tokio::task::spawn_blocking(move || child.wait_with_output()) => o.unwrap().unwrap(),
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("a malformed HARVESTER_API_TOKEN was accepted: the service started");
+        }
+    };
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("HARVESTER_API_TOKEN") && err.contains("16 to 4096"),
+        "{err}"
+    );
+    assert!(!err.contains("S3CRET"), "{err}");
+}
