@@ -305,8 +305,11 @@ fn forward_to_a_file_with_a_torn_last_line_writes_whole_lines() {
     // What a kill in the middle of a write leaves: whole lines, then half a record.
     let half = records[0].to_json();
     std::fs::write(&out, format!("{}\n{}", records[0].to_json(), &half[..40])).unwrap();
-    let o = forward_to_file(dir.path(), &out).status().unwrap();
-    assert!(o.success());
+    let o = forward_to_file(dir.path(), &out)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_ok(&o);
     let ids = whole_lines(&out);
     assert_eq!(ids.len(), 50);
     assert_eq!(ids[&1], 2, "the earlier whole line stays");

@@ -528,10 +528,12 @@ async fn replay_dead_letters(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> 
                 ))
                 .into())
             }
-            None => return Err(ConfigError(format!(
+            None => {
+                return Err(ConfigError(format!(
                 "dead letter {n} is not a record a sink refused (see journal dump --dead-letters)"
             ))
-            .into()),
+                .into())
+            }
         }
     }
     let todo: Vec<_> = letters

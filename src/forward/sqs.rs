@@ -90,6 +90,9 @@ pub struct Delivery {
     pub failed: Option<String>,
 }
 
+/// Entries (by position) SQS will never take, with its reason; or why a batch failed.
+type BatchOutcome = Result<Vec<(usize, String)>, String>;
+
 /// A batch to send, or an entry refused before sending.
 enum Unit {
     Batch(Vec<(usize, Entry)>),
@@ -288,17 +291,16 @@ impl SqsSink {
         if !cur.is_empty() {
             units.push(Unit::Batch(cur));
         }
-        let results: Vec<(usize, Result<Vec<(usize, String)>, String>)> =
-            futures::stream::iter(units)
-                .map(|u| async move {
-                    match u {
-                        Unit::Batch(b) => (b.len(), self.send_batch(b).await),
-                        Unit::TooLarge(i, why) => (1, Ok(vec![(i, why)])),
-                    }
-                })
-                .buffered(self.cfg.concurrency.max(1))
-                .collect()
-                .await;
+        let results: Vec<(usize, BatchOutcome)> = futures::stream::iter(units)
+            .map(|u| async move {
+                match u {
+                    Unit::Batch(b) => (b.len(), self.send_batch(b).await),
+                    Unit::TooLarge(i, why) => (1, Ok(vec![(i, why)])),
+                }
+            })
+            .buffered(self.cfg.concurrency.max(1))
+            .collect()
+            .await;
         let mut d = Delivery::default();
         for (n, res) in results {
             match res {
@@ -317,10 +319,7 @@ impl SqsSink {
 
     /// Sends one batch until every entry is taken or refused for good; returns the refused ones
     /// (by position) with SQS's reason.
-    async fn send_batch(
-        &self,
-        entries: Vec<(usize, Entry)>,
-    ) -> Result<Vec<(usize, String)>, String> {
+    async fn send_batch(&self, entries: Vec<(usize, Entry)>) -> BatchOutcome {
         let mut pending = entries;
         let mut refused = Vec::new();
         let mut last = String::new();

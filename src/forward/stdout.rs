@@ -80,8 +80,12 @@ fn drop_torn_line(out: &File) -> std::io::Result<()> {
         // Writing over the file's start (e.g. `1<>file`): leave it as it is.
         return Ok(());
     }
+    // Our descriptor is usually write-only (`>>`): read the file through a descriptor of our own.
+    let Ok(reader) = File::open(format!("/proc/self/fd/{}", out.as_raw_fd())) else {
+        return Ok(());
+    };
     let mut last = [0u8];
-    out.read_exact_at(&mut last, len - 1)?;
+    reader.read_exact_at(&mut last, len - 1)?;
     if last[0] == b'\n' {
         return Ok(());
     }
@@ -91,7 +95,7 @@ fn drop_torn_line(out: &File) -> std::io::Result<()> {
     let keep = loop {
         let start = end.saturating_sub(chunk.len() as u64);
         let part = &mut chunk[..(end - start) as usize];
-        out.read_exact_at(part, start)?;
+        reader.read_exact_at(part, start)?;
         if let Some(p) = part.iter().rposition(|&b| b == b'\n') {
             break start + p as u64 + 1;
         }
