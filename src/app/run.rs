@@ -147,6 +147,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         HarvestOptions {
             batch_size: args.batch_size,
             tz,
+            prefetch: args.pace.max_in_flight,
             ..HarvestOptions::default()
         },
     );
@@ -155,7 +156,8 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let mut warned_size = false;
     while !*stop.borrow() {
         let result = async {
-            let start = default_start(&journal, s3.as_ref(), tz, args.interval).await?;
+            let overlap = args.pace.overlap;
+            let start = default_start(&journal, s3.as_ref(), tz, args.interval, overlap).await?;
             let end = timefmt::floor_second(timefmt::now_us());
             let windows = harvest::windows(
                 start,
