@@ -357,10 +357,57 @@ pub struct S3Args {
     pub s3_key: String,
 }
 
+/// How hard the harvest presses Opencast, and how far it looks back (`harvest` and `run`).
+#[derive(Debug, Clone, Args)]
+pub struct PaceArgs {
+    /// Requests to Opencast in flight at once, pages and episode look-ups together (1 to 64).
+    /// The original sent one at a time: `--max-in-flight 1 -w 1` is as gentle as it was.
+    #[arg(long, env = "OPENCAST_MAX_IN_FLIGHT",
+          default_value_t = crate::harvest::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = parse_max_in_flight)]
+    pub max_in_flight: usize,
+
+    /// Seconds before the checkpoint each window starts (0 to 86400), so that actions Opencast
+    /// committed late are read too; those read again are skipped as duplicates. Only when the
+    /// start comes from the checkpoint, never with --start.
+    #[arg(long, env = "HARVEST_OVERLAP", default_value_t = 60,
+          value_parser = parse_overlap)]
+    pub overlap: u64,
+}
+
+/// `--max-in-flight`: a count in [`crate::harvest::MAX_IN_FLIGHT_RANGE`].
+pub fn parse_max_in_flight(s: &str) -> Result<usize, String> {
+    let r = crate::harvest::MAX_IN_FLIGHT_RANGE;
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| r.contains(n))
+        .ok_or_else(|| {
+            format!(
+                "OPENCAST_MAX_IN_FLIGHT/--max-in-flight takes a whole number of requests from {} to {}",
+                r.start(),
+                r.end()
+            )
+        })
+}
+
+/// `--overlap`: whole seconds, at most a day.
+fn parse_overlap(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n <= 86_400)
+        .ok_or_else(|| {
+            "HARVEST_OVERLAP/--overlap takes a whole number of seconds from 0 to 86400".to_string()
+        })
+}
+
 #[derive(Debug, Args)]
 pub struct HarvestArgs {
     #[command(flatten)]
     pub opencast: OpencastArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
     #[command(flatten)]
     pub sink: SinkArgs,
     #[command(flatten)]
@@ -522,6 +569,10 @@ pub struct BenchFetchArgs {
     pub end: String,
     #[arg(short = 'b', long, default_value_t = 1000)]
     pub batch_size: u64,
+    /// Page requests in flight at once (as `harvest --max-in-flight`).
+    #[arg(long, default_value_t = crate::harvest::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = parse_max_in_flight)]
+    pub max_in_flight: usize,
     /// What to do with each page once fetched: nothing (the bare fetch), a serde skim of its
     /// JSON (the least any harvester must do), or the harvest's own decoding and judging.
     #[arg(long, value_enum, default_value_t = crate::harvest::FetchDecode::None)]
@@ -684,6 +735,8 @@ Example:
 pub struct RunArgs {
     #[command(flatten)]
     pub opencast: OpencastArgs,
+    #[command(flatten)]
+    pub pace: PaceArgs,
     #[command(flatten)]
     pub sink: SinkArgs,
     #[command(flatten)]

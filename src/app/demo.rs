@@ -108,6 +108,7 @@ pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppErro
     let opts = HarvestOptions {
         batch_size: args.batch_size,
         tz,
+        prefetch: args.max_in_flight,
         ..HarvestOptions::default()
     };
     let harvester = Harvester::new(opencast, episodes, journal, opts);

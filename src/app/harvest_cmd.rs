@@ -53,7 +53,10 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let now = timefmt::floor_second(timefmt::now_us());
     let start = match start_flag {
         Some(s) => s,
-        None => default_start(&journal, s3.as_ref(), tz, args.interval).await?,
+        None => {
+            let overlap = args.pace.overlap;
+            default_start(&journal, s3.as_ref(), tz, args.interval, overlap).await?
+        }
     };
     let end = end_flag.unwrap_or(now);
     if end < start {
@@ -103,6 +106,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
             wait: Duration::from_secs_f64(args.wait),
             tz,
             update_checkpoint: update,
+            prefetch: args.pace.max_in_flight,
             ..HarvestOptions::default()
         },
     );

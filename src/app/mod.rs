@@ -263,21 +263,39 @@ pub(crate) async fn sync_checkpoint(
     Ok(())
 }
 
-/// Where a harvest without `--start` begins: the journal's checkpoint, else the S3 one, else
-/// `interval_min` minutes ago.
+/// Where a harvest without `--start` begins: `overlap_s` seconds before the journal's
+/// checkpoint, else before the S3 one, else `interval_min` minutes ago.
+///
+/// The overlap re-reads the end of the last window: rows Opencast committed late, or that a
+/// clock skew put before the checkpoint, are harvested then, and those already journaled are
+/// skipped by id (counted as duplicates). The checkpoint itself never moves backwards.
 pub(crate) async fn default_start(
     journal: &Journal,
     s3: Option<&S3Checkpoint>,
     tz: Tz,
     interval_min: u64,
+    overlap_s: u64,
 ) -> Result<i64, AppError> {
+    let overlap_us = (overlap_s.min(86_400) as i64) * 1_000_000;
+    let reread = |cp: i64| {
+        let start = timefmt::floor_second(cp).saturating_sub(overlap_us);
+        if overlap_us > 0 {
+            tracing::info!(
+                checkpoint = %timefmt::format_compact(cp, tz),
+                overlap_s,
+                "re-reading HARVEST_OVERLAP seconds before the checkpoint: actions already \
+                 journaled there are skipped as duplicates (duplicates_skipped)"
+            );
+        }
+        start
+    };
     if let Some(cp) = journal.checkpoint().map_err(failed)? {
-        return Ok(timefmt::floor_second(cp.last_action_us));
+        return Ok(reread(cp.last_action_us));
     }
     if let Some(s3) = s3 {
         if let Some(us) = s3.read(tz).await.map_err(failed)? {
             tracing::info!(checkpoint = %timefmt::format_compact(us, tz), "starting from the S3 checkpoint");
-            return Ok(us);
+            return Ok(reread(us));
         }
     }
     Ok(timefmt::floor_second(timefmt::now_us()) - interval_min as i64 * 60_000_000)

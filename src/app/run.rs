@@ -366,6 +366,7 @@ impl Service<'_> {
             HarvestOptions {
                 batch_size: self.args.batch_size,
                 tz: self.tz,
+                prefetch: self.args.pace.max_in_flight,
                 ..HarvestOptions::default()
             },
         );
@@ -436,7 +437,15 @@ impl Service<'_> {
             return fault_or_failed(e);
         }
         let start =
-            match default_start(journal, self.s3.as_ref(), self.tz, self.args.interval).await {
+            match default_start(
+                journal,
+                self.s3.as_ref(),
+                self.tz,
+                self.args.interval,
+                self.args.pace.overlap,
+            )
+            .await
+            {
                 Ok(s) => s,
                 Err(e) => return Cycle::Failed(e.to_string()),
             };

@@ -109,21 +109,26 @@ impl Opencast {
             .append_pair("workflowdefinition", definition)
             .append_pair("count", "100")
             .append_pair("startPage", "0");
-        self.client
-            .get_parsed(&u, |b| {
-                let env: WorkflowsEnvelope = serde_json::from_slice(&b[..])
-                    .map_err(|e| DecodeError(format!("not a workflow list: {e}")))?;
-                Ok(env
-                    .workflows
-                    .0
-                    .map(|w| w.workflow.0)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(Workflow::from_wire)
-                    .collect())
-            })
-            .await
+        self.client.get_parsed(&u, |b| parse_workflows(b)).await
     }
+}
+
+fn parse_workflows(b: &[u8]) -> Result<Vec<Workflow>, DecodeError> {
+    let env: WorkflowsEnvelope =
+        serde_json::from_slice(b).map_err(|e| DecodeError(format!("not a workflow list: {e}")))?;
+    Ok(env
+        .workflows
+        .0
+        .map(|w| w.workflow.0)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(Workflow::from_wire)
+        .collect())
+}
+
+/// Parses a `/workflow/instances.json` body (exposed for fixtures and tests).
+pub fn parse_workflows_body(b: &[u8]) -> Result<Vec<Workflow>, String> {
+    parse_workflows(b).map_err(|e| e.0)
 }
 
 fn parse_search(b: &[u8]) -> Result<Vec<EpisodeMeta>, DecodeError> {

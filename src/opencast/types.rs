@@ -8,7 +8,10 @@ use std::borrow::Cow;
 
 use chrono_tz::Tz;
 
-use super::wire::{ActionsPage, PageActions, WireAction, WireEpisode, WireWorkflow};
+use super::wire::{
+    ActionsPage, IsPlaying, LenientI64, LenientStr, PageActions, WireAction, WireEpisode,
+    WireWorkflow,
+};
 use crate::timefmt;
 
 /// A user action, validated: everything a record needs, in strict types. Its strings borrow
@@ -32,13 +35,18 @@ pub struct Action<'a> {
 impl<'a> Action<'a> {
     /// Parses one raw action. `Err` carries a reason a person can read next to the raw JSON.
     pub fn from_raw(raw: &'a str, tz: Tz) -> Result<Action<'a>, String> {
-        let w: WireAction<'a> =
-            serde_json::from_str(raw).map_err(|e| format!("not a user-action object: {e}"))?;
+        let w: WireAction<'a> = serde_json::from_str(raw).map_err(|e| wrong_shape(raw, &e))?;
         Action::from_wire(w, tz)
     }
 
+    /// Judges a decoded action. Only the quirks of the API reference are accepted (numbers as
+    /// strings and strings as numbers, `"$"` texts, `""` for an empty element); a value that
+    /// would have to be changed to fit is a reason, never a silently altered record.
     pub fn from_wire(w: WireAction<'a>, tz: Tz) -> Result<Action<'a>, String> {
         let id = w.id.ok_or("missing action id")?.0;
+        if id <= 0 {
+            return Err(format!("action id {id} is not a positive integer"));
+        }
         let mpid = w
             .mediapackage_id
             .map(|s| s.0)
@@ -66,6 +74,44 @@ impl<'a> Action<'a> {
             created_us,
         })
     }
+}
+
+/// Why an action did not decode, naming the field to blame when there is one. Only for the
+/// rare action that failed: it is decoded again, field by field.
+fn wrong_shape(raw: &str, e: &serde_json::Error) -> String {
+    use serde::Deserialize;
+    use serde_json::Value;
+    fn check<'v, T: Deserialize<'v>>(v: &'v Value) -> Option<String> {
+        if v.is_null() {
+            return None;
+        }
+        T::deserialize(v).err().map(|e| e.to_string())
+    }
+    let Ok(fields) = serde_json::from_str::<serde_json::Map<String, Value>>(raw) else {
+        return format!("not a user-action object: {e}");
+    };
+    for (k, v) in &fields {
+        let err = match k.as_str() {
+            "id" | "inpoint" | "outpoint" | "length" => check::<LenientI64>(v),
+            "mediapackageId" | "type" | "created" => check::<LenientStr>(v),
+            "isPlaying" => check::<IsPlaying>(v),
+            "sessionId" => match v {
+                Value::Object(session) => session
+                    .iter()
+                    .filter(|(k, _)| {
+                        matches!(k.as_str(), "sessionId" | "userId" | "userIp" | "userAgent")
+                    })
+                    .find_map(|(sk, sv)| check::<LenientStr>(sv).map(|e| format!("{sk}: {e}"))),
+                Value::Null => None,
+                _ => Some("expected the session object".to_string()),
+            },
+            _ => None,
+        };
+        if let Some(err) = err {
+            return format!("wrong shape of field {k}: {err}");
+        }
+    }
+    format!("not a user-action object: {e}")
 }
 
 /// A page judged action by action: the good ones, and the rest as `(raw JSON, reason)`.

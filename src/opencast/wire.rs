@@ -159,45 +159,82 @@ impl<'de> Deserialize<'de> for LenientString {
 
 /// [`LenientString`] borrowed from the page body when it holds no escapes: the hot path of a
 /// harvest decodes millions of these and most need no copy at all.
+///
+/// Stricter than [`LenientString`], because a user action is a record: an object is text
+/// only when it carries a `"$"` text (an element with attributes); any other object or an array
+/// is the wrong shape, an error (the action becomes a dead letter), never an empty string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LenientStr<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LenientStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string, a number, or an object with a \"$\" text")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<LenientStr<'de>, E> {
-                Ok(LenientStr(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LenientStr<'de>, E> {
-                Ok(LenientStr(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<LenientStr<'de>, E> {
-                Ok(LenientStr(Cow::Owned(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientStr<'de>, E> {
-                Ok(LenientStr(Cow::Owned(v.to_string())))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientStr<'de>, E> {
-                Ok(LenientStr(Cow::Owned(v.to_string())))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientStr<'de>, E> {
-                LenientString::deserialize(de::value::F64Deserializer::<E>::new(v))
-                    .map(|s| LenientStr(Cow::Owned(s.0)))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<LenientStr<'de>, E> {
-                Ok(LenientStr(Cow::Owned(v.to_string())))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LenientStr<'de>, A::Error> {
-                LenientString::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(|s| LenientStr(Cow::Owned(s.0)))
+        d.deserialize_any(TextVisitor { element: true })
+            .map(LenientStr)
+    }
+}
+
+/// The text of a scalar, or (when `element`) of an object's `"$"` scalar.
+struct TextVisitor {
+    element: bool,
+}
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.element {
+            f.write_str("a string, a number, or an object with a \"$\" text")
+        } else {
+            f.write_str("a string or a number as the \"$\" text")
+        }
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        LenientString::deserialize(de::value::F64Deserializer::<E>::new(v)).map(|s| Cow::Owned(s.0))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if !self.element {
+            return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+        }
+        let mut text = None;
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            if k == "$" && text.is_none() {
+                text = Some(map.next_value_seed(TextSeed)?);
+            } else if k == "$" {
+                return Err(de::Error::duplicate_field("$"));
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_any(V)
+        text.ok_or_else(|| {
+            de::Error::custom("an object without a \"$\" text where a string belongs")
+        })
+    }
+}
+
+/// Reads an element's `"$"` text: a scalar, never another object.
+struct TextSeed;
+
+impl<'de> de::DeserializeSeed<'de> for TextSeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(TextVisitor { element: false })
     }
 }
 
@@ -217,19 +254,24 @@ impl<'de> Deserialize<'de> for IsPlaying {
                 Ok(IsPlaying(v as i64))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<IsPlaying, E> {
-                Ok(IsPlaying(v))
+                // Anything else has no meaning in either build: a record never guesses one.
+                match v {
+                    0..=2 => Ok(IsPlaying(v)),
+                    _ => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+                }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<IsPlaying, E> {
-                Ok(IsPlaying(v.min(i64::MAX as u64) as i64))
+                match v {
+                    0..=2 => Ok(IsPlaying(v as i64)),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
+                }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<IsPlaying, E> {
                 match v.trim() {
-                    "true" => Ok(IsPlaying(1)),
-                    "false" | "" => Ok(IsPlaying(0)),
-                    other => other
-                        .parse::<i64>()
-                        .map(IsPlaying)
-                        .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self)),
+                    "true" | "1" => Ok(IsPlaying(1)),
+                    "false" | "0" | "" => Ok(IsPlaying(0)),
+                    "2" => Ok(IsPlaying(2)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
                 }
             }
             fn visit_unit<E: de::Error>(self) -> Result<IsPlaying, E> {
@@ -588,6 +630,25 @@ mod tests {
         assert_eq!(s.0, "abc");
         for (j, v) in [("true", 1), ("false", 0), ("2", 2), ("\"2\"", 2), ("0", 0)] {
             assert_eq!(serde_json::from_str::<IsPlaying>(j).unwrap().0, v);
+        }
+    }
+
+    #[test]
+    fn a_wrong_shape_is_an_error_never_an_altered_value() {
+        let s = |j: &str| serde_json::from_str::<LenientStr>(j).map(|s| s.0.into_owned());
+        assert_eq!(s(r#"{"lang":"en","$":"PLAY"}"#).unwrap(), "PLAY");
+        assert_eq!(s("12").unwrap(), "12");
+        for bad in [
+            r#"{"nested":{"deeper":1}}"#,
+            r#"{}"#,
+            r#"["a"]"#,
+            r#"{"$":{"$":"x"}}"#,
+            r#"{"$":"a","$":"b"}"#,
+        ] {
+            assert!(s(bad).is_err(), "{bad} must not become a string");
+        }
+        for bad in ["3", "-1", "7", "\"yes\"", "1.5", "18446744073709551615"] {
+            assert!(serde_json::from_str::<IsPlaying>(bad).is_err(), "{bad}");
         }
     }
 }
