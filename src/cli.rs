@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The largest MAX_START_END_SPAN, 100 years in seconds: any window arithmetic in microseconds
+/// stays far from overflowing.
+const MAX_SPAN_SECS: i64 = 3_155_760_000;
+
 const AFTER_HELP: &str = "\
 Settings come from flags, then the environment, then a .env file in the working directory
 (see example.env). Exit status: 0 success, 1 failure (the message says what and what to do),
@@ -42,7 +46,7 @@ pub struct Cli {
         hide_env_values = true,
         hide = true
     )]
-    pub loggly_token: Option<String>,
+    pub loggly_token: Option<crate::secret::Secret>,
 
     /// Extra Loggly tags, comma-separated.
     #[arg(long, global = true, env = "LOGGLY_TAGS", hide = true)]
@@ -186,16 +190,18 @@ pub struct LoadEpisodesArgs {
     )]
     pub es_index: String,
 
-    /// Seconds to wait between pages of episodes (eases the load on Opencast).
-    #[arg(short = 'w', long, default_value_t = 0.0)]
+    /// Seconds to wait between pages of episodes (eases the load on Opencast; 0 to 3600).
+    #[arg(short = 'w', long, default_value_t = 0.0,
+          value_parser = crate::config::secs_in(0.0, 3600.0, "--wait"))]
     pub wait: f64,
 
-    /// Episodes created in the last N days.
+    /// Episodes created in the last N days (0 to 36500).
     #[arg(
         short = 'c',
         long,
         alias = "created_from_days_ago",
-        conflicts_with_all = ["mpid", "source_index_pattern"]
+        conflicts_with_all = ["mpid", "source_index_pattern"],
+        value_parser = crate::config::int_in(0u32, 36_500, "days", "--created-from-days-ago")
     )]
     pub created_from_days_ago: Option<u32>,
 
@@ -230,13 +236,14 @@ pub struct LoadEpisodesArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
 
-    /// Seconds before an Elasticsearch request times out.
-    #[arg(long, env = "ES_TIMEOUT", default_value_t = 60)]
+    /// Seconds before an Elasticsearch request times out (1 to 3600).
+    #[arg(long, env = "ES_TIMEOUT", default_value_t = 60,
+          value_parser = crate::config::int_in(1u64, 3600, "seconds", "ES_TIMEOUT"))]
     pub es_timeout: u64,
 
-    /// Attempts of a failing bulk item before giving up.
+    /// Attempts of a failing bulk item before giving up (1 to 100).
     #[arg(long, env = "ES_ATTEMPTS", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = crate::config::int_in(1u32, 100, "attempts", "ES_ATTEMPTS"))]
     pub es_attempts: u32,
 }
 
@@ -271,7 +278,7 @@ pub struct OpencastConn {
         env = "MATTERHORN_REST_PASS",
         hide_env_values = true
     )]
-    pub password: Option<String>,
+    pub password: Option<crate::secret::Secret>,
 
     /// Opencast's time zone (IANA name): how it reads start/end and times without an offset,
     /// and the checkpoint's zone.
@@ -283,12 +290,14 @@ pub struct OpencastConn {
     )]
     pub opencast_timezone: String,
 
-    /// Seconds before an Opencast request times out.
-    #[arg(long, env = "OPENCAST_TIMEOUT", default_value_t = 30)]
+    /// Seconds before an Opencast request times out (1 to 3600).
+    #[arg(long, env = "OPENCAST_TIMEOUT", default_value_t = 30,
+          value_parser = crate::config::int_in(1u64, 3600, "seconds", "OPENCAST_TIMEOUT"))]
     pub opencast_timeout: u64,
 
-    /// Retries of an Opencast request after a transient fault (5xx, timeout, bad body).
-    #[arg(long, env = "OPENCAST_RETRIES", default_value_t = 5)]
+    /// Retries of an Opencast request after a transient fault (5xx, timeout, bad body; 0 to 100).
+    #[arg(long, env = "OPENCAST_RETRIES", default_value_t = 5,
+          value_parser = crate::config::int_in(0u32, 100, "retries", "OPENCAST_RETRIES"))]
     pub opencast_retries: u32,
 }
 
@@ -300,7 +309,8 @@ pub struct SinkArgs {
     pub queue_name: Option<String>,
 
     /// Payload limit of one SendMessageBatch, in bytes (SQS allows up to 1048576).
-    #[arg(long, env = "SQS_MAX_BATCH_BYTES", default_value_t = crate::forward::sqs::DEFAULT_BATCH_BYTES)]
+    #[arg(long, env = "SQS_MAX_BATCH_BYTES", default_value_t = crate::forward::sqs::DEFAULT_BATCH_BYTES,
+          value_parser = crate::config::int_in(1024usize, crate::forward::sqs::MAX_BATCH_BYTES, "bytes", "SQS_MAX_BATCH_BYTES"))]
     pub sqs_max_batch_bytes: usize,
 
     /// MessageGroupId for FIFO queues.
@@ -322,22 +332,26 @@ pub struct SinkArgs {
     #[arg(long, env = "ES_ACTION_INDEX", default_value = crate::forward::es::DEFAULT_INDEX_PATTERN)]
     pub es_action_index: String,
 
-    /// Records per Elasticsearch bulk request.
+    /// Records per Elasticsearch bulk request (1 to 100000).
     #[arg(long, env = "ES_BULK_DOCS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+          value_parser = crate::config::int_in(1u64, 100_000, "documents", "ES_BULK_DOCS"))]
     pub es_bulk_docs: u64,
 
-    /// Bytes per Elasticsearch bulk request (a single larger record is sent alone).
-    #[arg(long, env = "ES_BULK_BYTES", default_value_t = 5 * 1024 * 1024)]
+    /// Bytes per Elasticsearch bulk request (a single larger record is sent alone; 1 KiB to
+    /// 100 MiB, Elasticsearch's default http.max_content_length).
+    #[arg(long, env = "ES_BULK_BYTES", default_value_t = 5 * 1024 * 1024,
+          value_parser = crate::config::int_in(1024usize, 100 * 1024 * 1024, "bytes", "ES_BULK_BYTES"))]
     pub es_bulk_bytes: usize,
 
-    /// Seconds before an Elasticsearch request times out.
-    #[arg(long, env = "ES_TIMEOUT", default_value_t = 60)]
+    /// Seconds before an Elasticsearch request times out (1 to 3600).
+    #[arg(long, env = "ES_TIMEOUT", default_value_t = 60,
+          value_parser = crate::config::int_in(1u64, 3600, "seconds", "ES_TIMEOUT"))]
     pub es_timeout: u64,
 
-    /// Attempts of a failing bulk item before the sink gives up for this run (it resumes there).
+    /// Attempts of a failing bulk item before the sink gives up for this run (it resumes there;
+    /// 1 to 100).
     #[arg(long, env = "ES_ATTEMPTS", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = crate::config::int_in(1u32, 100, "attempts", "ES_ATTEMPTS"))]
     pub es_attempts: u32,
 }
 
@@ -421,25 +435,28 @@ pub struct HarvestArgs {
     #[arg(short = 'e', long)]
     pub end: Option<String>,
 
-    /// Seconds to wait between pages (eases the load on the engage node).
-    #[arg(short = 'w', long, default_value_t = 0.0)]
+    /// Seconds to wait between pages (eases the load on the engage node; 0 to 3600).
+    #[arg(short = 'w', long, default_value_t = 0.0,
+          value_parser = crate::config::secs_in(0.0, 3600.0, "--wait"))]
     pub wait: f64,
 
     /// Where to forward after harvesting: sqs, - (stdout), es, several (sqs,es), or none.
     #[arg(short = 'o', long, default_value = "sqs", allow_hyphen_values = true)]
     pub output: String,
 
-    /// Actions per page (the endpoint's limit).
+    /// Actions per page (the endpoint's limit; 1 to 1000000).
     #[arg(short = 'b', long, alias = "batch_size", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = crate::config::int_in(1u64, 1_000_000, "actions", "--batch-size"))]
     pub batch_size: u64,
 
-    /// Minutes to harvest when there is neither --start nor a checkpoint.
-    #[arg(short = 'i', long, env = "DEFAULT_INTERVAL", default_value_t = 2)]
+    /// Minutes to harvest when there is neither --start nor a checkpoint (1 to 525600, a year).
+    #[arg(short = 'i', long, env = "DEFAULT_INTERVAL", default_value_t = 2,
+          value_parser = crate::config::int_in(1u64, 525_600, "minutes", "DEFAULT_INTERVAL"))]
     pub interval: u64,
 
-    /// Largest allowed start..end span in seconds (unset: no limit).
-    #[arg(long, alias = "max_start_end_span", env = "MAX_START_END_SPAN")]
+    /// Largest allowed start..end span in seconds (unset or 0: no limit; at most 100 years).
+    #[arg(long, alias = "max_start_end_span", env = "MAX_START_END_SPAN",
+          value_parser = crate::config::int_in(0i64, MAX_SPAN_SECS, "seconds (0: no limit)", "MAX_START_END_SPAN"))]
     pub max_start_end_span: Option<i64>,
 
     /// Harvest even when the span exceeds MAX_START_END_SPAN.
@@ -458,8 +475,9 @@ pub struct HarvestArgs {
     #[arg(long, alias = "no_update_last_ts", overrides_with = "update_last_ts")]
     pub no_update_last_ts: bool,
 
-    /// Seconds an episode's metadata is cached.
-    #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800)]
+    /// Seconds an episode's metadata is cached (0 to 2592000, 30 days).
+    #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800,
+          value_parser = crate::config::int_in(0u64, 2_592_000, "seconds", "EPISODE_CACHE_EXPIRE"))]
     pub episode_cache_expire: u64,
 }
 
@@ -498,7 +516,8 @@ pub struct SimDataArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Number of actions, spread evenly over the time range.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000,
+          value_parser = crate::config::int_in(0u64, 1_000_000_000_000, "actions", "--actions"))]
     pub actions: u64,
     /// Range start (YYYYMMDDHHmmss, UTC; default: an hour ago).
     #[arg(long)]
@@ -507,7 +526,8 @@ pub struct SimDataArgs {
     #[arg(long)]
     pub to: Option<String>,
     /// Episodes in the catalog.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40,
+          value_parser = crate::config::int_in(0u64, 1_000_000, "episodes", "--episodes"))]
     pub episodes: u64,
     /// Every Nth action is malformed (0: none).
     #[arg(long, default_value_t = 0)]
@@ -519,10 +539,12 @@ pub struct SimDataArgs {
     #[arg(long, default_value_t = 0)]
     pub truncate_every: u64,
     /// Delay each response by this many milliseconds.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0,
+          value_parser = crate::config::int_in(0u64, 600_000, "milliseconds", "--delay-ms"))]
     pub delay_ms: u64,
     /// Repeat this many rows of the previous page at the top of each page.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0,
+          value_parser = crate::config::int_in(0u64, 1_000_000, "rows", "--overlap"))]
     pub overlap: u64,
     /// Expire a nonce after this many requests (0: never).
     #[arg(long, default_value_t = 0)]
@@ -532,7 +554,7 @@ pub struct SimDataArgs {
     pub sim_user: String,
     /// Digest password the simulator accepts.
     #[arg(long, default_value = "CHANGE_ME")]
-    pub sim_password: String,
+    pub sim_password: crate::secret::Secret,
     /// Digest realm.
     #[arg(long, default_value = "Opencast")]
     pub realm: String,
@@ -567,7 +589,8 @@ pub struct BenchFetchArgs {
     pub start: String,
     #[arg(short = 'e', long)]
     pub end: String,
-    #[arg(short = 'b', long, default_value_t = 1000)]
+    #[arg(short = 'b', long, default_value_t = 1000,
+          value_parser = crate::config::int_in(1u64, 1_000_000, "actions", "--batch-size"))]
     pub batch_size: u64,
     /// Page requests in flight at once (as `harvest --max-in-flight`).
     #[arg(long, default_value_t = crate::harvest::DEFAULT_MAX_IN_FLIGHT,
@@ -746,32 +769,40 @@ pub struct RunArgs {
     #[arg(short = 'o', long, default_value = "sqs", allow_hyphen_values = true)]
     pub output: String,
 
-    /// Actions per page.
+    /// Actions per page (1 to 1000000).
     #[arg(short = 'b', long, alias = "batch_size", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = crate::config::int_in(1u64, 1_000_000, "actions", "--batch-size"))]
     pub batch_size: u64,
 
-    /// Minutes harvested at the first start without a checkpoint, and the default period.
-    #[arg(short = 'i', long, env = "DEFAULT_INTERVAL", default_value_t = 2)]
+    /// Minutes harvested at the first start without a checkpoint, and the default period (1 to
+    /// 525600, a year).
+    #[arg(short = 'i', long, env = "DEFAULT_INTERVAL", default_value_t = 2,
+          value_parser = crate::config::int_in(1u64, 525_600, "minutes", "DEFAULT_INTERVAL"))]
     pub interval: u64,
 
-    /// Seconds between harvests (default: --interval minutes).
-    #[arg(long, env = "HARVEST_EVERY")]
+    /// Seconds between harvests (default: --interval minutes; 0.1 to 86400).
+    #[arg(long, env = "HARVEST_EVERY",
+          value_parser = crate::config::secs_in(0.1, 86_400.0, "HARVEST_EVERY"))]
     pub every: Option<f64>,
 
-    /// Largest window in seconds; larger gaps are harvested in windows of this size.
-    #[arg(long, alias = "max_start_end_span", env = "MAX_START_END_SPAN")]
+    /// Largest window in seconds; larger gaps are harvested in windows of this size (unset or 0:
+    /// no limit; at most 100 years).
+    #[arg(long, alias = "max_start_end_span", env = "MAX_START_END_SPAN",
+          value_parser = crate::config::int_in(0i64, MAX_SPAN_SECS, "seconds (0: no limit)", "MAX_START_END_SPAN"))]
     pub max_start_end_span: Option<i64>,
 
-    /// Seconds an episode's metadata is cached.
-    #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800)]
+    /// Seconds an episode's metadata is cached (0 to 2592000, 30 days).
+    #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800,
+          value_parser = crate::config::int_in(0u64, 2_592_000, "seconds", "EPISODE_CACHE_EXPIRE"))]
     pub episode_cache_expire: u64,
 
     /// Loopback address of the /metrics and /healthz endpoint.
     #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9898")]
     pub metrics_addr: String,
 
-    /// Warn when the journal file grows past this many bytes (a sink is down, say).
-    #[arg(long, env = "JOURNAL_WARN_SIZE", default_value_t = 1 << 30)]
+    /// Warn when the journal file grows past this many bytes (a sink is down, say; 1 MiB to
+    /// 1 PiB).
+    #[arg(long, env = "JOURNAL_WARN_SIZE", default_value_t = 1 << 30,
+          value_parser = crate::config::int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE"))]
     pub journal_warn_size: u64,
 }

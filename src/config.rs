@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 
 use crate::cli::{OpencastArgs, SimDataArgs};
 use crate::opencast::{base_url, Client, ClientConfig, Opencast};
+pub use crate::secret::Secret;
 use crate::sim::{DataConfig, Faults, SimConfig};
 use crate::timefmt;
 
@@ -25,8 +26,116 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
     if !path.exists() {
         return Ok(());
     }
-    dotenvy::from_path(path)
-        .map_err(|e| ConfigError(format!("cannot read .env in the working directory: {e}")))
+    load_dotenv_from(path)
+}
+
+/// Loads one env file; a line it cannot parse is named by file, line number and key, and its
+/// value (a password, say) is never shown.
+pub fn load_dotenv_from(path: &Path) -> Result<(), ConfigError> {
+    let io =
+        |e: &dyn std::fmt::Display| ConfigError(format!("cannot read {}: {e}", path.display()));
+    // A dry run first: dotenvy's own error quotes the whole line, value included.
+    let mut last_key: Option<String> = None;
+    for item in dotenvy::from_path_iter(path).map_err(|e| io(&e))? {
+        match item {
+            Ok((key, _)) => last_key = Some(key),
+            Err(dotenvy::Error::LineParse(line, _)) => {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                return Err(ConfigError(describe_bad_line(
+                    path,
+                    &text,
+                    &line,
+                    last_key.as_deref(),
+                )));
+            }
+            Err(e) => return Err(io(&e)),
+        }
+    }
+    dotenvy::from_path(path).map_err(|e| match e {
+        dotenvy::Error::LineParse(..) => {
+            ConfigError(format!("{}: a line cannot be parsed", path.display()))
+        }
+        e => io(&e),
+    })
+}
+
+/// "FILE line N (KEY): ..." for the line dotenvy rejected. `failed` is what dotenvy quotes (the
+/// line, or only its value); the line is found as the first one holding it after the last key
+/// that parsed. Only a key that looks like a variable name is shown.
+fn describe_bad_line(path: &Path, text: &str, failed: &str, last_key: Option<&str>) -> String {
+    let key_of = |l: &str| -> Option<String> {
+        let l = l.trim_start();
+        let l = l.strip_prefix("export ").unwrap_or(l);
+        let k = l.split_once('=')?.0.trim();
+        let ok = !k.is_empty()
+            && k.len() <= 100
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        ok.then(|| k.to_string())
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let after = last_key
+        .and_then(|k| lines.iter().rposition(|l| key_of(l).as_deref() == Some(k)))
+        .map_or(0, |i| i + 1);
+    let needle = failed.lines().next().unwrap_or("").trim();
+    let found = lines
+        .iter()
+        .enumerate()
+        .skip(after)
+        .find(|(_, l)| !needle.is_empty() && l.contains(needle))
+        .or_else(|| {
+            lines
+                .iter()
+                .enumerate()
+                .skip(after)
+                .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        });
+    let what = "cannot be parsed (check its quotes and escapes; the value is not shown)";
+    match found {
+        Some((i, l)) => match key_of(l) {
+            Some(k) => format!("{} line {} ({k}): {what}", path.display(), i + 1),
+            None => format!("{} line {}: {what}", path.display(), i + 1),
+        },
+        None => format!("{}: a line {what}", path.display()),
+    }
+}
+
+/// A clap value parser for a whole number in `lo..=hi`. Its message names the setting (the
+/// environment variable, when there is one, since clap names only the flag) and the range.
+pub fn int_in<T>(
+    lo: T,
+    hi: T,
+    unit: &'static str,
+    setting: &'static str,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| match s.trim().parse::<T>() {
+        Ok(v) if lo <= v && v <= hi => Ok(v),
+        Ok(_) => Err(format!("out of range: {setting} takes {lo} to {hi} {unit}")),
+        Err(_) => Err(format!(
+            "not a whole number: {setting} takes {lo} to {hi} {unit}"
+        )),
+    }
+}
+
+/// A clap value parser for a number of seconds (fractions allowed) in `lo..=hi`; NaN and
+/// infinities are refused, so the value always makes a `Duration`.
+pub fn secs_in(
+    lo: f64,
+    hi: f64,
+    setting: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |s: &str| match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && lo <= v && v <= hi => Ok(v),
+        Ok(_) => Err(format!(
+            "out of range: {setting} takes {lo} to {hi} seconds"
+        )),
+        Err(_) => Err(format!(
+            "not a number: {setting} takes {lo} to {hi} seconds"
+        )),
+    }
 }
 
 /// Parses an IANA zone name.
@@ -62,7 +171,7 @@ pub fn opencast(args: &OpencastArgs, admin_host: Option<&str>) -> Result<Opencas
                     .into(),
             )
         })?;
-    let password = args.conn.password.clone().ok_or_else(|| {
+    let password = args.conn.password.as_ref().ok_or_else(|| {
         ConfigError(
             "no Opencast REST password: set MATTERHORN_REST_PASS (in .env) or pass -p/--password"
                 .into(),
@@ -73,7 +182,7 @@ pub fn opencast(args: &OpencastArgs, admin_host: Option<&str>) -> Result<Opencas
             "OPENCAST_TIMEOUT must be at least 1 second".into(),
         ));
     }
-    let mut cfg = ClientConfig::new(&user, &password);
+    let mut cfg = ClientConfig::new(&user, password.expose());
     cfg.timeout = Duration::from_secs(args.conn.opencast_timeout);
     cfg.retries = args.conn.opencast_retries;
     Ok(Opencast::new(Client::new(cfg), engage, admin))
@@ -111,4 +220,32 @@ pub fn sim_config(a: &SimDataArgs) -> Result<SimConfig, ConfigError> {
         shuffle: false,
     };
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_env_line_is_named_without_its_value() {
+        let dir = std::env::temp_dir().join(format!("harvester-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bad.env");
+        std::fs::write(
+            &p,
+            "# settings\nMATTERHORN_REST_USER=u\n\nMATTERHORN_REST_PASS=S3CRETenv x\"\nOTHER=1\n",
+        )
+        .unwrap();
+        let e = load_dotenv_from(&p).unwrap_err().to_string();
+        assert!(!e.contains("S3CRET"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("MATTERHORN_REST_PASS"), "{e}");
+        assert!(e.contains("bad.env"), "{e}");
+        // A line that is all value (a pasted password) shows no key at all.
+        std::fs::write(&p, "A=1\nS3CRET\"x\n").unwrap();
+        let e = load_dotenv_from(&p).unwrap_err().to_string();
+        assert!(!e.contains("S3CRET"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -22,5 +22,6 @@ pub mod metrics;
 pub mod opencast;
 pub mod progress;
 pub mod record;
+pub mod secret;
 pub mod sim;
 pub mod timefmt;

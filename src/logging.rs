@@ -18,10 +18,10 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::cli::LogFormat;
 use crate::config::ConfigError;
 
-/// Loggly settings.
+/// Loggly settings (`Debug` shows no token).
 #[derive(Debug, Clone)]
 pub struct LogglyConfig {
-    pub token: String,
+    pub token: crate::secret::Secret,
     pub tags: Option<String>,
     /// Base of the bulk endpoint; `{token}` and the tags are appended.
     pub url: Option<String>,
@@ -133,7 +133,7 @@ impl LogglyLayer {
         let mut url = format!(
             "{}/bulk/{}/tag/harvester",
             base.trim_end_matches('/'),
-            cfg.token
+            cfg.token.expose()
         );
         if let Some(tags) = cfg.tags.filter(|t| !t.trim().is_empty()) {
             url.push(',');
@@ -226,6 +226,51 @@ impl<S: Subscriber> Layer<S> for LogglyLayer {
         let line = serde_json::Value::Object(v.0).to_string();
         if self.tx.try_send(line).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Records the target of every event that passes the filter.
+    struct Targets(Arc<Mutex<Vec<String>>>);
+
+    impl<S: Subscriber> Layer<S> for Targets {
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            let target = event.metadata().target().to_string();
+            self.0.lock().unwrap().push(target);
+        }
+    }
+
+    #[test]
+    fn trace_level_leaves_third_party_crates_at_warn() {
+        // The AWS SDK traces signed requests and hyper/reqwest trace headers: LOG_LEVEL=trace
+        // must not turn them on (the original's DEBUG neither).
+        for level in ["trace", "TRACE", "debug", "DEBUG"] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let sub = tracing_subscriber::registry()
+                .with(filter(level).unwrap())
+                .with(Targets(seen.clone()));
+            tracing::subscriber::with_default(sub, || {
+                tracing::trace!(target: "aws_sigv4::http_request::sign", "canonical request");
+                tracing::trace!(target: "aws_smithy_runtime::client::http", "headers");
+                tracing::trace!(target: "hyper_util::client::legacy", "headers");
+                tracing::debug!(target: "reqwest::connect", "headers");
+                tracing::debug!(target: "elasticsearch::http::transport", "request");
+                tracing::warn!(target: "hyper::proto", "a warning shows");
+                tracing::debug!(target: "harvester::harvest", "ours shows");
+            });
+            assert_eq!(
+                *seen.lock().unwrap(),
+                ["hyper::proto", "harvester::harvest"],
+                "LOG_LEVEL={level}"
+            );
         }
     }
 }

@@ -24,7 +24,9 @@ pub enum TimeError {
 /// the earlier instant, a skipped one (spring-forward) the first valid instant after it.
 pub fn parse_compact(s: &str, tz: Tz) -> Result<i64, TimeError> {
     let t = s.trim();
-    if t.len() != 14 || !t.bytes().all(|b| b.is_ascii_digit()) {
+    // chrono's %S takes 60 (a leap second) and moves it to the next minute: a typo in a
+    // window bound would silently become another time.
+    if t.len() != 14 || !t.bytes().all(|b| b.is_ascii_digit()) || &t[12..14] > "59" {
         return Err(TimeError::BadCompact(s.to_string()));
     }
     let naive = NaiveDateTime::parse_from_str(t, COMPACT)
@@ -38,8 +40,11 @@ pub fn parse_user_time(s: &str, tz: Tz) -> Result<i64, TimeError> {
         return Ok(us);
     }
     DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        // A seconds field of 60 (chrono's leap second) is refused here too.
+        .filter(|d| d.nanosecond() < 1_000_000_000)
         .map(|d| d.timestamp_micros())
-        .map_err(|_| TimeError::BadTime(s.to_string()))
+        .ok_or_else(|| TimeError::BadTime(s.to_string()))
 }
 
 fn localize(naive: NaiveDateTime, tz: Tz) -> DateTime<Tz> {
@@ -343,6 +348,16 @@ mod tests {
         // Python drops an all-zero fraction.
         let us = parse_xsd("2016-03-12T12:00:01.000+00:00", Tz::UTC).unwrap();
         assert_eq!(python_isoformat_utc(us), "2016-03-12T12:00:01+00:00");
+    }
+
+    #[test]
+    fn a_seconds_field_of_60_is_refused() {
+        assert!(parse_compact("20240131235960", Tz::UTC).is_err());
+        assert!(parse_compact("20240131235999", Tz::UTC).is_err());
+        assert!(parse_user_time("20240131235960", Tz::UTC).is_err());
+        assert!(parse_user_time("2024-01-31T23:59:60Z", Tz::UTC).is_err());
+        assert!(parse_compact("20240131235959", Tz::UTC).is_ok());
+        assert!(parse_user_time("2024-01-31T23:59:59Z", Tz::UTC).is_ok());
     }
 
     #[test]

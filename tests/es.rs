@@ -675,3 +675,34 @@ async fn load_episodes_by_id_and_from_action_indices() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_hourly_pattern_puts_each_record_in_its_own_hour() {
+    // Issue 10, point 11: the index name was cached per UTC day, so an hourly pattern sent
+    // most records of a day to the index of its first record's hour.
+    let Some(url) = es_url() else { return };
+    let es = Es::new(&url);
+    // 1,200 actions over six hours: six hourly indices.
+    let sim = start_sim(SimConfig::new(data(1200, 6 * 3600))).await;
+    let dir = scratch();
+    let prefix = unique("t-hourly");
+    let pattern = format!("{prefix}-%Y.%m.%d-%H");
+    let mut c = with_es(harvester_for(dir.path(), &sim), &url, &pattern);
+    harvest_window(&mut c, 6 * 3_600_000_000, "es");
+    let out = run(c);
+    assert_ok(&out);
+    let docs = es.docs(&format!("{prefix}-*")).await;
+    assert_eq!(docs.len(), 1200);
+    let mut per_hour: BTreeSet<String> = BTreeSet::new();
+    for i in 0..1200 {
+        let a = sim.data.action(i);
+        let hour = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(a.created_us)
+            .unwrap()
+            .format("%Y.%m.%d-%H")
+            .to_string();
+        let (index, _, _) = &docs[&a.id.to_string()];
+        assert_eq!(index, &format!("{prefix}-{hour}"), "action {}", a.id);
+        per_hour.insert(index.clone());
+    }
+    assert_eq!(per_hour.len(), 6, "{per_hour:?}");
+}

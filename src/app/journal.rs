@@ -72,7 +72,10 @@ pub fn parse_duration(s: &str) -> Result<i64, ConfigError> {
         "w" => 7 * 86_400,
         _ => return Err(bad()),
     };
-    n.checked_mul(mult).ok_or_else(bad)
+    // At most 100 years: the cutoff is computed in microseconds, where more would overflow.
+    n.checked_mul(mult)
+        .filter(|secs| *secs <= 3_155_760_000)
+        .ok_or_else(|| ConfigError(format!("'{s}' is out of range: at most 36500d (100 years)")))
 }
 
 fn filter(r: &RangeArgs) -> Result<(Filter, Tz), ConfigError> {

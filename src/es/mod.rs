@@ -504,11 +504,7 @@ pub fn parse_host(host: &str) -> Result<(Url, Option<Credentials>), EsError> {
 
 /// The host setting with any password replaced, for messages.
 pub fn redact(host: &str) -> String {
-    match (host.find("://"), host.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***@{}", &host[..s + 3], &host[at + 1..]),
-        (None, Some(at)) => format!("***@{}", &host[at + 1..]),
-        _ => host.to_string(),
-    }
+    crate::secret::redact_userinfo(host)
 }
 
 fn percent_decode(s: &str) -> String {

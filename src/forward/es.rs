@@ -45,8 +45,14 @@ impl EsConfig {
     }
 }
 
-/// Checks an index pattern: valid strftime fields and a valid (lowercase) index name.
+/// Checks an index pattern: valid strftime fields, none finer than a second, and a valid
+/// (lowercase) index name.
 pub fn check_index_pattern(pattern: &str) -> Result<(), String> {
+    if index_period_us(pattern).is_none() {
+        return Err(format!(
+            "'{pattern}' uses a field finer than a second (%f, %.f, %+ ...): that would make an index per record; use fields down to %S at most"
+        ));
+    }
     let sample = format_index(pattern, 1_700_000_000_000_000).ok_or_else(|| {
         format!("'{pattern}' has an invalid %-field (use chrono strftime fields such as %Y.%m.%d)")
     })?;
@@ -70,10 +76,97 @@ pub fn check_index_pattern(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The index name of an action at `us` (UTC microseconds); `None` for an invalid pattern.
 pub fn format_index(pattern: &str, us: i64) -> Option<String> {
     let mut s = String::new();
     write!(s, "{}", timefmt::utc(us).format(pattern)).ok()?;
     Some(s)
+}
+
+const SECOND_US: i64 = 1_000_000;
+const DAY_US: i64 = 86_400 * SECOND_US;
+
+/// How long one index name of `pattern` lasts, in microseconds: the span of the finest time
+/// field it uses (a day for %Y, %m, %d, %j, %a, %V..., an hour for %H, a minute for %M, a second
+/// for %S or %s), `i64::MAX` when it uses none. Every field is a function of the UTC time
+/// truncated to that span, and UTC days, hours and minutes are whole multiples of it from the
+/// epoch, so records in one span share one name. `None` for a field finer than a second or one
+/// chrono does not know.
+pub fn index_period_us(pattern: &str) -> Option<i64> {
+    use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
+    let mut period = i64::MAX;
+    for item in StrftimeItems::new(pattern) {
+        let span = match item {
+            Item::Literal(_) | Item::OwnedLiteral(_) | Item::Space(_) | Item::OwnedSpace(_) => {
+                continue
+            }
+            Item::Numeric(n, _) => match n {
+                Numeric::Hour | Numeric::Hour12 => 3_600 * SECOND_US,
+                Numeric::Minute => 60 * SECOND_US,
+                Numeric::Second | Numeric::Timestamp => SECOND_US,
+                Numeric::Nanosecond => return None,
+                Numeric::Internal(_) => return None,
+                // Years, quarters, months, weeks, weekdays and days of the year.
+                _ => DAY_US,
+            },
+            Item::Fixed(f) => match f {
+                Fixed::ShortMonthName
+                | Fixed::LongMonthName
+                | Fixed::ShortWeekdayName
+                | Fixed::LongWeekdayName => DAY_US,
+                Fixed::LowerAmPm | Fixed::UpperAmPm => 3_600 * SECOND_US,
+                // The time is UTC: its zone fields are constant.
+                Fixed::TimezoneName
+                | Fixed::TimezoneOffsetColon
+                | Fixed::TimezoneOffsetDoubleColon
+                | Fixed::TimezoneOffsetTripleColon
+                | Fixed::TimezoneOffsetColonZ
+                | Fixed::TimezoneOffset
+                | Fixed::TimezoneOffsetZ => continue,
+                Fixed::RFC2822 => SECOND_US,
+                _ => return None,
+            },
+            Item::Error => return None,
+        };
+        period = period.min(span);
+    }
+    Some(period)
+}
+
+/// Names the index of each record, formatting a name once per span of the pattern's finest
+/// field (formatting per record would cost more than the rest of the bulk line).
+#[derive(Debug)]
+pub struct IndexNamer {
+    pattern: String,
+    period_us: i64,
+    /// (span number, index name) of the last record.
+    last: Option<(i64, Arc<str>)>,
+}
+
+impl IndexNamer {
+    pub fn new(pattern: &str) -> IndexNamer {
+        IndexNamer {
+            pattern: pattern.to_string(),
+            // An unchecked pattern gets a name per record, which is right whatever it holds.
+            period_us: index_period_us(pattern).unwrap_or(1),
+            last: None,
+        }
+    }
+
+    /// The index of a record created at `us` (UTC microseconds).
+    pub fn name(&mut self, us: i64) -> Arc<str> {
+        let span = us.div_euclid(self.period_us);
+        match &self.last {
+            Some((s, name)) if *s == span => name.clone(),
+            _ => {
+                let name: Arc<str> = format_index(&self.pattern, us)
+                    .unwrap_or_else(|| self.pattern.clone())
+                    .into();
+                self.last = Some((span, name.clone()));
+                name
+            }
+        }
+    }
 }
 
 /// Indexes records into Elasticsearch.
@@ -81,8 +174,7 @@ pub struct EsSink {
     client: EsClient,
     cfg: EsConfig,
     journal: Arc<Journal>,
-    /// (UTC day, index name) of the last record, to format the name once a day.
-    day: Option<(i64, Arc<str>)>,
+    index: IndexNamer,
     requests: u64,
     retried_items: u64,
     dead_letters: u64,
@@ -105,9 +197,9 @@ impl EsSink {
             .await?;
         Ok(EsSink {
             client,
+            index: IndexNamer::new(&cfg.index_pattern),
             cfg,
             journal,
-            day: None,
             requests: 0,
             retried_items: 0,
             dead_letters: 0,
@@ -133,20 +225,6 @@ impl EsSink {
         self.dead_letters
     }
 
-    fn index_of(&mut self, created_us: i64) -> Arc<str> {
-        let day = created_us.div_euclid(86_400_000_000);
-        match &self.day {
-            Some((d, name)) if *d == day => name.clone(),
-            _ => {
-                let name: Arc<str> = format_index(&self.cfg.index_pattern, created_us)
-                    .unwrap_or_else(|| self.cfg.index_pattern.clone())
-                    .into();
-                self.day = Some((day, name.clone()));
-                name
-            }
-        }
-    }
-
     /// Sends `records` (the journal's from sequence `first` on); `Ok` when every one is indexed
     /// or dead-lettered.
     pub async fn send(&mut self, first: u64, records: &[Record]) -> Result<(), SinkError> {
@@ -154,7 +232,7 @@ impl EsSink {
         let mut indices: Vec<Arc<str>> = Vec::with_capacity(records.len());
         let mut id = String::new();
         for r in records {
-            let index = self.index_of(r.created_us);
+            let index = self.index.name(r.created_us);
             id.clear();
             let _ = write!(id, "{}", r.action_id);
             lines.push_create(&index, &id, |out| r.write_es_json(out));
@@ -278,5 +356,52 @@ mod tests {
             format_index(DEFAULT_INDEX_PATTERN, 1_458_000_000_000_000).unwrap(),
             "useractions-2016.03.15"
         );
+    }
+
+    #[test]
+    fn every_accepted_pattern_names_each_record_by_its_own_time() {
+        let patterns = [
+            DEFAULT_INDEX_PATTERN,
+            "useractions-%Y.%m.%d-%H",
+            "ua-%Y%m%d%H%M",
+            "ua-%s",
+            "ua-%y-%j",
+            "ua-%g-w%v-%u",
+            "ua-%Y-%m-%d-%l%p",
+            "ua-%Y-%m-%d-%H-%M-%S",
+            "ua-%Y-%m-%d-%T",
+            "fixed",
+            "ua-%Y-%z",
+        ];
+        for p in patterns {
+            if check_index_pattern(p).is_err() {
+                // Refused patterns never reach the sink (%T, %p make ':' or uppercase).
+                continue;
+            }
+            let mut namer = IndexNamer::new(p);
+            // Forward and backward steps of 7m13.5s over 3 days, across hours and days.
+            let t0 = 1_458_000_000_000_000i64;
+            let mut us = t0;
+            for k in 0..1800 {
+                us += if k % 3 == 2 { -95_000_000 } else { 433_500_000 };
+                assert_eq!(
+                    &*namer.name(us),
+                    format_index(p, us).unwrap(),
+                    "pattern {p} at {us}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn periods_follow_the_finest_field() {
+        assert_eq!(index_period_us("a-%Y.%m.%d"), Some(DAY_US));
+        assert_eq!(index_period_us("a-%Y.%m.%d-%H"), Some(3_600_000_000));
+        assert_eq!(index_period_us("a-%M-%Y"), Some(60_000_000));
+        assert_eq!(index_period_us("a-%s"), Some(1_000_000));
+        assert_eq!(index_period_us("a"), Some(i64::MAX));
+        assert_eq!(index_period_us("a-%f"), None);
+        assert!(check_index_pattern("a-%Y-%3f").is_err());
+        assert!(check_index_pattern("a-%Y.%m.%d-%H").is_ok());
     }
 }

@@ -14,12 +14,13 @@ use reqwest::{StatusCode, Url};
 
 use super::digest::Challenge;
 use super::wire::DecodeError;
+use crate::secret::{redact_userinfo, Secret};
 
-/// How the client reaches Opencast and how hard it tries.
+/// How the client reaches Opencast and how hard it tries (`Debug` shows no password).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub user: String,
-    pub password: String,
+    pub password: Secret,
     pub timeout: Duration,
     /// Retries after the first attempt for a transient fault.
     pub retries: u32,
@@ -32,7 +33,7 @@ impl ClientConfig {
     pub fn new(user: &str, password: &str) -> ClientConfig {
         ClientConfig {
             user: user.to_string(),
-            password: password.to_string(),
+            password: Secret::new(password),
             timeout: Duration::from_secs(30),
             retries: 5,
             backoff: Duration::from_millis(200),
@@ -70,6 +71,12 @@ pub enum OpencastError {
     },
     #[error("bad Opencast address '{0}': give a host, host:port or a full http(s) URL")]
     BadHost(String),
+    #[error(
+        "Opencast address '{0}' holds a user or password; give the host alone and the \
+         credentials in MATTERHORN_REST_USER and MATTERHORN_REST_PASS (or --user/--password), \
+         which are sent only as a digest answer"
+    )]
+    CredentialsInUrl(String),
 }
 
 /// Counters a benchmark or the metrics endpoint can read.
@@ -99,20 +106,37 @@ enum Attempt {
     Fatal(OpencastError),
 }
 
-/// Turns `host`, `host:port` or a full URL into a base URL (no trailing slash).
+/// Turns `host`, `host:port` or a full URL into a base URL whose path ends in `/`, so that an
+/// installation under a prefix (`https://host/opencast/`) keeps it when endpoint paths are
+/// joined to it.
+///
+/// A URL with `user:password@` is refused: the HTTP client would send it as Basic auth, in the
+/// clear on http, on every request; the credentials belong in the digest settings. Messages
+/// show the address with its user information replaced by `***`.
 pub fn base_url(host: &str) -> Result<Url, OpencastError> {
-    let h = host.trim().trim_end_matches('/');
+    let h = host.trim();
+    let bad = || OpencastError::BadHost(redact_userinfo(h));
     if h.is_empty() {
-        return Err(OpencastError::BadHost(host.to_string()));
+        return Err(bad());
     }
     let full = if h.contains("://") {
         h.to_string()
     } else {
         format!("http://{h}")
     };
-    let url = Url::parse(&full).map_err(|_| OpencastError::BadHost(host.to_string()))?;
+    let mut url = Url::parse(&full).map_err(|_| bad())?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(OpencastError::BadHost(host.to_string()));
+        return Err(bad());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(OpencastError::CredentialsInUrl(redact_userinfo(h)));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad());
+    }
+    if !url.path().ends_with('/') {
+        let p = format!("{}/", url.path());
+        url.set_path(&p);
     }
     Ok(url)
 }
@@ -151,7 +175,7 @@ impl Client {
         url: &Url,
         parse: impl Fn(&bytes::Bytes) -> Result<T, DecodeError>,
     ) -> Result<T, OpencastError> {
-        let attempts = self.cfg.retries + 1;
+        let attempts = self.cfg.retries.saturating_add(1);
         let mut last = String::new();
         for attempt in 0..attempts {
             if attempt > 0 {
@@ -258,7 +282,7 @@ impl Client {
                     let cnonce = format!("{:016x}", rand::rng().random::<u64>());
                     s.challenge.authorization(
                         &self.cfg.user,
-                        &self.cfg.password,
+                        self.cfg.password.expose(),
                         "GET",
                         &uri,
                         s.nc,
@@ -337,5 +361,47 @@ mod tests {
         );
         assert!(base_url("").is_err());
         assert!(base_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn a_path_prefix_is_kept() {
+        for (host, want) in [
+            (
+                "https://h/opencast/",
+                "https://h/opencast/usertracking/actions.json",
+            ),
+            (
+                "https://h/opencast",
+                "https://h/opencast/usertracking/actions.json",
+            ),
+            ("h:8080/a/b/", "http://h:8080/a/b/usertracking/actions.json"),
+            ("http://h", "http://h/usertracking/actions.json"),
+        ] {
+            let u = base_url(host).unwrap();
+            assert_eq!(u.join("usertracking/actions.json").unwrap().as_str(), want);
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_and_never_shown() {
+        for host in [
+            "http://admin:SECRETx@h:8080",
+            "admin:SECRETx@h",
+            "https://admin:SECRETx@h/oc/",
+            "http://admin:SECRETx@",
+            "http://admin:SECR/ETx@h",
+            "http://:SECRETx@h",
+        ] {
+            let e = base_url(host).unwrap_err().to_string();
+            assert!(!e.contains("SECRET"), "{host}: {e}");
+        }
+        let e = base_url("http://admin@h").unwrap_err();
+        assert!(matches!(e, OpencastError::CredentialsInUrl(_)), "{e}");
+    }
+
+    #[test]
+    fn the_config_never_prints_the_password() {
+        let c = ClientConfig::new("u", "SECRETpw");
+        assert!(!format!("{c:?}").contains("SECRETpw"));
     }
 }

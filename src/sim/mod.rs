@@ -46,7 +46,7 @@ pub struct Faults {
 pub struct SimConfig {
     pub data: DataConfig,
     pub user: String,
-    pub password: String,
+    pub password: crate::secret::Secret,
     pub realm: String,
     /// The server's zone: how it reads `start`/`end`.
     pub tz: Tz,
@@ -250,7 +250,7 @@ impl SimState {
                 }
             }
         }
-        if !creds.verify(&self.cfg.password, "GET") {
+        if !creds.verify(self.cfg.password.expose(), "GET") {
             return Err(Box::new(self.challenge(false)));
         }
         Ok(())
