@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    check_sink_settings, default_start, failed, forward_all, open_journal, parse_outputs,
+    check_sink_settings, default_start, failed, forward_all, open_journal_as, parse_outputs,
     s3_checkpoint, s3_client_if, sync_checkpoint, AppError,
 };
 use crate::cli::{Cli, HarvestArgs};
@@ -35,7 +35,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let update = !args.no_update_last_ts;
     let opencast = config::opencast(&args.opencast, None)?;
 
-    let journal = open_journal(&cli.journal)?;
+    let journal = open_journal_as(&cli.journal, "harvest", None)?;
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
 
     let now = timefmt::floor_second(timefmt::now_us());

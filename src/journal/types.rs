@@ -81,3 +81,15 @@ impl std::ops::AddAssign for PageOutcome {
         self.dead_letters += o.dead_letters;
     }
 }
+
+/// A block `journal salvage` could not read, kept as it was found (never deleted).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct QuarantinedBlock {
+    /// The sequence after the block's last record (the next block's first).
+    pub end_seq: u64,
+    /// Why it could not be read.
+    pub reason: String,
+    pub at_us: i64,
+    /// The block's bytes as stored.
+    pub bytes: Vec<u8>,
+}
