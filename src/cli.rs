@@ -629,6 +629,25 @@ pub enum JournalCommand {
     /// Remove old records every sink has acknowledged, and give the space back.
     #[command(after_help = PRUNE_HELP)]
     Prune(PruneArgs),
+    /// Set unreadable blocks aside and print the harvest that brings their records back.
+    #[command(after_help = SALVAGE_HELP)]
+    Salvage(SalvageArgs),
+}
+
+const SALVAGE_HELP: &str = "\
+Each unreadable block is moved to the journal's quarantine table (kept, never deleted), and the
+action ids it may have held are forgotten by the dedupe memory, so that harvesting its time
+window again journals its records anew. The command prints that harvest. Stop harvests first.
+
+Example:
+  harvester journal verify || harvester journal salvage";
+
+/// `journal salvage`.
+#[derive(Debug, Clone, Args)]
+pub struct SalvageArgs {
+    /// Time zone of the printed harvest window (IANA name): Opencast's.
+    #[arg(long, env = "OPENCAST_TIMEZONE", default_value = "UTC")]
+    pub opencast_timezone: String,
 }
 
 const DUMP_HELP: &str = "\

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{
-    check_sink_settings, default_start, failed, make_sink, open_journal, parse_outputs,
+    check_sink_settings, default_start, failed, make_sink, open_journal_as, parse_outputs,
     s3_checkpoint, s3_client_if, sync_checkpoint, AppError, Output,
 };
 use crate::cli::{Cli, HarvestArgs, SinkArgs};
@@ -47,7 +47,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let update = !args.no_update_last_ts;
     let opencast = config::opencast(&args.opencast, None)?;
 
-    let journal = open_journal(&cli.journal)?;
+    let journal = open_journal_as(&cli.journal, "harvest", None)?;
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
 
     let now = timefmt::floor_second(timefmt::now_us());

@@ -8,7 +8,8 @@ use chrono_tz::Tz;
 
 use super::{check_sink_settings, failed, make_sink, open_journal, parse_outputs, AppError};
 use crate::cli::{
-    Cli, DumpArgs, JournalArgs, JournalCommand, PruneArgs, RangeArgs, ReplayArgs, StatsArgs,
+    Cli, DumpArgs, JournalArgs, JournalCommand, PruneArgs, RangeArgs, ReplayArgs, SalvageArgs,
+    StatsArgs,
 };
 use crate::config::{self, ConfigError};
 use crate::journal::inspect::{self, Filter};
@@ -23,6 +24,7 @@ pub async fn run(cli: &Cli, args: &JournalArgs) -> Result<(), AppError> {
         JournalCommand::Verify => verify(cli),
         JournalCommand::Replay(a) => replay(cli, a).await,
         JournalCommand::Prune(a) => prune(cli, a),
+        JournalCommand::Salvage(a) => salvage(cli, a),
     }
 }
 
@@ -279,7 +281,7 @@ enum Access {
 }
 
 fn access(cli: &Cli) -> Result<Access, AppError> {
-    match super::open_journal(&cli.journal) {
+    match super::open_journal_read(&cli.journal) {
         Ok(j) => Ok(Access::Local(j)),
         Err(e) => match super::owner::read(&cli.journal).and_then(|o| o.metrics_addr) {
             Some(addr) => {
@@ -384,11 +386,26 @@ async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
 }
 
 fn verify(cli: &Cli) -> Result<(), AppError> {
-    let j = open_journal(&cli.journal)?;
+    let j = Journal::open_read_only(&cli.journal).map_err(|e| match e {
+        crate::journal::JournalError::InUse { .. } => failed(format!(
+            "{e}; verify reads every block, so it does not ask the running process: stop it, \
+             or verify a copy (cp {p} /tmp/copy.redb && harvester --journal /tmp/copy.redb journal verify)",
+            p = cli.journal.display()
+        )),
+        e => failed(e),
+    })?;
     let rep = inspect::verify(&j).map_err(failed)?;
     if rep.ok() {
+        let q = if rep.quarantined > 0 {
+            format!(
+                " ({} unreadable blocks set aside by salvage)",
+                rep.quarantined
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "ok: {} records in {} blocks, every one readable, tables consistent",
+            "ok: {} records in {} blocks, every one readable, tables consistent{q}",
             rep.records, rep.blocks
         );
         return Ok(());
@@ -653,6 +670,64 @@ fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {
         return Err(failed(format!(
             "kept {held_back} older records that not every sink has acknowledged ({who}); forward them first, or use --force to drop them"
         )));
+    }
+    Ok(())
+}
+
+fn salvage(cli: &Cli, a: &SalvageArgs) -> Result<(), AppError> {
+    let tz = config::parse_tz(&a.opencast_timezone, "OPENCAST_TIMEZONE")?;
+    let j = open_journal(&cli.journal)?;
+    let done = j.salvage().map_err(failed)?;
+    if done.is_empty() {
+        println!("no unreadable blocks: nothing to salvage");
+        return Ok(());
+    }
+    let mut windows: Vec<(i64, i64)> = Vec::new();
+    let mut unknown = false;
+    for s in &done {
+        println!(
+            "quarantined the block at sequence {}..{} ({}); forgot {} action ids{}",
+            s.first_seq,
+            s.end_seq,
+            s.reason,
+            s.forgotten_ids,
+            if s.acknowledged_by.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} had acknowledged it and will receive its records again",
+                    s.acknowledged_by.join(", ")
+                )
+            }
+        );
+        match s.window {
+            Some(w) => windows.push(w),
+            None => unknown = true,
+        }
+    }
+    // Whole seconds (the harvest's unit, both ends inclusive), overlapping windows merged.
+    windows.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for (a, b) in windows {
+        let (a, b) = (timefmt::floor_second(a), timefmt::floor_second(b));
+        match merged.last_mut() {
+            Some(last) if a <= last.1 + 1_000_000 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    println!("to bring their records back, harvest again (OPENCAST_TIMEZONE={tz}):");
+    for (a, b) in &merged {
+        println!(
+            "  harvester harvest -s {} -e {} --no-update-last-ts",
+            timefmt::format_compact(*a, tz),
+            timefmt::format_compact(*b, tz)
+        );
+    }
+    if unknown {
+        println!(
+            "  (a block's time range could not be read: harvest again from before the first \
+             record you miss, with -s/-e and --no-update-last-ts)"
+        );
     }
     Ok(())
 }

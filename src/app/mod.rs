@@ -129,14 +129,55 @@ pub(crate) fn open_journal_as(
     match Journal::open(path) {
         Ok(j) => {
             owner::claim(path, command, metrics_addr);
+            if matches!(command, "harvest" | "run") {
+                refuse_damage(&j)?;
+            }
             Ok(Arc::new(j))
         }
-        Err(e @ crate::journal::JournalError::InUse { .. }) => Err(match owner::read(path) {
+        Err(e) => Err(journal_error(path, e)),
+    }
+}
+
+/// Opens the journal for a command that only reads it: the file is never written (no owner
+/// record, no upgrade, no repair), a missing one is an error, not a new journal.
+pub(crate) fn open_journal_read(path: &Path) -> Result<Arc<Journal>, AppError> {
+    Journal::open_read_only(path)
+        .map(Arc::new)
+        .map_err(|e| journal_error(path, e))
+}
+
+/// A journal error for the user; a journal held by another process names that process.
+fn journal_error(path: &Path, e: crate::journal::JournalError) -> AppError {
+    match e {
+        e @ crate::journal::JournalError::InUse { .. } => match owner::read(path) {
             Some(o) => failed(format!("{e} (held by {})", owner::describe(&o))),
             None => failed(e),
-        }),
-        Err(e) => Err(failed(e)),
+        },
+        e => failed(e),
     }
+}
+
+/// A harvest into a journal with unreadable blocks would take their records for duplicates
+/// forever: each harvest decodes a slice of the journal (a full pass over a few runs) and stops
+/// with the remedy when a block cannot be read.
+fn refuse_damage(j: &Journal) -> Result<(), AppError> {
+    let bad = j
+        .scrub(crate::journal::salvage::SCRUB_RECORDS)
+        .map_err(failed)?;
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let at: Vec<String> = bad.iter().take(5).map(u64::to_string).collect();
+    Err(failed(format!(
+        "journal {} has {} unreadable block(s) (at sequence {}{}): their records are lost from \
+         the journal while their action ids still count as harvested, so no harvest would bring \
+         them back. Stop harvests, run `harvester journal salvage` (it sets the blocks aside and \
+         prints the harvest that brings their records back), then harvest again",
+        j.path().display(),
+        bad.len(),
+        at.join(", "),
+        if bad.len() > 5 { ", …" } else { "" }
+    )))
 }
 
 /// Connects the sink of `o`; returns it with the name of its cursor (`stdout`, `sqs:<queue>`,

@@ -17,6 +17,13 @@
 //!   written by earlier builds keep their version 1 blocks and read exactly as before.
 //!
 //! Value layout (version 1): `[1u8][bincode(T)]` for small metadata values.
+//!
+//! Reading trusts nothing: a stored value may be damaged in any way (a flipped bit on disk, a
+//! truncated copy). Decoding returns an error for such bytes, never panics and never allocates
+//! more than the decoder's limit. Blocks are written with zstd's content checksum (since this
+//! build; older blocks have none and read as before), so damage to the compressed records is
+//! detected rather than read back as different records, and a block's header must agree with
+//! the records it holds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +40,10 @@ const VALUE_VERSION: u8 = 1;
 const BLOCK_HEADER: usize = 1 + 4 + 8 + 8;
 /// Level 1: a page block still shrinks to ~3% of its JSON, at half the CPU of level 3.
 const ZSTD_LEVEL: i32 = 1;
+/// The most a decoder may claim or read for one value (bincode allocates a container's claimed
+/// length up front, so a damaged length must not be trusted past this). A page of records is
+/// far below it.
+const DECODE_LIMIT: usize = 1 << 30;
 
 /// A stored value could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +67,21 @@ pub enum CodecError {
     CountMismatch { expected: u32, found: usize },
     #[error("a record refers to {what} #{index}, which the block does not hold")]
     BadReference { what: &'static str, index: u32 },
+    #[error("the block's header does not match its records ({0})")]
+    HeaderMismatch(&'static str),
 }
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
+}
+
+/// Decoding: the same layout, with a bound on what damaged bytes can make it allocate.
+fn decode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<DECODE_LIMIT>,
+> {
+    config().with_limit::<DECODE_LIMIT>()
 }
 
 fn check_value_version(bytes: &[u8]) -> Result<(), CodecError> {
@@ -280,9 +302,14 @@ fn frame(version: u8, count: usize, min: i64, max: i64, raw: &[u8]) -> Vec<u8> {
         // One compression context per thread, reused: creating one costs more than
         // compressing a small page.
         static COMPRESSOR: std::cell::RefCell<zstd::bulk::Compressor<'static>> =
-            std::cell::RefCell::new(
-                zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd compression context"),
-            );
+            std::cell::RefCell::new({
+                let mut c =
+                    zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd compression context");
+                // 4 bytes a block: damage to the records is detected, not read back as others.
+                c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+                    .expect("zstd accepts its checksum flag");
+                c
+            });
     }
     let head = BLOCK_HEADER + 4;
     let mut out = Vec::with_capacity(head + zstd::zstd_safe::compress_bound(raw.len()));
@@ -329,17 +356,36 @@ pub fn block_header(bytes: &[u8]) -> Result<BlockHeader, CodecError> {
 /// Decodes a whole block, of any version this build reads.
 pub fn decode_block(bytes: &[u8]) -> Result<Vec<Record>, CodecError> {
     let header = block_header(bytes)?;
-    let raw = zstd::bulk::decompress(&bytes[BLOCK_HEADER + 4..], header.raw_len as usize)
-        .map_err(CodecError::Zstd)?;
+    let packed = &bytes[BLOCK_HEADER + 4..];
+    // The frame states its size: a damaged length in our header must not size the buffer.
+    match zstd::zstd_safe::get_frame_content_size(packed) {
+        Ok(Some(n)) if n == header.raw_len as u64 => {}
+        _ => return Err(CodecError::HeaderMismatch("raw length")),
+    }
+    if header.raw_len as usize > DECODE_LIMIT {
+        return Err(CodecError::HeaderMismatch("raw length"));
+    }
+    let raw = zstd::bulk::decompress(packed, header.raw_len as usize).map_err(CodecError::Zstd)?;
+    if raw.len() != header.raw_len as usize {
+        return Err(CodecError::HeaderMismatch("raw length"));
+    }
     let records = match bytes[0] {
-        1 => bincode::decode_from_slice::<Vec<Record>, _>(&raw, config())?.0,
-        _ => from_v2(bincode::decode_from_slice::<BlockV2, _>(&raw, config())?.0)?,
+        1 => bincode::decode_from_slice::<Vec<Record>, _>(&raw, decode_config())?.0,
+        _ => from_v2(bincode::decode_from_slice::<BlockV2, _>(&raw, decode_config())?.0)?,
     };
     if records.len() != header.count as usize {
         return Err(CodecError::CountMismatch {
             expected: header.count,
             found: records.len(),
         });
+    }
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for r in &records {
+        min = min.min(r.created_us);
+        max = max.max(r.created_us);
+    }
+    if !records.is_empty() && (min, max) != (header.min_created_us, header.max_created_us) {
+        return Err(CodecError::HeaderMismatch("time range"));
     }
     Ok(records)
 }
@@ -407,7 +453,7 @@ pub fn encode_value<T: Encode>(v: &T) -> Vec<u8> {
 /// Decodes a value written by [`encode_value`].
 pub fn decode_value<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
     check_value_version(bytes)?;
-    let (v, _) = bincode::decode_from_slice(&bytes[1..], config())?;
+    let (v, _) = bincode::decode_from_slice(&bytes[1..], decode_config())?;
     Ok(v)
 }
 
@@ -607,5 +653,143 @@ mod tests {
         let n = bytes.len();
         bytes[n - 3] ^= 0xff;
         assert!(decode_block(&bytes).is_err());
+    }
+
+    mod properties {
+        use super::super::*;
+        use crate::record::{ActionBlock, EpisodeBlock, Record};
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            // Any unicode, empty strings and the strings records repeat (interning).
+            prop_oneof![
+                any::<String>(),
+                Just(String::new()),
+                Just("mp-1".to_string())
+            ]
+        }
+
+        fn number() -> impl Strategy<Value = i64> {
+            prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX), Just(0)]
+        }
+
+        fn episode() -> impl Strategy<Value = Option<Arc<EpisodeBlock>>> {
+            proptest::option::of(
+                (
+                    proptest::option::of(text()),
+                    proptest::option::of(number()),
+                    proptest::option::of(text()),
+                    proptest::option::of((text(), text())),
+                    proptest::option::of(text()),
+                    proptest::option::of(text()),
+                )
+                    .prop_map(
+                        |(title, duration, start, series, kind, description)| {
+                            Arc::new(EpisodeBlock {
+                                title,
+                                duration,
+                                start,
+                                series,
+                                kind,
+                                description,
+                            })
+                        },
+                    ),
+            )
+        }
+
+        fn record() -> impl Strategy<Value = Record> {
+            (
+                (number(), number(), text(), text()),
+                (proptest::option::of(text()), proptest::option::of(text())),
+                (
+                    proptest::option::of(text()),
+                    proptest::option::of(number()),
+                    proptest::option::of(number()),
+                    proptest::option::of(number()),
+                    any::<bool>(),
+                ),
+                (proptest::option::of(text()), any::<bool>(), episode()),
+            )
+                .prop_map(
+                    |(
+                        (action_id, created_us, mpid, session_id),
+                        (huid, useragent),
+                        (kind, inpoint, outpoint, length, is_playing),
+                        (ip_chain, is_live, episode),
+                    )| Record {
+                        action_id,
+                        created_us,
+                        mpid,
+                        session_id,
+                        huid,
+                        useragent,
+                        action: ActionBlock {
+                            kind,
+                            inpoint,
+                            outpoint,
+                            length,
+                            is_playing,
+                        },
+                        ip_chain,
+                        is_live,
+                        episode,
+                    },
+                )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn blocks_read_back_exactly(records in proptest::collection::vec(record(), 0..40)) {
+                let bytes = encode_block(&records);
+                prop_assert_eq!(decode_block(&bytes).unwrap(), records.clone());
+                prop_assert_eq!(decode_block(&encode_block_v1(&records)).unwrap(), records);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let _ = decode_block(&bytes);
+                let _ = block_header(&bytes);
+                let _ = decode_value::<crate::journal::DeadLetter>(&bytes);
+                let _ = decode_value::<Vec<u64>>(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_bytes_behind_a_valid_header_never_panic(
+                version in 1u8..=2,
+                count in any::<u32>(),
+                raw_len in any::<u32>(),
+                payload in proptest::collection::vec(any::<u8>(), 0..400),
+            ) {
+                let mut bytes = vec![version];
+                bytes.extend_from_slice(&count.to_le_bytes());
+                bytes.extend_from_slice(&[0; 16]);
+                bytes.extend_from_slice(&raw_len.to_le_bytes());
+                bytes.extend_from_slice(&payload);
+                prop_assert!(decode_block(&bytes).is_err());
+            }
+
+            #[test]
+            fn damaged_blocks_are_errors_not_panics_nor_other_records(
+                records in proptest::collection::vec(record(), 1..20),
+                at in any::<prop::sample::Index>(),
+                flip in 1u8..=255,
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let bytes = encode_block(&records);
+                // A bit-flipped block never reads back as different records.
+                let mut flipped = bytes.clone();
+                let i = at.index(flipped.len());
+                flipped[i] ^= flip;
+                if let Ok(back) = decode_block(&flipped) {
+                    prop_assert_eq!(back, records.clone());
+                }
+                // A truncated block is an error.
+                let n = cut.index(bytes.len());
+                prop_assert!(decode_block(&bytes[..n]).is_err());
+            }
+        }
     }
 }

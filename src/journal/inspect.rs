@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    codec, Journal, JournalError, Result, ACTION_IDS, BLOCKS, CURSORS, DEAD_LETTERS, EPISODES,
+    codec, read_table, Journal, JournalError, Result, ACTION_IDS, BLOCKS, CURSORS, DEAD_LETTERS,
+    EPISODES, QUARANTINE,
 };
 use crate::record::Record;
 use crate::timefmt;
@@ -157,6 +158,12 @@ pub struct Stats {
     pub records_uncompressed_bytes: u64,
     pub records_stored_bytes: u64,
     pub compression_ratio: Option<f64>,
+    /// Blocks whose header cannot be read (`journal verify` decodes every block).
+    #[serde(default)]
+    pub unreadable_headers: u64,
+    /// Blocks `journal salvage` set aside as unreadable.
+    #[serde(default)]
+    pub quarantined_blocks: u64,
     pub checkpoint: Option<String>,
     pub checkpoint_synced_to_s3: Option<bool>,
     pub harvest_position: Option<String>,
@@ -166,24 +173,30 @@ pub struct Stats {
 /// Counts and sizes, from block headers and table sizes (no record is decoded).
 pub fn stats(j: &Journal) -> Result<Stats> {
     let tx = j.db.begin_read()?;
-    let blocks = tx.open_table(BLOCKS)?;
     let (mut actions, mut nblocks, mut raw, mut stored) = (0u64, 0u64, 0u64, 0u64);
     let (mut oldest, mut newest): (Option<i64>, Option<i64>) = (None, None);
     let mut first_seq = None;
-    for row in blocks.iter()? {
-        let (k, v) = row?;
-        first_seq.get_or_insert(k.value());
-        let h = super::header_at(k.value(), v.value())?;
-        actions += h.count as u64;
-        nblocks += 1;
-        raw += h.raw_len as u64;
-        stored += v.value().len() as u64;
-        oldest = Some(oldest.map_or(h.min_created_us, |o| o.min(h.min_created_us)));
-        newest = Some(newest.map_or(h.max_created_us, |n| n.max(h.max_created_us)));
+    let mut unreadable = 0u64;
+    if let Some(blocks) = read_table(&tx, BLOCKS)? {
+        for row in blocks.iter()? {
+            let (k, v) = row?;
+            first_seq.get_or_insert(k.value());
+            nblocks += 1;
+            stored += v.value().len() as u64;
+            // A damaged header is counted, not fatal: stats is how one looks at a sick journal.
+            let Ok(h) = codec::block_header(v.value()) else {
+                unreadable += 1;
+                continue;
+            };
+            actions += h.count as u64;
+            raw += h.raw_len as u64;
+            oldest = Some(oldest.map_or(h.min_created_us, |o| o.min(h.min_created_us)));
+            newest = Some(newest.map_or(h.max_created_us, |n| n.max(h.max_created_us)));
+        }
     }
-    let episodes = tx.open_table(EPISODES)?.len()?;
-    let dead_letters = tx.open_table(DEAD_LETTERS)?.len()?;
-    drop(blocks);
+    let episodes = count(read_table(&tx, EPISODES)?)?;
+    let dead_letters = count(read_table(&tx, DEAD_LETTERS)?)?;
+    let quarantined_blocks = count(read_table(&tx, QUARANTINE)?)?;
     drop(tx);
     let next_seq = j.next_seq()?;
     let size = std::fs::metadata(j.path()).map(|m| m.len()).unwrap_or(0);
@@ -215,6 +228,8 @@ pub fn stats(j: &Journal) -> Result<Stats> {
         records_uncompressed_bytes: raw,
         records_stored_bytes: stored,
         compression_ratio: (stored > 0).then(|| raw as f64 / stored as f64),
+        unreadable_headers: unreadable,
+        quarantined_blocks,
         checkpoint: cp.map(|c| timefmt::format_rfc3339(c.last_action_us)),
         checkpoint_synced_to_s3: cp.map(|c| c.synced_to_s3),
         harvest_position: pos.map(|p| {
@@ -231,6 +246,14 @@ pub fn stats(j: &Journal) -> Result<Stats> {
             )
         }),
         cursors,
+    })
+}
+
+/// Rows in a table (none when the journal does not have it).
+fn count(t: Option<impl ReadableTableMetadata>) -> Result<u64> {
+    Ok(match t {
+        Some(t) => t.len()?,
+        None => 0,
     })
 }
 
@@ -253,6 +276,20 @@ impl std::fmt::Display for Stats {
         writeln!(f, "newest action    {}", opt(&self.newest_action))?;
         writeln!(f, "episodes         {}", self.episodes)?;
         writeln!(f, "dead letters     {}", self.dead_letters)?;
+        if self.unreadable_headers > 0 {
+            writeln!(
+                f,
+                "DAMAGED          {} blocks with unreadable headers: run `harvester journal verify`, then `harvester journal salvage`",
+                self.unreadable_headers
+            )?;
+        }
+        if self.quarantined_blocks > 0 {
+            writeln!(
+                f,
+                "quarantined      {} unreadable blocks set aside by `journal salvage`",
+                self.quarantined_blocks
+            )?;
+        }
         writeln!(
             f,
             "action ids seen  {} (kept after pruning, for dedupe)",
@@ -301,6 +338,10 @@ impl std::fmt::Display for Stats {
 pub struct VerifyReport {
     pub blocks: u64,
     pub records: u64,
+    /// Blocks set aside by `journal salvage` (not problems: their gaps are accounted for).
+    pub quarantined: u64,
+    /// First sequences of the blocks that cannot be read.
+    pub bad_blocks: Vec<u64>,
     pub problems: Vec<String>,
 }
 
@@ -315,37 +356,75 @@ pub fn verify(j: &Journal) -> Result<VerifyReport> {
     let mut rep = VerifyReport::default();
     let mut expected_next: Option<u64> = None;
     let mut ids: Vec<i64> = Vec::new();
-    j.scan(0, |_, _| true, |first, block| {
-        rep.blocks += 1;
-        if let Some(e) = expected_next {
-            if e != first {
-                rep.problems.push(format!("block at sequence {first} follows a block ending at {e}: records are missing or overlap"));
+    let tx = j.db.begin_read()?;
+    let quarantine = read_table(&tx, QUARANTINE)?;
+    // A gap is accounted for when salvage quarantined a block that began in it.
+    let quarantined_in = |from: u64, to: u64| -> Result<bool> {
+        Ok(match &quarantine {
+            Some(q) if from < to => q.range(from..to)?.next().is_some(),
+            _ => false,
+        })
+    };
+    let mut gaps = Vec::new();
+    j.scan(
+        0,
+        |_, _| true,
+        |first, block| {
+            rep.blocks += 1;
+            if let Some(e) = expected_next {
+                if e != first {
+                    gaps.push((e, first));
+                }
             }
+            match block {
+                Ok(records) => {
+                    expected_next = Some(first + records.len() as u64);
+                    rep.records += records.len() as u64;
+                    ids.extend(records.iter().map(|r| r.action_id));
+                }
+                Err(e) => {
+                    rep.bad_blocks.push(first);
+                    rep.problems
+                        .push(format!("block at sequence {first} cannot be read: {e}"));
+                    expected_next = None;
+                }
+            }
+            true
+        },
+    )?;
+    for (e, first) in gaps {
+        if !quarantined_in(e, first)? {
+            rep.problems.push(format!("block at sequence {first} follows a block ending at {e}: records are missing or overlap"));
         }
-        match block {
-            Ok(records) => {
-                expected_next = Some(first + records.len() as u64);
-                rep.records += records.len() as u64;
-                ids.extend(records.iter().map(|r| r.action_id));
-            }
-            Err(e) => {
-                rep.problems.push(format!("block at sequence {first} cannot be read: {e}"));
-                expected_next = None;
-            }
-        }
-        true
-    })?;
+    }
+    if let Some(q) = &quarantine {
+        rep.quarantined = q.len()?;
+    }
     let next_seq = j.next_seq()?;
     if let Some(e) = expected_next {
-        if e != next_seq {
+        if e != next_seq && !quarantined_in(e, next_seq)? {
             rep.problems.push(format!(
                 "the last block ends at sequence {e} but the journal's next sequence is {next_seq}"
             ));
         }
     }
-    // Every record's id must be in the dedupe bitmap, and no id twice among the records.
-    let tx = j.db.begin_read()?;
-    let bits_table = tx.open_table(ACTION_IDS)?;
+    if !rep.bad_blocks.is_empty() {
+        rep.problems.push(format!(
+            "{} unreadable block(s): `harvester journal salvage` sets them aside, forgets their action ids and prints the harvest that brings their records back",
+            rep.bad_blocks.len()
+        ));
+    }
+    verify_tables(&tx, next_seq, ids, &mut rep)?;
+    Ok(rep)
+}
+
+/// The dedupe bitmap holds every record's id once; dead letters, episodes and cursors read.
+fn verify_tables(
+    tx: &redb::ReadTransaction,
+    next_seq: u64,
+    mut ids: Vec<i64>,
+    rep: &mut VerifyReport,
+) -> Result<()> {
     let mut bits: HashMap<i64, u64> = HashMap::new();
     ids.sort_unstable();
     for w in ids.windows(2) {
@@ -354,12 +433,16 @@ pub fn verify(j: &Journal) -> Result<VerifyReport> {
                 .push(format!("action {} is journaled more than once", w[0]));
         }
     }
+    let bits_table = read_table(tx, ACTION_IDS)?;
     for id in &ids {
         let chunk = id.div_euclid(64);
         let b = match bits.get(&chunk) {
             Some(b) => *b,
             None => {
-                let b = bits_table.get(chunk)?.map(|g| g.value()).unwrap_or(0);
+                let b = match &bits_table {
+                    Some(t) => t.get(chunk)?.map(|g| g.value()).unwrap_or(0),
+                    None => 0,
+                };
                 bits.insert(chunk, b);
                 b
             }
@@ -370,29 +453,35 @@ pub fn verify(j: &Journal) -> Result<VerifyReport> {
             ));
         }
     }
-    for row in tx.open_table(DEAD_LETTERS)?.iter()? {
-        let (k, v) = row?;
-        if let Err(e) = codec::decode_value::<super::DeadLetter>(v.value()) {
-            rep.problems
-                .push(format!("dead letter {} cannot be read: {e}", k.value()));
+    if let Some(t) = read_table(tx, DEAD_LETTERS)? {
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if let Err(e) = codec::decode_value::<super::DeadLetter>(v.value()) {
+                rep.problems
+                    .push(format!("dead letter {} cannot be read: {e}", k.value()));
+            }
         }
     }
-    for row in tx.open_table(EPISODES)?.iter()? {
-        let (k, v) = row?;
-        if let Err(e) = codec::decode_value::<super::EpisodeEntry>(v.value()) {
-            rep.problems
-                .push(format!("episode {} cannot be read: {e}", k.value()));
+    if let Some(t) = read_table(tx, EPISODES)? {
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if let Err(e) = codec::decode_value::<super::EpisodeEntry>(v.value()) {
+                rep.problems
+                    .push(format!("episode {} cannot be read: {e}", k.value()));
+            }
         }
     }
-    for row in tx.open_table(CURSORS)?.iter()? {
-        let (k, v) = row?;
-        if v.value() > next_seq {
-            rep.problems.push(format!(
-                "cursor {} is at {} past the journal's end {next_seq}",
-                k.value(),
-                v.value()
-            ));
+    if let Some(t) = read_table(tx, CURSORS)? {
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if v.value() > next_seq {
+                rep.problems.push(format!(
+                    "cursor {} is at {} past the journal's end {next_seq}",
+                    k.value(),
+                    v.value()
+                ));
+            }
         }
     }
-    Ok(rep)
+    Ok(())
 }

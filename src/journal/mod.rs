@@ -11,11 +11,13 @@
 
 pub mod codec;
 pub mod inspect;
+mod open;
+pub mod salvage;
 mod types;
 
 pub use types::{
     Checkpoint, DeadLetter, EpisodeDocEntry, EpisodeEntry, HarvestPosition, PageCommit,
-    PageOutcome, SinkRefusal,
+    PageOutcome, QuarantinedBlock, SinkRefusal,
 };
 
 use std::collections::hash_map::Entry;
@@ -24,7 +26,10 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use bincode::Decode;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition, WriteTransaction,
+};
 
 use crate::record::Record;
 
@@ -45,8 +50,8 @@ pub(crate) const EPISODES: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const EPISODE_DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("episode_docs");
 pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
-const CACHE_BYTES: usize = 16 << 20;
+/// Blocks `journal salvage` found unreadable, moved here (never deleted), by first sequence.
+pub(crate) const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 
 const META_FORMAT: &str = "format_version";
 const META_NEXT_SEQ: &str = "next_seq";
@@ -85,8 +90,27 @@ pub enum JournalError {
     NeedsReopen { path: Option<PathBuf> },
     #[error("journal storage error: {0}")]
     Storage(String),
-    #[error("journal record at sequence {seq} cannot be read: {source}")]
+    #[error(
+        "journal record at sequence {seq} cannot be read: {source}; run `harvester journal \
+         salvage` to set the damaged block aside and learn how to harvest its records again"
+    )]
     Corrupt { seq: u64, source: CodecError },
+    #[error("no journal at {path} (check JOURNAL_PATH or --journal)")]
+    Missing { path: PathBuf },
+    #[error(
+        "{path} is an empty file, not a journal; it was left as it is (remove it, and a new \
+         journal continues from the checkpoint in S3, or point JOURNAL_PATH at the right file)"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "journal {path} cannot be opened: {reason}. It was not changed. Move it aside \
+         (mv {path} {path}.damaged) and run again: a new journal continues from the checkpoint \
+         in S3 (S3_HARVEST_TS_BUCKET), and harvesting the days it held again with \
+         `harvest -s … -e … --no-update-last-ts` brings their records back", path = path.display()
+    )]
+    Unopenable { path: PathBuf, reason: String },
+    #[error("the journal was opened for reading only")]
+    ReadOnly,
 }
 
 impl JournalError {
@@ -190,42 +214,95 @@ mod error_tests {
 
 pub type Result<T> = std::result::Result<T, JournalError>;
 
+/// The redb database behind a journal: writable, or opened by a reading command that must
+/// never change the file.
+pub(crate) enum Db {
+    Write(Database),
+    Read(ReadOnlyDatabase),
+}
+
+impl Db {
+    pub(crate) fn begin_read(
+        &self,
+    ) -> std::result::Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Write(d) => d.begin_read(),
+            Db::Read(d) => d.begin_read(),
+        }
+    }
+
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction> {
+        match self {
+            Db::Write(d) => Ok(d.begin_write()?),
+            Db::Read(_) => Err(JournalError::ReadOnly),
+        }
+    }
+}
+
 /// A handle on the open journal file. Cheap to share behind an `Arc`.
 pub struct Journal {
-    pub(crate) db: Database,
+    pub(crate) db: Db,
     path: PathBuf,
+    /// The repaired private copy a reading open reads (dropped after `db`, which removes it).
+    _copy: Option<open::PrivateFile>,
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path`, refusing a file another process holds.
+    /// Opens (or creates) the journal at `path` for writing, refusing a file another process
+    /// holds, an empty file, and a file that is not a journal (which is left unchanged).
+    /// A new journal is created with mode 0600.
     pub fn open(path: &Path) -> Result<Journal> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 JournalError::Storage(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
-        // A bounded cache keeps memory flat whatever the journal's size (redb's default is 1 GiB,
-        // which a full dump of a large journal would fill).
-        let db = match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(JournalError::InUse {
+        let db = match open::open_existing(path)? {
+            Some(db) => db,
+            None => {
+                open::create_new(path, |db| Journal::writable(db, path).map(drop))?;
+                open::open_existing(path)?.ok_or_else(|| JournalError::Missing {
                     path: path.to_path_buf(),
-                })
-            }
-            Err(source) => {
-                return Err(JournalError::Open {
-                    path: path.to_path_buf(),
-                    source,
-                })
+                })?
             }
         };
+        Journal::writable(db, path)
+    }
+
+    fn writable(db: Database, path: &Path) -> Result<Journal> {
         let j = Journal {
-            db,
+            db: Db::Write(db),
             path: path.to_path_buf(),
+            _copy: None,
         };
         j.init()?;
         Ok(j)
+    }
+
+    /// Opens an existing journal for reading only: the file is never written (no format
+    /// upgrade, no repair: a journal not closed cleanly is read through a private repaired
+    /// copy). Older formats read as they are; a newer one is refused.
+    pub fn open_read_only(path: &Path) -> Result<Journal> {
+        let ro = open::open_read_only(path)?;
+        let j = Journal {
+            db: Db::Read(ro.db),
+            path: path.to_path_buf(),
+            _copy: ro.copy,
+        };
+        let found = j.format_version()?;
+        if found > codec::FORMAT_VERSION {
+            return Err(JournalError::NewerFormat {
+                path: path.to_path_buf(),
+                found,
+                known: codec::FORMAT_VERSION,
+            });
+        }
+        Ok(j)
+    }
+
+    /// Whether this handle may write (reading commands open the journal read-only).
+    pub fn is_writable(&self) -> bool {
+        matches!(self.db, Db::Write(_))
     }
 
     pub fn path(&self) -> &Path {
@@ -271,6 +348,7 @@ impl Journal {
             tx.open_table(EPISODES)?;
             tx.open_table(EPISODE_DOCS)?;
             tx.open_table(CURSORS)?;
+            tx.open_table(QUARANTINE)?;
         }
         tx.commit()?;
         Ok(())
@@ -474,9 +552,12 @@ impl Journal {
 
     /// Gives the space of removed data back to the file system.
     pub fn compact(&mut self) -> Result<bool> {
-        self.db
-            .compact()
-            .map_err(|e| JournalError::Storage(format!("compaction: {e}")))
+        match &mut self.db {
+            Db::Write(db) => db
+                .compact()
+                .map_err(|e| JournalError::Storage(format!("compaction: {e}"))),
+            Db::Read(_) => Err(JournalError::ReadOnly),
+        }
     }
 
     /// Sets a cursor outright (replays restart from here).
@@ -526,8 +607,10 @@ impl Journal {
     /// cannot be read does not hide the others).
     fn all_by_mpid<T: Decode<()>>(&self, table: TableDefinition<&str, &[u8]>) -> Result<ByMpid<T>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(table)?;
         let mut out = Vec::new();
+        let Some(t) = read_table(&tx, table)? else {
+            return Ok(out);
+        };
         for row in t.iter()? {
             let (k, v) = row?;
             out.push((k.value().to_string(), codec::decode_value(v.value())));
@@ -535,16 +618,22 @@ impl Journal {
         Ok(out)
     }
 
-    /// The format the journal declares (raised to the current one when it is opened).
+    /// The format the journal declares (raised to the current one when it is opened for
+    /// writing).
     pub fn format_version(&self) -> Result<u8> {
         let tx = self.db.begin_read()?;
-        Ok(declared_format(&tx.open_table(META)?)?.unwrap_or(0))
+        match read_table(&tx, META)? {
+            Some(meta) => Ok(declared_format(&meta)?.unwrap_or(0)),
+            None => Ok(0),
+        }
     }
 
     /// The journaled metadata of one episode, if any.
     pub fn episode(&self, mpid: &str) -> Result<Option<EpisodeEntry>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(EPISODES)?;
+        let Some(t) = read_table(&tx, EPISODES)? else {
+            return Ok(None);
+        };
         let Some(v) = t.get(mpid)? else {
             return Ok(None);
         };
@@ -603,31 +692,33 @@ impl Journal {
 
     fn get_meta<T: Decode<()>>(&self, key: &str) -> Result<Option<T>> {
         let tx = self.db.begin_read()?;
-        let meta = tx.open_table(META)?;
-        decode_meta(&meta, key)
+        match read_table(&tx, META)? {
+            Some(meta) => decode_meta(&meta, key),
+            None => Ok(None),
+        }
     }
 
     /// The sequence number the next record will get (= records ever appended).
     pub fn next_seq(&self) -> Result<u64> {
-        let tx = self.db.begin_read()?;
-        get_u64(&tx.open_table(META)?, META_NEXT_SEQ)
+        Ok(self.get_meta::<u64>(META_NEXT_SEQ)?.unwrap_or(0))
     }
 
     /// A sink's cursor: the first sequence it has not acknowledged (0 for a new sink).
     pub fn cursor(&self, sink: &str) -> Result<u64> {
         let tx = self.db.begin_read()?;
-        Ok(tx
-            .open_table(CURSORS)?
-            .get(sink)?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        let Some(t) = read_table(&tx, CURSORS)? else {
+            return Ok(0);
+        };
+        Ok(t.get(sink)?.map(|v| v.value()).unwrap_or(0))
     }
 
     /// Every sink cursor by name.
     pub fn cursors(&self) -> Result<Vec<(String, u64)>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(CURSORS)?;
         let mut out = Vec::new();
+        let Some(t) = read_table(&tx, CURSORS)? else {
+            return Ok(out);
+        };
         for row in t.iter()? {
             let (k, v) = row?;
             out.push((k.value().to_string(), v.value()));
@@ -654,8 +745,10 @@ impl Journal {
     /// records were pruned.
     pub fn read_from(&self, from: u64, want: usize) -> Result<(u64, Vec<Record>)> {
         let tx = self.db.begin_read()?;
-        let blocks = tx.open_table(BLOCKS)?;
         let mut out: Vec<Record> = Vec::new();
+        let Some(blocks) = read_table(&tx, BLOCKS)? else {
+            return Ok((from, out));
+        };
         let mut first = None;
         // The block holding `from` starts at or before it.
         let start_key = match blocks.range(..=from)?.next_back() {
@@ -692,7 +785,9 @@ impl Journal {
         mut visit: impl FnMut(u64, std::result::Result<Vec<Record>, CodecError>) -> bool,
     ) -> Result<()> {
         let tx = self.db.begin_read()?;
-        let blocks = tx.open_table(BLOCKS)?;
+        let Some(blocks) = read_table(&tx, BLOCKS)? else {
+            return Ok(());
+        };
         let start_key = match blocks.range(..=from_seq)?.next_back() {
             Some(row) => row?.0.value(),
             None => from_seq,
@@ -716,8 +811,10 @@ impl Journal {
     /// All dead letters in arrival order.
     pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetter)>> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(DEAD_LETTERS)?;
         let mut out = Vec::new();
+        let Some(t) = read_table(&tx, DEAD_LETTERS)? else {
+            return Ok(out);
+        };
         for row in t.iter()? {
             let (k, v) = row?;
             let d = codec::decode_value(v.value())
@@ -731,10 +828,26 @@ impl Journal {
     pub fn known_action_ids(&self) -> Result<u64> {
         let tx = self.db.begin_read()?;
         let mut n = 0u64;
-        for row in tx.open_table(ACTION_IDS)?.iter()? {
+        let Some(t) = read_table(&tx, ACTION_IDS)? else {
+            return Ok(0);
+        };
+        for row in t.iter()? {
             n += row?.1.value().count_ones() as u64;
         }
         Ok(n)
+    }
+}
+
+/// A table for reading, `None` when the journal does not have it: a journal opened read-only is
+/// read as it is, and one from an older build may lack tables added since.
+pub(crate) fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    tx: &ReadTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>> {
+    match tx.open_table(def) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -99,3 +99,15 @@ pub struct SinkRefusal {
     /// When a replay delivered it; `None` while it is still undelivered.
     pub delivered_at_us: Option<i64>,
 }
+
+/// A block `journal salvage` could not read, kept as it was found (never deleted).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct QuarantinedBlock {
+    /// The sequence after the block's last record (the next block's first).
+    pub end_seq: u64,
+    /// Why it could not be read.
+    pub reason: String,
+    pub at_us: i64,
+    /// The block's bytes as stored.
+    pub bytes: Vec<u8>,
+}
