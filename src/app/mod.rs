@@ -160,7 +160,7 @@ fn journal_error(path: &Path, e: crate::journal::JournalError) -> AppError {
 /// A harvest into a journal with unreadable blocks would take their records for duplicates
 /// forever: each harvest decodes a slice of the journal (a full pass over a few runs) and stops
 /// with the remedy when a block cannot be read.
-fn refuse_damage(j: &Journal) -> Result<(), AppError> {
+pub(crate) fn refuse_damage(j: &Journal) -> Result<(), AppError> {
     let bad = j
         .scrub(crate::journal::salvage::SCRUB_RECORDS)
         .map_err(failed)?;

@@ -218,10 +218,16 @@ async fn try_open(
     let res = tokio::task::spawn_blocking(move || Journal::open(&p))
         .await
         .map_err(failed)?;
-    Ok(res.map(|j| {
-        owner::claim(path, "run", Some(&args.metrics_addr));
-        Arc::new(j)
-    }))
+    match res {
+        Ok(j) => {
+            owner::claim(path, "run", Some(&args.metrics_addr));
+            // A journal with unreadable blocks would take their records for duplicates forever:
+            // `run` stops with the remedy, as `harvest` does.
+            super::refuse_damage(&j)?;
+            Ok(Ok(Arc::new(j)))
+        }
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// Shows why the journal is closed on /healthz and in the log.
