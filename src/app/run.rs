@@ -91,6 +91,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         journal.clone(),
         opencast.client().stats_handle(),
     ));
+    if let Some(e) = args.sink.enrich.enricher.get() {
+        let _ = metrics.enrichment.set(e.clone());
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| failed(format!("cannot listen on METRICS_ADDR {addr}: {e}")))?;

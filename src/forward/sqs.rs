@@ -13,6 +13,7 @@ use futures::StreamExt;
 
 use super::SinkError;
 use crate::aws::describe;
+use crate::enrich::SinkEnricher;
 use crate::record::Record;
 
 /// SQS's own limits.
@@ -52,6 +53,8 @@ pub struct SqsSink {
     fifo: bool,
     cfg: SqsConfig,
     calls: Arc<AtomicU64>,
+    /// `ENRICH_SINKS=all`: message bodies gain `geoip` / `ua`.
+    enrich: Option<std::sync::Mutex<SinkEnricher>>,
 }
 
 struct Entry {
@@ -101,7 +104,26 @@ impl SqsSink {
             fifo,
             cfg,
             calls: Arc::new(AtomicU64::new(0)),
+            enrich: None,
         })
+    }
+
+    /// Enriches the message bodies (`ENRICH_SINKS=all`).
+    pub fn with_enrichment(mut self, enrich: Option<SinkEnricher>) -> SqsSink {
+        self.enrich = enrich.map(std::sync::Mutex::new);
+        self
+    }
+
+    /// The message body of `r`: its record, enriched with `ENRICH_SINKS=all`.
+    fn body_of(&self, r: &Record) -> String {
+        let Some(e) = &self.enrich else {
+            return r.to_json();
+        };
+        let mut out = Vec::with_capacity(1024);
+        e.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_record(r, &mut out, false);
+        String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 
     pub fn queue_url(&self) -> &str {
@@ -120,7 +142,7 @@ impl SqsSink {
         let mut cur: Vec<Entry> = Vec::new();
         let mut cur_bytes = 0usize;
         for r in records {
-            let body = r.to_json();
+            let body = self.body_of(r);
             if body.len() > self.cfg.max_batch_bytes {
                 return Err(SinkError {
                     acked: batches.iter().map(Vec::len).sum(),

@@ -3,19 +3,33 @@
 use std::io::Write;
 
 use super::SinkError;
+use crate::enrich::SinkEnricher;
 use crate::record::Record;
 
 /// Writes records to standard output; a record counts as acknowledged once flushed.
 #[derive(Debug, Default)]
 pub struct StdoutSink {
     buf: Vec<u8>,
+    /// `ENRICH_SINKS=all`: records gain `geoip` / `ua`.
+    enrich: Option<SinkEnricher>,
 }
 
 impl StdoutSink {
+    /// A stdout sink whose records are enriched (`ENRICH_SINKS=all`).
+    pub fn enriched(enrich: Option<SinkEnricher>) -> StdoutSink {
+        StdoutSink {
+            buf: Vec::new(),
+            enrich,
+        }
+    }
+
     pub fn send(&mut self, records: &[Record]) -> Result<(), SinkError> {
         self.buf.clear();
         for r in records {
-            r.write_json(&mut self.buf);
+            match &mut self.enrich {
+                None => r.write_json(&mut self.buf),
+                Some(e) => e.write_record(r, &mut self.buf, false),
+            }
             self.buf.push(b'\n');
         }
         let mut out = std::io::stdout().lock();
