@@ -18,7 +18,13 @@ use harvester::record::{ActionBlock, Record};
 
 const SESSIONS: u64 = 1000;
 const PER_SESSION: u64 = 100;
-const ROUNDS: usize = 5;
+/// Paired rounds (`ENRICH_BENCH_ROUNDS`, default 5).
+fn rounds() -> usize {
+    std::env::var("ENRICH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+}
 
 fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
@@ -194,8 +200,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn report(sink: &str, times: &[Vec<f64>]) {
     let n = (SESSIONS * PER_SESSION) as f64;
+    let rounds = times[0].len();
     println!(
-        "\n{sink}: {} records, {ROUNDS} paired rounds (median)",
+        "\n{sink}: {} records, {rounds} paired rounds (median)",
         n as u64
     );
     println!(
@@ -203,7 +210,7 @@ fn report(sink: &str, times: &[Vec<f64>]) {
         "config", "seconds", "records/s", "of plain (paired)"
     );
     for (k, c) in CONFIGS.iter().enumerate() {
-        let ratios: Vec<f64> = (0..ROUNDS).map(|r| times[0][r] / times[k][r]).collect();
+        let ratios: Vec<f64> = (0..rounds).map(|r| times[0][r] / times[k][r]).collect();
         println!(
             "{:<18} {:>9.3} {:>12.0} {:>21.1}%",
             c.name,
@@ -235,7 +242,7 @@ fn main() {
     build_journal(&journal, &networks);
 
     let mut times = vec![Vec::new(); CONFIGS.len()];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds() {
         for (k, c) in CONFIGS.iter().enumerate() {
             times[k].push(forward(dir, &journal, &db, c, "-", None));
         }
@@ -244,7 +251,7 @@ fn main() {
 
     if let Ok(url) = std::env::var("HARVESTER_TEST_ES_URL") {
         let mut times = vec![Vec::new(); CONFIGS.len()];
-        for r in 0..ROUNDS {
+        for r in 0..rounds() {
             for (k, c) in CONFIGS.iter().enumerate() {
                 let index = format!("bench-enrich-{}-{r}-{k}", std::process::id());
                 times[k].push(forward(dir, &journal, &db, c, "es", Some((&url, &index))));
