@@ -124,6 +124,7 @@ start() {
     log "installing moto[server] from PyPI"
     python3 -m pip install --quiet 'moto[server]'
   fi
+  python3 -c 'import mmdb_writer' 2>/dev/null || python3 -m pip install --quiet 'mmdb-writer>=0.2.7'  # tests/enrich.rs writes its GeoIP databases with it
   if [[ ! -s "$state/elasticmq.classpath" ]]; then
     log "resolving ElasticMQ $ELASTICMQ_VERSION from Maven Central"
     (cd "$here/elasticmq" && mvn -q -B dependency:build-classpath -Dmdep.outputFile="$state/elasticmq.classpath")

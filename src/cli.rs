@@ -353,6 +353,49 @@ pub struct SinkArgs {
     #[arg(long, env = "ES_ATTEMPTS", default_value_t = 5,
           value_parser = crate::config::int_in(1u32, 100, "attempts", "ES_ATTEMPTS"))]
     pub es_attempts: u32,
+
+    #[command(flatten)]
+    pub enrich: EnrichArgs,
+}
+
+/// GeoIP and user-agent enrichment of forwarded records (what the Logstash pipeline added).
+#[derive(Debug, Clone, Default, Args)]
+pub struct EnrichArgs {
+    /// MaxMind City or Country database (.mmdb): adds a `geoip` object from each action's `ip`.
+    #[arg(long, env = "GEOIP_DATABASE")]
+    pub geoip_database: Option<std::path::PathBuf>,
+
+    /// Parse `useragent` with uap-core's rules into a `ua` object (1/0, true/false).
+    #[arg(long, env = "PARSE_USERAGENT", value_parser = parse_switch, num_args = 0..=1,
+          default_value = "0", default_missing_value = "1", hide_default_value = true)]
+    pub parse_useragent: bool,
+
+    /// Which sinks get `geoip`/`ua`: es (Elasticsearch documents only, as the pipeline did) or
+    /// all (SQS and stdout records too).
+    #[arg(long, env = "ENRICH_SINKS", default_value = "es", value_parser = ["es", "all"])]
+    pub enrich_sinks: String,
+
+    /// Leave the raw `useragent` string out of Elasticsearch documents, as the pipeline did (1/0).
+    #[arg(long, env = "ES_DROP_USERAGENT", value_parser = parse_switch, num_args = 0..=1,
+          default_value = "0", default_missing_value = "1", hide_default_value = true)]
+    pub es_drop_useragent: bool,
+
+    /// The process's enricher, made once from the settings above when they are checked
+    /// (`app::check_sink_settings`) and shared by every copy of these arguments, so that all
+    /// sinks of a process share one database mapping, one parser and one pair of caches.
+    #[arg(skip)]
+    pub enricher: crate::enrich::EnricherSlot,
+}
+
+/// A yes/no setting: 1/0, true/false, yes/no, on/off (any case).
+fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!(
+            "'{s}' is not a switch; use 1 or 0 (true/false, yes/no, on/off)"
+        )),
+    }
 }
 
 /// Where the checkpoint copy lives in S3.
@@ -657,7 +700,8 @@ Examples:
   harvester journal dump --from 20261124000000 --to 20261124235959     # what did we harvest on Tuesday?
   harvester journal dump --mpid 83ebde9d-0812-4071-8fb7-a97c1472ceb9 --type PLAY --limit 10
   harvester journal dump --seq 1000..1999 > records.jsonl
-  harvester journal dump --dead-letters                                 # quarantined inputs and why";
+  harvester journal dump --dead-letters                                 # quarantined inputs and why
+  GEOIP_DATABASE=GeoLite2-City.mmdb PARSE_USERAGENT=1 harvester journal dump --enrich --limit 5   # the ES documents";
 
 const REPLAY_HELP: &str = "\
 The replay keeps its own cursor (named by --name, else by sink and range): run the same command
@@ -717,6 +761,12 @@ pub struct DumpArgs {
     /// Dump the dead letters (inputs that could not become records) instead.
     #[arg(long)]
     pub dead_letters: bool,
+    /// Show each record as the Elasticsearch document `-o es` would send, with the `geoip` / `ua`
+    /// objects of GEOIP_DATABASE / PARSE_USERAGENT (and without `useragent` if ES_DROP_USERAGENT).
+    #[arg(long, conflicts_with_all = ["dead_letters", "episode_docs", "episodes"])]
+    pub enrich: bool,
+    #[command(flatten)]
+    pub enrich_args: EnrichArgs,
 }
 
 #[derive(Debug, Args)]
@@ -724,6 +774,12 @@ pub struct StatsArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also enrich every record as `-o es` would (GEOIP_DATABASE, PARSE_USERAGENT) and report
+    /// addresses located / not located, user agents parsed and the cache hit rates.
+    #[arg(long)]
+    pub enrich: bool,
+    #[command(flatten)]
+    pub enrich_args: EnrichArgs,
 }
 
 #[derive(Debug, Args)]

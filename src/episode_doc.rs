@@ -3,8 +3,10 @@
 //! The fields are those of `opencast-api.md` (`title`, `mpid`, `duration`, `start`, `course`,
 //! `series`, `year`, `term`, `crn`, `type`, `description`, `presenter_still`,
 //! `presentation_still`, `slides`, `live_stream`, `live_start`, `live_end`, `live_duration`,
-//! `available`). A missing part leaves its fields out; it never fails the document. Times are UTC
-//! (`YYYY-MM-DDTHH:mm:ssZ`); `live_stream` is a boolean, as the episode index template maps it.
+//! `available`). A missing part leaves its fields out; it never fails the document. Times are UTC in
+//! Python's `isoformat()`, exactly as the original `load_episodes` wrote them
+//! (`2016-02-15T10:37:26+00:00`, and `2016-03-13T02:39:00.964000+00:00` when the workflow's epoch
+//! milliseconds have any); `live_stream` is a boolean, as the episode index template maps it.
 
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -86,7 +88,7 @@ impl EpisodeDoc {
         let mut gaps = Gaps::default();
         let start = match meta.start.as_deref().or(meta.dc_created.as_deref()) {
             Some(s) => match timefmt::parse_xsd(s, tz) {
-                Ok(us) => Some(timefmt::format_utc_z(us)),
+                Ok(us) => Some(timefmt::python_isoformat_utc(us)),
                 Err(_) => {
                     gaps.0.push(format!("start '{s}' is not a time"));
                     None
@@ -165,15 +167,19 @@ impl EpisodeDoc {
                 let capture = op("capture");
                 doc.live_stream = Some(capture.is_some());
                 if let Some(c) = capture {
-                    doc.live_start = c.started_ms.map(|ms| timefmt::format_utc_z(ms * 1000));
-                    doc.live_end = c.completed_ms.map(|ms| timefmt::format_utc_z(ms * 1000));
+                    doc.live_start = c
+                        .started_ms
+                        .map(|ms| timefmt::python_isoformat_utc(ms * 1000));
+                    doc.live_end = c
+                        .completed_ms
+                        .map(|ms| timefmt::python_isoformat_utc(ms * 1000));
                     doc.live_duration = match (c.started_ms, c.completed_ms) {
                         (Some(a), Some(b)) if b >= a => Some(b - a),
                         _ => None,
                     };
                 }
                 match op("retract-element").and_then(|r| r.completed_ms) {
-                    Some(ms) => doc.available = Some(timefmt::format_utc_z(ms * 1000)),
+                    Some(ms) => doc.available = Some(timefmt::python_isoformat_utc(ms * 1000)),
                     None => gaps.0.push("no completed retract-element operation".into()),
                 }
             }
@@ -250,16 +256,44 @@ mod tests {
             v,
             serde_json::json!({
                 "mpid": "mp1", "title": "Lecture", "duration": 3_000_000,
-                "start": "2015-05-05T23:39:00Z", "course": "CSCI E-1", "series": "20150221144",
+                "start": "2015-05-05T23:39:00+00:00", "course": "CSCI E-1", "series": "20150221144",
                 "year": "2015", "term": "02", "crn": "21144", "type": "L01",
                 "presenter_still": "http://x/presenter.jpg",
                 "slides": [{"img": "http://x/s0.jpg", "time": "T00:02:33:0F1000"}, {"img": "http://x/s1.jpg"}],
-                "live_stream": true, "live_start": "2015-05-05T23:59:00Z",
-                "live_end": "2015-05-06T00:59:00Z", "live_duration": 3_600_000,
-                "available": "2015-05-06T02:41:40Z"
+                "live_stream": true, "live_start": "2015-05-05T23:59:00+00:00",
+                "live_end": "2015-05-06T00:59:00+00:00", "live_duration": 3_600_000,
+                "available": "2015-05-06T02:41:40+00:00"
             })
         );
         assert_eq!(gaps.0.len(), 1, "{gaps:?}"); // the slide without a time
+    }
+
+    /// The exact strings the original `load_episodes` wrote for these instants (Python's
+    /// `datetime.isoformat()` in UTC): seconds only when whole, else six fraction digits.
+    #[test]
+    fn dates_are_pythons_isoformat_with_the_milliseconds() {
+        let mut m = meta();
+        m.start = Some("2016-02-15T05:37:26-05:00".into());
+        let wf = Workflow {
+            id: 1,
+            state: Some("SUCCEEDED".into()),
+            operations: vec![
+                op("capture", 1_457_833_140_000, 1_457_836_740_964),
+                op("retract-element", 1_454_707_700_000, 1_454_707_721_282),
+            ],
+        };
+        let (d, _) = EpisodeDoc::build(&m, Some(&wf), Tz::UTC);
+        assert_eq!(d.start.as_deref(), Some("2016-02-15T10:37:26+00:00"));
+        assert_eq!(d.live_start.as_deref(), Some("2016-03-13T01:39:00+00:00"));
+        assert_eq!(
+            d.live_end.as_deref(),
+            Some("2016-03-13T02:39:00.964000+00:00")
+        );
+        assert_eq!(
+            d.available.as_deref(),
+            Some("2016-02-05T21:28:41.282000+00:00")
+        );
+        assert_eq!(d.live_stream, Some(true));
     }
 
     #[test]

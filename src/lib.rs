@@ -11,6 +11,7 @@ pub mod aws;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod enrich;
 pub mod episode_doc;
 pub mod episodes;
 pub mod es;

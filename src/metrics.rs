@@ -36,6 +36,8 @@ pub struct Metrics {
     pub journal_faults: AtomicU64,
     pub journal_reopens: AtomicU64,
     sinks: Mutex<BTreeMap<String, SinkCounters>>,
+    /// GeoIP / user-agent enrichment, when on (its figures are rendered below).
+    pub enrichment: std::sync::OnceLock<Arc<crate::enrich::Enricher>>,
 }
 
 impl Metrics {
@@ -54,6 +56,7 @@ impl Metrics {
             journal_faults: AtomicU64::new(0),
             journal_reopens: AtomicU64::new(0),
             sinks: Mutex::new(BTreeMap::new()),
+            enrichment: std::sync::OnceLock::new(),
         }
     }
 
@@ -236,6 +239,54 @@ impl Metrics {
             "# HELP harvester_journal_bytes Size of the journal file.\n# TYPE harvester_journal_bytes gauge\nharvester_journal_bytes {size}\n\
              # HELP harvester_journal_records_total Records ever journaled.\n# TYPE harvester_journal_records_total counter\nharvester_journal_records_total {next}"
         );
+        // Enrichment (issue 11): records located / parsed, and the caches' hits and misses.
+        if let Some(e) = self.enrichment.get() {
+            let f = e.stats().figures();
+            for (name, help, v) in [
+                (
+                    "harvester_geoip_located_total",
+                    "Records given a geoip object.",
+                    f.located,
+                ),
+                (
+                    "harvester_geoip_not_located_total",
+                    "Records whose address was private, not an address or unknown to the database.",
+                    f.not_located,
+                ),
+                (
+                    "harvester_useragent_parsed_total",
+                    "Records given a ua object.",
+                    f.ua_parsed,
+                ),
+                (
+                    "harvester_useragent_missing_total",
+                    "Records without a user agent to parse.",
+                    f.ua_missing,
+                ),
+                (
+                    "harvester_geoip_cache_hits_total",
+                    "Address look-ups answered by a cache.",
+                    f.ip_cache_hits,
+                ),
+                (
+                    "harvester_geoip_cache_misses_total",
+                    "Address look-ups that read the database.",
+                    f.ip_cache_misses,
+                ),
+                (
+                    "harvester_useragent_cache_hits_total",
+                    "User agents answered by a cache.",
+                    f.ua_cache_hits,
+                ),
+                (
+                    "harvester_useragent_cache_misses_total",
+                    "User agents parsed.",
+                    f.ua_cache_misses,
+                ),
+            ] {
+                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            }
+        }
         o
     }
 }

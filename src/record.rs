@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use crate::enrich::Extra;
 use crate::opencast::{Action, EpisodeMeta};
 use crate::timefmt;
 
@@ -206,14 +207,27 @@ impl Record {
         serde_json::to_writer(out, &EsDocument(self)).expect("a record always serialises");
     }
 
-    fn serialize_as<S: Serializer>(&self, s: S, live_as_bool: bool) -> Result<S::Ok, S::Error> {
+    /// Appends the record (`es`: its Elasticsearch document) with the `geoip` / `ua` objects of
+    /// `extra` after its own fields, as Logstash's filters added them.
+    pub fn write_enriched_json(&self, out: &mut Vec<u8>, extra: &Extra, es: bool) {
+        serde_json::to_writer(out, &Enriched(self, extra, es)).expect("a record always serialises");
+    }
+
+    fn serialize_as<S: Serializer>(
+        &self,
+        s: S,
+        live_as_bool: bool,
+        extra: Option<&Extra>,
+    ) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("action_id", &self.action_id)?;
         m.serialize_entry("timestamp", &timefmt::python_isoformat_utc(self.created_us))?;
         m.serialize_entry("mpid", &self.mpid)?;
         m.serialize_entry("session_id", &self.session_id)?;
         m.serialize_entry("huid", self.huid.as_deref().unwrap_or("None"))?;
-        m.serialize_entry("useragent", &self.useragent)?;
+        if !extra.is_some_and(|x| x.drop_useragent) {
+            m.serialize_entry("useragent", &self.useragent)?;
+        }
         m.serialize_entry("action", &self.action)?;
         let mut ips = self
             .ip_chain
@@ -236,13 +250,21 @@ impl Record {
             Some(e) => m.serialize_entry("episode", e.as_ref())?,
             None => m.serialize_entry("episode", &Empty {})?,
         }
+        if let Some(x) = extra {
+            if let Some(g) = &x.geoip {
+                m.serialize_entry("geoip", g.as_ref())?;
+            }
+            if let Some(u) = &x.ua {
+                m.serialize_entry("ua", u.as_ref())?;
+            }
+        }
         m.end()
     }
 }
 
 impl Serialize for Record {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.serialize_as(s, false)
+        self.serialize_as(s, false, None)
     }
 }
 
@@ -250,7 +272,16 @@ struct EsDocument<'a>(&'a Record);
 
 impl Serialize for EsDocument<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize_as(s, true)
+        self.0.serialize_as(s, true, None)
+    }
+}
+
+/// A record (or, with `.2`, its Elasticsearch document) with its enrichment.
+struct Enriched<'a>(&'a Record, &'a Extra, bool);
+
+impl Serialize for Enriched<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_as(s, self.2, Some(self.1))
     }
 }
 

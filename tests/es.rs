@@ -418,20 +418,25 @@ fn expected_episode(sim: &SimHandle, k: u64) -> Value {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     };
+    // Python's datetime.isoformat() in UTC, as the original load_episodes wrote the times:
+    // six fraction digits only when there are milliseconds.
+    let isoformat = |d: chrono::DateTime<chrono::Utc>| {
+        if d.timestamp_subsec_micros() == 0 {
+            d.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+        } else {
+            d.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+        }
+    };
     let utc = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .unwrap()
-            .with_timezone(&chrono::Utc)
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
+        isoformat(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        )
     };
     let ms = |v: &Value| -> i64 { s(v).unwrap().parse().unwrap() };
-    let ms_utc = |m: i64| {
-        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(m)
-            .unwrap()
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string()
-    };
+    let ms_utc =
+        |m: i64| isoformat(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(m).unwrap());
     let mut d = serde_json::Map::new();
     d.insert("mpid".into(), json!(s(&mp["id"]).unwrap()));
     if let Some(t) = s(&mp["title"]).or_else(|| s(&e["dcTitle"])) {

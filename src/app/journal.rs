@@ -147,6 +147,9 @@ pub fn dump_pairs(a: &DumpArgs) -> Vec<(String, String)> {
     if a.dead_letters {
         put("dead_letters", "1");
     }
+    if a.enrich {
+        put("enrich", "1");
+    }
     p
 }
 
@@ -157,6 +160,9 @@ pub struct DumpRequest {
     episodes: bool,
     episode_docs: bool,
     dead_letters: bool,
+    /// `--enrich`: records as enriched Elasticsearch documents (local dumps only).
+    enrich: bool,
+    enricher: Option<Arc<crate::enrich::Enricher>>,
 }
 
 impl DumpRequest {
@@ -190,6 +196,8 @@ impl DumpRequest {
             episodes: get("episodes").is_some(),
             episode_docs: get("episode_docs").is_some(),
             dead_letters: get("dead_letters").is_some(),
+            enrich: get("enrich").is_some(),
+            enricher: None,
         })
     }
 }
@@ -269,6 +277,17 @@ pub fn write_dump(
         }
         return Ok(Vec::new());
     }
+    if req.enrich {
+        // The Elasticsearch document `-o es` would send, enriched as the settings say.
+        let mut e = req.enricher.as_ref().map(|e| e.for_sink());
+        let write = |r: &crate::record::Record, line: &mut Vec<u8>| match &mut e {
+            Some(e) => e.write_record(r, line, true),
+            None => r.write_es_json(line),
+        };
+        return Ok(inspect::dump_with(j, &req.filter, req.limit, out, write)
+            .map_err(failed)?
+            .bad_blocks);
+    }
     Ok(inspect::dump(j, &req.filter, req.limit, out)
         .map_err(failed)?
         .bad_blocks)
@@ -332,9 +351,18 @@ async fn remote(addr: &str, path: &str, pairs: &[(String, String)]) -> Result<()
 
 async fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
     let pairs = dump_pairs(a);
-    let req = DumpRequest::from_pairs(&pairs)?;
+    let mut req = DumpRequest::from_pairs(&pairs)?;
+    if a.enrich {
+        a.enrich_args.check()?;
+        req.enricher = a.enrich_args.enricher.get().cloned();
+    }
     let j = match access(cli)? {
         Access::Local(j) => j,
+        Access::Remote(_) if a.enrich => {
+            return Err(failed(
+                "journal dump --enrich reads the journal itself, and `harvester run` holds it now; dump without --enrich (the service answers that), or run it while the service is stopped",
+            ))
+        }
         Access::Remote(addr) => return remote(&addr, "/journal/dump", &pairs).await,
     };
     let stdout = std::io::stdout();
@@ -357,7 +385,37 @@ async fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
 }
 
 async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
+    if a.enrich {
+        a.enrich_args.check()?;
+    }
     let s = match access(cli)? {
+        Access::Local(j) if a.enrich => {
+            let s = inspect::stats(&j).map_err(failed)?;
+            let f = enrich_figures(&j, a.enrich_args.enricher.get())?;
+            if a.json {
+                let mut v = serde_json::to_value(&s).map_err(failed)?;
+                v["enrichment"] = serde_json::to_value(f).map_err(failed)?;
+                println!("{}", serde_json::to_string_pretty(&v).map_err(failed)?);
+            } else {
+                print!("{s}");
+                let rate = crate::enrich::EnrichFigures::rate;
+                println!(
+                    "enrichment: {} located, {} not located, {} user agents parsed, {} without; cache hit rates: addresses {:.1}%, user agents {:.1}%",
+                    f.located,
+                    f.not_located,
+                    f.ua_parsed,
+                    f.ua_missing,
+                    100.0 * rate(f.ip_cache_hits, f.ip_cache_misses),
+                    100.0 * rate(f.ua_cache_hits, f.ua_cache_misses)
+                );
+            }
+            return Ok(());
+        }
+        Access::Remote(_) if a.enrich => {
+            return Err(failed(
+                "journal stats --enrich reads the journal itself, and `harvester run` holds it now; its /metrics has the enrichment figures of what it forwarded",
+            ))
+        }
         Access::Local(j) => inspect::stats(&j).map_err(failed)?,
         Access::Remote(addr) => {
             let url = format!("http://{addr}/journal/stats");
@@ -383,6 +441,36 @@ async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
         print!("{s}");
     }
     Ok(())
+}
+
+/// The enrichment figures of every journaled record, as a forward with `e` would count them.
+fn enrich_figures(
+    j: &Journal,
+    e: Option<&Arc<crate::enrich::Enricher>>,
+) -> Result<crate::enrich::EnrichFigures, AppError> {
+    let Some(e) = e else {
+        return Err(ConfigError(
+            "journal stats --enrich needs GEOIP_DATABASE and/or PARSE_USERAGENT=1".into(),
+        )
+        .into());
+    };
+    let mut s = e.for_sink();
+    let mut pos = 0;
+    loop {
+        let (first, records) = j.read_from(pos, forward::CHUNK).map_err(failed)?;
+        if records.is_empty() {
+            break;
+        }
+        for r in &records {
+            s.extra(
+                crate::enrich::first_ip(r.ip_chain.as_deref()),
+                r.useragent.as_deref(),
+            );
+        }
+        pos = first + records.len() as u64;
+    }
+    drop(s);
+    Ok(e.stats().figures())
 }
 
 fn verify(cli: &Cli) -> Result<(), AppError> {
@@ -508,6 +596,8 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
         j.set_cursor(&name, pos).map_err(failed)?;
     }
     progress.finish();
+    drop(sink); // adds its last enrichment counts to the figures
+    super::log_enrichment(&sink_args);
     tracing::info!(replay = %name, sent, seconds = format!("{:.3}", began.elapsed().as_secs_f64()), "replay complete");
     Ok(())
 }

@@ -95,6 +95,7 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
 pub(crate) fn check_sink_settings(sink: &SinkArgs) -> Result<(), ConfigError> {
     crate::es::parse_host(&sink.es_host)
         .map_err(|e| ConfigError(format!("{e} (set ELASTICSEARCH_HOST or --es-host)")))?;
+    sink.enrich.check()?;
     forward::es::check_index_pattern(&sink.es_action_index)
         .map_err(|e| ConfigError(format!("ES_ACTION_INDEX: {e}")))?;
     let n = sink.sqs_max_batch_bytes;
@@ -188,7 +189,10 @@ pub(crate) async fn make_sink(
     journal: &Arc<Journal>,
 ) -> Result<(Sink, String), AppError> {
     match o {
-        Output::Stdout => Ok((Sink::Stdout(StdoutSink::default()), "stdout".into())),
+        Output::Stdout => Ok((
+            Sink::Stdout(StdoutSink::enriched(sink.enrich.for_sink(false))),
+            "stdout".into(),
+        )),
         Output::Sqs => {
             let name = sink.queue_name.clone().unwrap_or_default();
             let cfg = SqsConfig {
@@ -199,7 +203,8 @@ pub(crate) async fn make_sink(
             let client = aws::sqs_client(&aws::sdk_config().await);
             let s = SqsSink::connect(client, cfg, journal.clone())
                 .await
-                .map_err(failed)?;
+                .map_err(failed)?
+                .with_enrichment(sink.enrich.for_sink(false));
             Ok((Sink::Sqs(s), format!("sqs:{name}")))
         }
         Output::Es => {
@@ -216,7 +221,8 @@ pub(crate) async fn make_sink(
             };
             let s = EsSink::connect(client, cfg, journal.clone())
                 .await
-                .map_err(failed)?;
+                .map_err(failed)?
+                .with_enrichment(sink.enrich.for_sink(true));
             Ok((Sink::Es(s), format!("es:{}", sink.es_action_index)))
         }
     }
@@ -250,10 +256,29 @@ pub(crate) async fn forward_all(
             }
         }
     }
+    log_enrichment(sink);
     match first_err {
         Some(e) => Err(e),
         None => Ok(total),
     }
+}
+
+/// The enrichment figures of this process, in the log (after a forward).
+pub(crate) fn log_enrichment(sink: &SinkArgs) {
+    let Some(e) = sink.enrich.enricher.get() else {
+        return;
+    };
+    let f = e.stats().figures();
+    let rate = crate::enrich::EnrichFigures::rate;
+    tracing::info!(
+        located = f.located,
+        not_located = f.not_located,
+        ua_parsed = f.ua_parsed,
+        ua_missing = f.ua_missing,
+        ip_cache_hit_rate = format!("{:.3}", rate(f.ip_cache_hits, f.ip_cache_misses)),
+        ua_cache_hit_rate = format!("{:.3}", rate(f.ua_cache_hits, f.ua_cache_misses)),
+        "enrichment"
+    );
 }
 
 pub(crate) fn s3_checkpoint(

@@ -129,6 +129,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         let _ = stop_tx.send(true);
     });
     let metrics = Arc::new(Metrics::new(opencast.client().stats_handle()));
+    if let Some(e) = args.sink.enrich.enricher.get() {
+        let _ = metrics.enrichment.set(e.clone());
+    }
     let path = cli.journal.as_path();
     // A journal that cannot be used (in use, of a newer format) fails the command; one that
     // meets an I/O error (a full disk) is waited out, as one met later is.

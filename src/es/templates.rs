@@ -3,6 +3,9 @@
 //! `is_live` / `live_stream` are booleans. A value that does not parse as its type (Opencast's
 //! `-omitted-` address) is kept in `_source` and left unindexed instead of losing the document.
 //!
+//! Enrichment adds `geoip` (`location` a `geo_point`, `ip` an `ip`, coordinates as numbers) and
+//! `ua` (keywords); an index made before keeps working, since the template only adds fields.
+//!
 //! Templates are composable (`_index_template`). Each covers the prefix of an index pattern
 //! (`useractions-%Y.%m.%d` → `useractions-*`); a longer prefix gets a higher priority, so a
 //! replay index such as `useractions-replay-*` never collides with the regular one.
@@ -70,11 +73,42 @@ pub fn actions(glob: &str) -> Value {
                     }},
                     "episode": { "properties": {
                         "duration": { "type": "long" }
-                    }}
+                    }},
+                    "geoip": geoip_properties(),
+                    "ua": ua_properties()
                 }
             }
         }
     })
+}
+
+/// The `geoip` object of enrichment (Logstash's legacy names): `location` a `geo_point`, `ip`
+/// an `ip`, the coordinates and `dma_code` numbers, the names keywords.
+fn geoip_properties() -> Value {
+    let kw = json!({ "type": "keyword" });
+    json!({ "properties": {
+        "ip": { "type": "ip", "ignore_malformed": true },
+        "location": { "type": "geo_point", "ignore_malformed": true },
+        "latitude": { "type": "float" },
+        "longitude": { "type": "float" },
+        "dma_code": { "type": "integer" },
+        "country_code2": kw, "country_code3": kw, "country_name": kw, "continent_code": kw,
+        "region_name": kw, "region_code": kw, "city_name": kw, "postal_code": kw,
+        "timezone": kw
+    }})
+}
+
+/// The `ua` object of enrichment: every field a keyword (versions are strings like "0b3").
+fn ua_properties() -> Value {
+    let kw = json!({ "type": "keyword" });
+    let mut p = serde_json::Map::new();
+    for f in [
+        "name", "major", "minor", "patch", "build", "os", "os_name", "os_major", "os_minor",
+        "device",
+    ] {
+        p.insert(f.into(), kw.clone());
+    }
+    json!({ "properties": p })
 }
 
 /// The template of the episode index.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::SinkError;
+use crate::enrich::SinkEnricher;
 use crate::es::{templates, BulkLines, BulkPolicy, EsClient, EsError};
 use crate::journal::{DeadLetter, Journal, SinkRefusal};
 use crate::record::Record;
@@ -178,6 +179,8 @@ pub struct EsSink {
     requests: u64,
     retried_items: u64,
     dead_letters: u64,
+    /// GeoIP / user-agent enrichment of the documents (`GEOIP_DATABASE`, `PARSE_USERAGENT`).
+    enrich: Option<SinkEnricher>,
 }
 
 impl EsSink {
@@ -203,7 +206,14 @@ impl EsSink {
             requests: 0,
             retried_items: 0,
             dead_letters: 0,
+            enrich: None,
         })
+    }
+
+    /// Enriches the documents with `geoip` / `ua` objects.
+    pub fn with_enrichment(mut self, enrich: Option<SinkEnricher>) -> EsSink {
+        self.enrich = enrich;
+        self
     }
 
     pub fn client(&self) -> &EsClient {
@@ -235,7 +245,10 @@ impl EsSink {
             let index = self.index.name(r.created_us);
             id.clear();
             let _ = write!(id, "{}", r.action_id);
-            lines.push_create(&index, &id, |out| r.write_es_json(out));
+            match &mut self.enrich {
+                None => lines.push_create(&index, &id, |out| r.write_es_json(out)),
+                Some(e) => lines.push_create(&index, &id, |out| e.write_record(r, out, true)),
+            }
             indices.push(index);
         }
         let policy = BulkPolicy {

@@ -23,6 +23,7 @@ use futures::StreamExt;
 
 use super::SinkError;
 use crate::aws::describe;
+use crate::enrich::SinkEnricher;
 use crate::journal::{DeadLetter, Journal, SinkRefusal};
 use crate::record::Record;
 use crate::timefmt;
@@ -70,6 +71,8 @@ pub struct SqsSink {
     journal: Arc<Journal>,
     calls: Arc<AtomicU64>,
     dead_letters: u64,
+    /// `ENRICH_SINKS=all`: message bodies gain `geoip` / `ua`.
+    enrich: Option<std::sync::Mutex<SinkEnricher>>,
 }
 
 /// One message to send: its body and the action it carries.
@@ -159,7 +162,27 @@ impl SqsSink {
             journal,
             calls: Arc::new(AtomicU64::new(0)),
             dead_letters: 0,
+            enrich: None,
         })
+    }
+
+    /// Enriches the message bodies (`ENRICH_SINKS=all`).
+    pub fn with_enrichment(mut self, enrich: Option<SinkEnricher>) -> SqsSink {
+        self.enrich = enrich.map(std::sync::Mutex::new);
+        self
+    }
+
+    /// The message body of `r`: its record (enriched with `ENRICH_SINKS=all`), with the
+    /// characters SQS refuses escaped.
+    fn body(&self, r: &Record) -> String {
+        let Some(e) = &self.enrich else {
+            return body_of(r);
+        };
+        let mut out = Vec::with_capacity(1024);
+        e.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_record(r, &mut out, false);
+        sqs_safe(String::from_utf8(out).expect("serde_json writes UTF-8"))
     }
 
     pub fn queue_url(&self) -> &str {
@@ -192,7 +215,7 @@ impl SqsSink {
         let entries = records
             .iter()
             .map(|r| Entry {
-                body: body_of(r),
+                body: self.body(r),
                 action_id: r.action_id,
             })
             .collect::<Vec<_>>();
@@ -208,7 +231,7 @@ impl SqsSink {
                     (
                         DeadLetter {
                             source: format!("sqs queue {queue}"),
-                            raw: body_of(r),
+                            raw: self.body(r),
                             reason: format!("SQS refused action {}: {why}", r.action_id),
                             at_us: timefmt::now_us(),
                         },

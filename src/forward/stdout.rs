@@ -13,6 +13,7 @@ use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 
 use super::SinkError;
+use crate::enrich::SinkEnricher;
 use crate::record::Record;
 
 /// Writes records to standard output; a record counts as acknowledged once written.
@@ -20,6 +21,8 @@ use crate::record::Record;
 pub struct StdoutSink {
     buf: Vec<u8>,
     checked_tail: bool,
+    /// `ENRICH_SINKS=all`: records gain `geoip` / `ua`.
+    enrich: Option<SinkEnricher>,
 }
 
 /// Standard output as a file, never closed by us.
@@ -29,6 +32,14 @@ fn fd1() -> ManuallyDrop<File> {
 }
 
 impl StdoutSink {
+    /// A stdout sink whose records are enriched (`ENRICH_SINKS=all`).
+    pub fn enriched(enrich: Option<SinkEnricher>) -> StdoutSink {
+        StdoutSink {
+            enrich,
+            ..StdoutSink::default()
+        }
+    }
+
     pub fn send(&mut self, records: &[Record]) -> Result<(), SinkError> {
         let fail = |e: std::io::Error| SinkError {
             acked: 0,
@@ -42,7 +53,10 @@ impl StdoutSink {
         }
         self.buf.clear();
         for r in records {
-            r.write_json(&mut self.buf);
+            match &mut self.enrich {
+                None => r.write_json(&mut self.buf),
+                Some(e) => e.write_record(r, &mut self.buf, false),
+            }
             self.buf.push(b'\n');
         }
         write_whole(&*fd1(), &self.buf).map_err(fail)

@@ -77,6 +77,17 @@ pub fn dump(
     limit: Option<u64>,
     out: &mut impl Write,
 ) -> Result<DumpSummary> {
+    dump_with(j, filter, limit, out, |r, line| r.write_json(line))
+}
+
+/// [`dump`], each record written by `write` (the enriched Elasticsearch document, say).
+pub fn dump_with(
+    j: &Journal,
+    filter: &Filter,
+    limit: Option<u64>,
+    out: &mut impl Write,
+    mut write: impl FnMut(&crate::record::Record, &mut Vec<u8>),
+) -> Result<DumpSummary> {
     let mut sum = DumpSummary::default();
     let mut io_err = None;
     let mut line = Vec::with_capacity(1024);
@@ -102,7 +113,7 @@ pub fn dump(
                     continue;
                 }
                 line.clear();
-                r.write_json(&mut line);
+                write(r, &mut line);
                 line.push(b'\n');
                 if let Err(e) = out.write_all(&line) {
                     io_err = Some(e);

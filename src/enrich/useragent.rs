@@ -1,0 +1,96 @@
+//! User-agent string → the `ua` object of Logstash's useragent filter (legacy field names).
+//!
+//! The rules are uap-core's `regexes.yaml` (the data every ua-parser port, Logstash's included,
+//! applies), converted once to JSON (`uap-regexes.json`, uap-core 0.18.0, Copyright 2009 Google
+//! Inc., Apache License 2.0) and embedded in the binary: nothing is read or fetched at run time.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// uap-core's rules, embedded at build time.
+const REGEXES: &str = include_str!("uap-regexes.json");
+
+/// The compiled uap-core parser.
+pub struct UaParser {
+    extractor: ua_parser::Extractor<'static>,
+}
+
+impl std::fmt::Debug for UaParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UaParser(uap-core 0.18.0)")
+    }
+}
+
+/// The `ua` object; the version fields are present only when the rules found them.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct UaFields<'a> {
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub major: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<&'a str>,
+    /// Logstash's legacy `os` is the operating system's family, the same as `os_name`.
+    pub os: &'a str,
+    pub os_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_major: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_minor: Option<&'a str>,
+    pub device: &'a str,
+}
+
+impl UaParser {
+    /// Compiles the embedded rules (a few hundred milliseconds; done once per process).
+    pub fn new() -> UaParser {
+        let regexes: ua_parser::Regexes<'static> =
+            serde_json::from_str(REGEXES).expect("the embedded uap-core rules are valid JSON");
+        let extractor = ua_parser::Extractor::try_from(regexes)
+            .expect("the embedded uap-core rules compile (checked by a unit test)");
+        UaParser { extractor }
+    }
+
+    /// Parses `ua` and hands its fields to `f` (they borrow from `ua` and the rules). As in
+    /// uap-core, what no rule matches is the family `Other`.
+    pub fn parse_with<R>(&self, ua: &str, f: impl FnOnce(&UaFields<'_>) -> R) -> R {
+        let (agent, os, device) = self.extractor.extract(ua);
+        let os_family = os.as_ref().map(|o| o.os.as_ref()).unwrap_or("Other");
+        let fields = UaFields {
+            name: agent.as_ref().map(|a| a.family.as_ref()).unwrap_or("Other"),
+            major: agent.as_ref().and_then(|a| a.major),
+            minor: agent.as_ref().and_then(|a| a.minor),
+            patch: agent.as_ref().and_then(|a| a.patch),
+            build: agent.as_ref().and_then(|a| a.patch_minor),
+            os: os_family,
+            os_name: os_family,
+            os_major: os.as_ref().and_then(|o| o.major.as_deref()),
+            os_minor: os.as_ref().and_then(|o| o.minor.as_deref()),
+            device: device
+                .as_ref()
+                .map(|d| d.device.as_ref())
+                .unwrap_or("Other"),
+        };
+        f(&fields)
+    }
+
+    /// The `ua` object of `ua` as JSON; `None` for an empty string (Logstash's filter only ran
+    /// on a non-empty `useragent`).
+    pub fn parse(&self, ua: &str) -> Option<Arc<RawValue>> {
+        if ua.is_empty() {
+            return None;
+        }
+        let json = self.parse_with(ua, |f| serde_json::to_string(f).ok())?;
+        RawValue::from_string(json).ok().map(Arc::from)
+    }
+}
+
+impl Default for UaParser {
+    fn default() -> Self {
+        UaParser::new()
+    }
+}
