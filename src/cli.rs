@@ -417,7 +417,7 @@ pub struct S3Args {
 /// How hard the harvest presses Opencast, and how far it looks back (`harvest` and `run`).
 #[derive(Debug, Clone, Args)]
 pub struct PaceArgs {
-    /// Requests to Opencast in flight at once, pages and episode look-ups together (1 to 64).
+    /// Page requests to Opencast in flight at once (1 to 64).
     /// The original sent one at a time: `--max-in-flight 1 -w 1` is as gentle as it was.
     #[arg(long, env = "OPENCAST_MAX_IN_FLIGHT",
           default_value_t = crate::harvest::DEFAULT_MAX_IN_FLIGHT,

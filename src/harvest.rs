@@ -77,8 +77,7 @@ pub struct HarvestOptions {
     pub wait: Duration,
     pub tz: Tz,
     pub update_checkpoint: bool,
-    /// Requests to Opencast in flight at most: page requests and episode look-ups together
-    /// (`--max-in-flight`). With a `wait`, one.
+    /// Page requests to Opencast in flight at most (`--max-in-flight`). With a `wait`, one.
     pub prefetch: usize,
     /// Pages fetched or being prepared ahead of the one being committed: a page held up (by an
     /// episode look-up, a retry) does not stop the requests behind it. With 20 ms of server
@@ -171,8 +170,7 @@ pub struct Harvester {
     pub opts: HarvestOptions,
     /// When it turns true, the page in hand is committed and the harvest stops.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
-    /// A permit per request to Opencast in flight, shared by page requests and episode
-    /// look-ups: `--max-in-flight` bounds everything the harvest asks of Opencast at once.
+    /// A permit per page request to Opencast in flight: `--max-in-flight`.
     requests: Arc<Semaphore>,
 }
 
@@ -197,7 +195,10 @@ impl Harvester {
         let requests = Arc::new(Semaphore::new(in_flight));
         Harvester {
             opencast,
-            episodes: episodes.share_request_limit(requests.clone()),
+            // Episode look-ups keep their own bound (MAX_EPISODE_REQUESTS): sharing these
+            // permits queued a page's look-ups behind every page fetch planned ahead, which
+            // stalled the pipeline and a shutdown's "finish the page in hand".
+            episodes,
             journal,
             opts,
             shutdown: None,

@@ -105,7 +105,6 @@ fn json_response(body: Value) -> axum::response::Response {
 }
 
 async fn episode(State(h): State<Arc<Hostile>>) -> axum::response::Response {
-    let _f = InFlight::enter(&h);
     if h.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(h.delay_ms)).await;
     }
