@@ -474,13 +474,17 @@ fn enrich_figures(
 }
 
 fn verify(cli: &Cli) -> Result<(), AppError> {
-    let j = Journal::open_read_only(&cli.journal).map_err(|e| match e {
-        crate::journal::JournalError::InUse { .. } => failed(format!(
-            "{e}; verify reads every block, so it does not ask the running process: stop it, \
+    let j = Journal::open_read_only(&cli.journal).map_err(|e| {
+        let held = matches!(e, crate::journal::JournalError::InUse { .. });
+        let err = super::journal_error(&cli.journal, e);
+        if !held {
+            return err;
+        }
+        failed(format!(
+            "{err}; verify reads every block, so it does not ask the running process: stop it, \
              or verify a copy (cp {p} /tmp/copy.redb && harvester --journal /tmp/copy.redb journal verify)",
             p = cli.journal.display()
-        )),
-        e => failed(e),
+        ))
     })?;
     let rep = inspect::verify(&j).map_err(failed)?;
     if rep.ok() {

@@ -148,7 +148,7 @@ pub(crate) fn open_journal_read(path: &Path) -> Result<Arc<Journal>, AppError> {
 }
 
 /// A journal error for the user; a journal held by another process names that process.
-fn journal_error(path: &Path, e: crate::journal::JournalError) -> AppError {
+pub(crate) fn journal_error(path: &Path, e: crate::journal::JournalError) -> AppError {
     match e {
         e @ crate::journal::JournalError::InUse { .. } => match owner::read(path) {
             Some(o) => failed(format!("{e} (held by {})", owner::describe(&o))),
