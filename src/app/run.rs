@@ -445,19 +445,18 @@ impl Service<'_> {
         if let Err(e) = journal.checkpoint() {
             return fault_or_failed(e);
         }
-        let start =
-            match default_start(
-                journal,
-                self.s3.as_ref(),
-                self.tz,
-                self.args.interval,
-                self.args.pace.overlap,
-            )
-            .await
-            {
-                Ok(s) => s,
-                Err(e) => return Cycle::Failed(e.to_string()),
-            };
+        let start = match default_start(
+            journal,
+            self.s3.as_ref(),
+            self.tz,
+            self.args.interval,
+            self.args.pace.overlap,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => return Cycle::Failed(e.to_string()),
+        };
         let end = timefmt::floor_second(timefmt::now_us());
         let windows = harvest::windows(
             start,
