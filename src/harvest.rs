@@ -707,8 +707,13 @@ async fn prepare_page(
         .rejected
         .into_iter()
         .map(|(raw, reason)| {
-            tracing::warn!(%reason, "action quarantined in the dead-letter table");
             let key = dead_letter_key(&raw);
+            // The reason may quote the offending value (a user id, an address): it is kept with
+            // the raw text in the journal, and the log names only the action.
+            tracing::warn!(
+                action = %key,
+                "action quarantined in the dead-letter table (its reason: harvester journal dump --dead-letters)"
+            );
             (
                 key,
                 DeadLetter {

@@ -209,3 +209,34 @@ async fn run_reports_a_full_disk_and_resumes_once_there_is_room() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn harvest_on_a_full_disk_names_the_file_and_keeps_the_checkpoint_behind() {
+    let dir = scratch();
+    let disk = SmallDisk::mount(dir.path(), "4m");
+    // Most of the room is taken before the harvest starts.
+    std::fs::write(disk.mnt.join("ballast"), vec![1u8; 3 << 20]).unwrap();
+    let sim = start_sim(SimConfig::new(data(60_000, 3600))).await;
+    let journal = disk.mnt.join("j.redb");
+    let mut c = harvester_for(dir.path(), &sim);
+    c.env("JOURNAL_PATH", &journal);
+    harvest_window(&mut c, 3_600_000_000, "none");
+    let out = tokio::task::spawn_blocking(move || run(c)).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(&journal.display().to_string()),
+        "the file is named: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // What was committed is whole, and the checkpoint did not move past it.
+    std::fs::remove_file(disk.mnt.join("ballast")).unwrap();
+    let j = harvester::journal::Journal::open(&journal).unwrap();
+    assert!(
+        j.checkpoint().unwrap().is_none(),
+        "the window was not completed"
+    );
+    let n = j.next_seq().unwrap();
+    assert!(n < 60_000, "the disk was full before the end ({n})");
+}

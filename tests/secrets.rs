@@ -15,7 +15,8 @@ const PW: &str = "MARKERpw1";
 const AWS: &str = "MARKERaws2";
 const ES: &str = "MARKERes3";
 const LOGGLY: &str = "MARKERlog4";
-const API: &str = "MARKERapi5";
+// HARVESTER_API_TOKEN takes 16 to 4096 characters.
+const API: &str = "MARKERapi5-0123456789";
 const MARKERS: [&str; 5] = [PW, AWS, ES, LOGGLY, API];
 
 fn assert_clean(what: &str, text: &str) {

@@ -360,8 +360,11 @@ pub(crate) async fn default_start(
     }
     if let Some(s3) = s3 {
         if let Some(us) = s3.read(tz).await.map_err(failed)? {
+            // A journal that has no checkpoint has no dedupe memory of the overlap either:
+            // re-reading it would send its actions downstream a second time. Start at the
+            // checkpoint, as the original did.
             tracing::info!(checkpoint = %timefmt::format_compact(us, tz), "starting from the S3 checkpoint");
-            return Ok(reread(us));
+            return Ok(us);
         }
     }
     Ok(timefmt::floor_second(timefmt::now_us()) - interval_min as i64 * 60_000_000)

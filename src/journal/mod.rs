@@ -365,6 +365,11 @@ impl Journal {
     /// would, in order, so the last page's position and checkpoint are the ones that stay.
     /// All or nothing: a crash leaves either every page of the group or none of it.
     pub fn commit_pages(&self, pages: Vec<PageCommit>) -> Result<PageOutcome> {
+        // An I/O error (a full disk) names this file: redb's own errors do not know it.
+        self.write_pages(pages).map_err(|e| e.at(&self.path))
+    }
+
+    fn write_pages(&self, pages: Vec<PageCommit>) -> Result<PageOutcome> {
         let mut out = PageOutcome::default();
         let tx = self.db.begin_write()?;
         for page in pages {
@@ -728,6 +733,10 @@ impl Journal {
 
     /// Moves a sink's cursor forward (never backward) after the sink acknowledged.
     pub fn advance_cursor(&self, sink: &str, to: u64) -> Result<()> {
+        self.write_cursor(sink, to).map_err(|e| e.at(&self.path))
+    }
+
+    fn write_cursor(&self, sink: &str, to: u64) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
             let mut t = tx.open_table(CURSORS)?;
