@@ -385,6 +385,9 @@ async fn harvest_forwards_while_it_harvests_so_a_killed_run_made_progress() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         if n > 0 {
+            // The cursor is committed right after SQS acknowledges: give it that moment, so
+            // the kill below does not fall between the two.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
             break;
         }
         assert!(
