@@ -270,11 +270,7 @@ impl EsSink {
                     dead_letter(&records[*k], seq, &indices[*k], why, lines.document(*k))
                 })
                 .collect();
-            let j = self.journal.clone();
-            let stored = tokio::task::spawn_blocking(move || j.add_sink_dead_letters(dead))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+            let stored = super::store_refusals(&self.journal, dead).await;
             match stored {
                 Ok(added) => {
                     self.dead_letters += added;

@@ -61,6 +61,20 @@ impl Sink {
     }
 }
 
+/// Stores records a sink will never take in the dead-letter table (off the async threads);
+/// returns how many were new, or why they could not be stored (then the sink must not
+/// acknowledge them).
+pub(crate) async fn store_refusals(
+    journal: &Arc<Journal>,
+    letters: Vec<(crate::journal::DeadLetter, crate::journal::SinkRefusal)>,
+) -> Result<u64, String> {
+    let j = journal.clone();
+    tokio::task::spawn_blocking(move || j.add_sink_dead_letters(letters))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+}
+
 /// What stopped a forward.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {

@@ -247,11 +247,7 @@ impl SqsSink {
                 })
                 .collect();
             let n = letters.len();
-            let j = self.journal.clone();
-            let stored = tokio::task::spawn_blocking(move || j.add_sink_dead_letters(letters))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+            let stored = super::store_refusals(&self.journal, letters).await;
             match stored {
                 Ok(added) => {
                     self.dead_letters += added;
