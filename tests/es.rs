@@ -308,12 +308,16 @@ async fn content_rejections_become_dead_letters_and_passing_failures_are_retried
     assert!(err.contains("cluster_block_exception"), "{err}");
     assert!(err.contains("retrying the failed items"), "{err}");
     // Only the blocked records were retried, not the request around them: the second request
-    // (records 700..1000, the rest of the first chunk read from the journal) holds both days.
-    assert!(first_day2 > 700 && first_day2 < 1000, "{first_day2}");
+    // (records 700..1400; two requests of 700 are in flight at once) holds both days.
+    assert!(first_day2 > 700 && first_day2 < 1400, "{first_day2}");
     assert!(
-        err.contains(&format!("retrying={}", 1000 - first_day2)),
+        err.contains(&format!(
+            "retrying={} error={} of 700",
+            1400 - first_day2,
+            1400 - first_day2
+        )),
         "expected only the {} blocked records of the request to be resent: {err}",
-        1000 - first_day2
+        1400 - first_day2
     );
     // The cursor stands at the first record that is neither indexed nor dead-lettered.
     assert_eq!(

@@ -16,6 +16,7 @@ use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder}
 use elasticsearch::http::Url;
 use elasticsearch::indices::{IndicesPutIndexTemplateParts, IndicesRefreshParts};
 use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
+use futures::StreamExt;
 use serde_json::Value;
 
 /// Something went wrong talking to Elasticsearch.
@@ -146,6 +147,9 @@ pub struct BulkPolicy {
     /// Attempts of a failing item (or request) before giving up.
     pub attempts: u32,
     pub backoff: Duration,
+    /// Bulk requests in flight at once (at least 1). Elasticsearch indexes one bulk request of
+    /// a one-shard index on one thread: a second request in flight keeps a second core busy.
+    pub concurrency: usize,
 }
 
 impl Default for BulkPolicy {
@@ -155,6 +159,7 @@ impl Default for BulkPolicy {
             max_bytes: 5 * 1024 * 1024,
             attempts: 5,
             backoff: Duration::from_millis(250),
+            concurrency: 1,
         }
     }
 }
@@ -307,7 +312,7 @@ impl EsClient {
     /// backoff; items rejected for their content (400) are reported, not retried. Stops at the
     /// first batch that still fails after `policy.attempts`.
     pub async fn bulk_index(&self, lines: &BulkLines, policy: &BulkPolicy) -> BulkReport {
-        let mut report = BulkReport::default();
+        let mut batches = Vec::new();
         let mut i = 0;
         let n = lines.len();
         while i < n {
@@ -318,11 +323,28 @@ impl EsClient {
             {
                 j += 1;
             }
-            if let Err(f) = self.bulk_batch(lines, i..j, policy, &mut report).await {
+            batches.push(i..j);
+            i = j;
+        }
+        // Up to `concurrency` batches in flight, their outcomes taken in order: the report
+        // covers the batches before the first that failed (items from the failed one on are
+        // unresolved, even those of later batches that arrived: they are sent again, and
+        // `create` answers 409 for those already indexed).
+        let mut outcomes = futures::stream::iter(batches.into_iter().map(|batch| async move {
+            let mut part = BulkReport::default();
+            let result = self.bulk_batch(lines, batch, policy, &mut part).await;
+            (part, result)
+        }))
+        .buffered(policy.concurrency.max(1));
+        let mut report = BulkReport::default();
+        while let Some((part, result)) = outcomes.next().await {
+            report.requests += part.requests;
+            report.retried_items += part.retried_items;
+            report.rejected.extend(part.rejected);
+            if let Err(f) = result {
                 report.failed = Some(f);
                 break;
             }
-            i = j;
         }
         report
     }

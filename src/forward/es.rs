@@ -32,7 +32,13 @@ pub struct EsConfig {
     /// Attempts of a failing item (or request) before the sink gives up for this run.
     pub attempts: u32,
     pub backoff: Duration,
+    /// Bulk requests in flight at once.
+    pub concurrency: usize,
 }
+
+/// Bulk requests in flight by default: a single-shard index takes a bulk request on one
+/// thread, so two keep two cores of the node busy (BENCHMARKS.md, issue 11).
+pub const DEFAULT_CONCURRENCY: usize = 2;
 
 impl EsConfig {
     pub fn new(index_pattern: &str) -> EsConfig {
@@ -42,6 +48,7 @@ impl EsConfig {
             max_bytes: 5 * 1024 * 1024,
             attempts: 5,
             backoff: Duration::from_millis(250),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -220,6 +227,13 @@ impl EsSink {
         &self.client
     }
 
+    /// Records per round of bulk requests: one full request per request in flight.
+    pub fn chunk(&self) -> usize {
+        self.cfg
+            .max_docs
+            .saturating_mul(self.cfg.concurrency.max(1))
+    }
+
     /// Bulk requests sent so far.
     pub fn calls(&self) -> u64 {
         self.requests
@@ -256,6 +270,7 @@ impl EsSink {
             max_bytes: self.cfg.max_bytes,
             attempts: self.cfg.attempts,
             backoff: self.cfg.backoff,
+            concurrency: self.cfg.concurrency,
         };
         let report = self.client.bulk_index(&lines, &policy).await;
         self.requests += report.requests;
@@ -315,6 +330,7 @@ impl EsSink {
             max_bytes: self.cfg.max_bytes,
             attempts: self.cfg.attempts,
             backoff: self.cfg.backoff,
+            concurrency: 1,
         };
         let report = self.client.bulk_index(&lines, &policy).await;
         self.requests += report.requests;

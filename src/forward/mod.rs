@@ -42,6 +42,15 @@ impl Sink {
         }
     }
 
+    /// Records read from the journal per round: Elasticsearch takes a round as several bulk
+    /// requests in flight at once, so it reads one request's worth per request in flight.
+    pub fn chunk(&self) -> usize {
+        match self {
+            Sink::Es(s) => CHUNK.max(s.chunk()),
+            _ => CHUNK,
+        }
+    }
+
     /// Sends `records`, the journal's records from sequence `first` on, in order.
     pub async fn send(&mut self, first: u64, records: &[Record]) -> Result<(), SinkError> {
         match self {
@@ -126,7 +135,8 @@ pub async fn forward_until(
             break;
         }
         let j = journal.clone();
-        let (first, records) = tokio::task::spawn_blocking(move || j.read_from(pos, CHUNK))
+        let chunk = sink.chunk();
+        let (first, records) = tokio::task::spawn_blocking(move || j.read_from(pos, chunk))
             .await
             .map_err(|e| ForwardError::Task(e.to_string()))??;
         if records.is_empty() {
