@@ -32,12 +32,12 @@ pub fn sqs_client(cfg: &SdkConfig) -> aws_sdk_sqs::Client {
 
 /// Renders an SDK error briefly: the service's code and message when it answered, else the
 /// whole chain (connection refused, timeout, ...).
-pub fn describe<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+pub fn describe<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_sdk_s3::error::SdkError;
     match e {
         SdkError::ServiceError(se) => {
             let err = se.err();
@@ -65,7 +65,7 @@ where
 }
 
 /// The service's error code, when the service answered.
-pub fn error_code<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Option<&str>
+pub fn error_code<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Option<&str>
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata,
 {
