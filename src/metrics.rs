@@ -1,118 +1,320 @@
-//! Figures of a running harvester, rendered in Prometheus' text format for `/metrics`.
+//! Figures of a running harvester, rendered for `/metrics` in Prometheus' text format (0.0.4)
+//! by `prometheus-client`, the Prometheus project's Rust client (names, label escaping,
+//! histograms).
 //!
-//! Counters are plain atomics bumped by the harvest and forward loops; sink lag and journal size
-//! are read from the journal when scraped, so they are always current (and left out while the
-//! journal is closed for a reopen). Nothing here holds personal data or a credential: error
-//! texts shown on `/healthz` lose any user info of a URL they quote.
+//! Counters are atomics bumped by the harvest and forward loops; latencies go into
+//! [`Histogram`]s whose observation is two relaxed atomic adds (the Opencast client observes
+//! each request, a sink each batch it is handed; never one per action). Sink lag, journal size,
+//! disk space and checkpoint lag are read when scraped, so they are always current (sink lag
+//! and the record count are left out while the journal is closed for a reopen; the file and
+//! disk figures are not, since a full disk is when they matter). Nothing here holds personal
+//! data or a credential: error texts shown on `/healthz` lose any user info of a URL they
+//! quote, and label values are sink and cursor names.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 use crate::journal::Journal;
 use crate::opencast::client::ClientStats;
 
-/// Per-sink counters.
-#[derive(Debug, Default, Clone, Copy)]
-struct SinkCounters {
-    forwarded: u64,
-    errors: u64,
+/// The `Content-Type` of the `/metrics` answer.
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Upper bounds, in seconds, of the latency histograms' buckets (then `+Inf`): from a 5 ms
+/// answer on the same network to the two minutes past which something is surely wrong.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// A latency histogram over [`LATENCY_BUCKETS`]. Observing is two relaxed atomic adds, never a
+/// lock (prometheus-client's own histogram takes a mutex per observation); clones share the
+/// figures. `_count` is the sum of the buckets, so it always equals the `+Inf` bucket.
+#[derive(Debug, Clone)]
+pub struct Histogram(Arc<HistogramInner>);
+
+#[derive(Debug)]
+struct HistogramInner {
+    /// Observations per bucket (not cumulative); the last one is `+Inf`.
+    counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_us: AtomicU64,
 }
 
-/// The counters of one `harvester run` process.
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram(Arc::new(HistogramInner {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }))
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.0.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.0.sum_us.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.0
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Sum of the observed times, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.0.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.0.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<NoLabelSet>(self.sum_seconds(), count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// The label of a per-sink series: `sink="…"`.
+type SinkLabel = [(&'static str, String); 1];
+
+fn sink_label(sink: &str) -> SinkLabel {
+    [("sink", sink.to_string())]
+}
+
+/// No checkpoint known (yet).
+const NO_CHECKPOINT: i64 = i64::MIN;
+
+/// The figures of one `harvester run` process.
 pub struct Metrics {
     opencast: Arc<ClientStats>,
-    pub actions_harvested: AtomicU64,
-    pub duplicates_skipped: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub harvest_runs: AtomicU64,
-    pub harvest_errors: AtomicU64,
-    pub s3_errors: AtomicU64,
+    /// The live figures, registered once; the ones read when scraped are added per answer.
+    registry: Registry,
+    pub actions_harvested: Counter,
+    pub duplicates_skipped: Counter,
+    pub dead_letters: Counter,
+    pub harvest_runs: Counter,
+    pub harvest_errors: Counter,
+    pub s3_errors: Counter,
+    pub journal_faults: Counter,
+    pub journal_reopens: Counter,
+    /// Per cursor (`stdout`, `sqs:QUEUE`, `es:PATTERN`); connection failures per kind.
+    forwarded: Family<SinkLabel, Counter>,
+    sink_errors: Family<SinkLabel, Counter>,
+    /// Per kind of sink (`stdout`, `sqs`, `es`).
+    sink_dead_letters: Family<SinkLabel, Counter>,
+    sink_send: Family<SinkLabel, Histogram>,
     last_harvest_ok: AtomicBool,
+    /// When a harvest cycle last succeeded, UTC microseconds (0: not yet).
+    last_success_us: AtomicI64,
+    /// The journal's checkpoint as last read, UTC microseconds ([`NO_CHECKPOINT`]: none).
+    checkpoint_us: AtomicI64,
+    /// The journal file, for its size and its file system's free space (known even while the
+    /// journal is closed).
+    journal_path: OnceLock<PathBuf>,
     last_error: Mutex<Option<String>>,
     /// Why the journal is closed (`None` while it is open and usable).
     journal_down: Mutex<Option<String>>,
-    pub journal_faults: AtomicU64,
-    pub journal_reopens: AtomicU64,
-    sinks: Mutex<BTreeMap<String, SinkCounters>>,
     /// GeoIP / user-agent enrichment, when on (its figures are rendered below).
-    pub enrichment: std::sync::OnceLock<Arc<crate::enrich::Enricher>>,
+    pub enrichment: OnceLock<Arc<crate::enrich::Enricher>>,
 }
 
 impl Metrics {
     pub fn new(opencast: Arc<ClientStats>) -> Metrics {
-        Metrics {
+        let mut m = Metrics {
             opencast,
-            actions_harvested: AtomicU64::new(0),
-            duplicates_skipped: AtomicU64::new(0),
-            dead_letters: AtomicU64::new(0),
-            harvest_runs: AtomicU64::new(0),
-            harvest_errors: AtomicU64::new(0),
-            s3_errors: AtomicU64::new(0),
+            registry: Registry::default(),
+            actions_harvested: Counter::default(),
+            duplicates_skipped: Counter::default(),
+            dead_letters: Counter::default(),
+            harvest_runs: Counter::default(),
+            harvest_errors: Counter::default(),
+            s3_errors: Counter::default(),
+            journal_faults: Counter::default(),
+            journal_reopens: Counter::default(),
+            forwarded: Family::default(),
+            sink_errors: Family::default(),
+            sink_dead_letters: Family::default(),
+            sink_send: Family::default(),
             last_harvest_ok: AtomicBool::new(true),
+            last_success_us: AtomicI64::new(0),
+            checkpoint_us: AtomicI64::new(NO_CHECKPOINT),
+            journal_path: OnceLock::new(),
             last_error: Mutex::new(None),
             journal_down: Mutex::new(None),
-            journal_faults: AtomicU64::new(0),
-            journal_reopens: AtomicU64::new(0),
-            sinks: Mutex::new(BTreeMap::new()),
-            enrichment: std::sync::OnceLock::new(),
+            enrichment: OnceLock::new(),
+        };
+        // prometheus-client adds `_total` to a counter's name and a full stop to its help.
+        let r = &mut m.registry;
+        for (name, help, c) in [
+            (
+                "harvester_actions_harvested",
+                "New actions journaled",
+                &m.actions_harvested,
+            ),
+            (
+                "harvester_duplicates_skipped",
+                "Actions seen again and skipped",
+                &m.duplicates_skipped,
+            ),
+            (
+                "harvester_dead_letters",
+                "Actions quarantined as dead letters",
+                &m.dead_letters,
+            ),
+            ("harvester_harvest_runs", "Harvest cycles", &m.harvest_runs),
+            (
+                "harvester_errors",
+                "Harvest cycles that failed",
+                &m.harvest_errors,
+            ),
+            (
+                "harvester_s3_errors",
+                "Failed checkpoint writes to S3",
+                &m.s3_errors,
+            ),
+            (
+                "harvester_journal_faults",
+                "I/O errors that closed the journal (a full disk, say)",
+                &m.journal_faults,
+            ),
+            (
+                "harvester_journal_reopen_attempts",
+                "Attempts to open the journal again after an I/O error",
+                &m.journal_reopens,
+            ),
+        ] {
+            r.register(name, help, c.clone());
         }
+        r.register(
+            "harvester_opencast_request_seconds",
+            "Time of answered Opencast requests (page fetches and episode look-ups, each attempt)",
+            m.opencast.latency.clone(),
+        );
+        r.register(
+            "harvester_forwarded",
+            "Records a sink acknowledged",
+            m.forwarded.clone(),
+        );
+        r.register(
+            "harvester_sink_errors",
+            "Failed forwarding rounds",
+            m.sink_errors.clone(),
+        );
+        r.register(
+            "harvester_sink_dead_letters",
+            "Records a sink refused for good, kept in the journal's dead-letter table",
+            m.sink_dead_letters.clone(),
+        );
+        r.register(
+            "harvester_sink_send_seconds",
+            "Time a sink took to take one batch of up to 1,000 journaled records, retries \
+             included (one bulk request for Elasticsearch, up to 100 SendMessageBatch calls for \
+             SQS, one write for stdout)",
+            m.sink_send.clone(),
+        );
+        m
+    }
+
+    /// Where the journal lives (its size and free space are shown even while it is closed).
+    pub fn set_journal_path(&self, path: &Path) {
+        let _ = self.journal_path.set(path.to_path_buf());
     }
 
     /// Adds up what one harvest cycle did.
     pub fn count_harvest(&self, s: &crate::harvest::HarvestSummary) {
-        self.actions_harvested
-            .fetch_add(s.actions, Ordering::Relaxed);
-        self.duplicates_skipped
-            .fetch_add(s.duplicates, Ordering::Relaxed);
-        self.dead_letters
-            .fetch_add(s.dead_letters, Ordering::Relaxed);
+        self.actions_harvested.inc_by(s.actions);
+        self.duplicates_skipped.inc_by(s.duplicates);
+        self.dead_letters.inc_by(s.dead_letters);
     }
 
     pub fn harvest_ok(&self) {
-        self.harvest_runs.fetch_add(1, Ordering::Relaxed);
+        self.harvest_runs.inc();
         self.last_harvest_ok.store(true, Ordering::Relaxed);
+        self.last_success_us
+            .store(crate::timefmt::now_us(), Ordering::Relaxed);
     }
 
     pub fn harvest_failed(&self, e: &str) {
-        self.harvest_runs.fetch_add(1, Ordering::Relaxed);
-        self.harvest_errors.fetch_add(1, Ordering::Relaxed);
+        self.harvest_runs.inc();
+        self.harvest_errors.inc();
         self.last_harvest_ok.store(false, Ordering::Relaxed);
-        *self.last_error.lock().unwrap() = Some(public_text(e));
+        *lock(&self.last_error) = Some(public_text(e));
+    }
+
+    /// The checkpoint the journal holds now (`last_action_us`), or `None`.
+    pub fn checkpoint(&self, last_action_us: Option<i64>) {
+        self.checkpoint_us
+            .store(last_action_us.unwrap_or(NO_CHECKPOINT), Ordering::Relaxed);
     }
 
     /// The journal is closed (after an I/O error, or while it cannot be opened): why.
     pub fn journal_down(&self, why: &str) {
-        *self.journal_down.lock().unwrap() = Some(public_text(why));
+        *lock(&self.journal_down) = Some(public_text(why));
     }
 
     /// The journal is open again.
     pub fn journal_up(&self) {
-        *self.journal_down.lock().unwrap() = None;
+        *lock(&self.journal_down) = None;
     }
 
-    pub fn forwarded(&self, sink: &str, n: u64) {
-        self.sinks
-            .lock()
-            .unwrap()
-            .entry(sink.to_string())
-            .or_default()
-            .forwarded += n;
+    /// `n` records acknowledged by the sink of `cursor`.
+    pub fn forwarded(&self, cursor: &str, n: u64) {
+        self.forwarded.get_or_create(&sink_label(cursor)).inc_by(n);
     }
 
     pub fn sink_error(&self, sink: &str) {
-        self.sinks
-            .lock()
-            .unwrap()
-            .entry(sink.to_string())
-            .or_default()
-            .errors += 1;
+        self.sink_errors.get_or_create(&sink_label(sink)).inc();
+    }
+
+    /// `n` records the sink of kind `sink` (`sqs`, `es`, `stdout`) stored as dead letters; with
+    /// 0 the series is shown from the start.
+    pub fn sink_dead_letters(&self, sink: &str, n: u64) {
+        self.sink_dead_letters
+            .get_or_create(&sink_label(sink))
+            .inc_by(n);
+    }
+
+    /// The send-time histogram of the sink of kind `sink`, to observe without a look-up.
+    pub fn sink_send_histogram(&self, sink: &str) -> Histogram {
+        self.sink_send.get_or_create_owned(&sink_label(sink))
     }
 
     /// `/healthz`: healthy unless the journal is closed or the last harvest failed (then why).
     pub fn health(&self) -> Result<(), String> {
-        if let Some(why) = self.journal_down.lock().unwrap().clone() {
+        if let Some(why) = lock(&self.journal_down).clone() {
             return Err(format!("journal unavailable: {why}"));
         }
         if self.last_harvest_ok.load(Ordering::Relaxed) {
@@ -120,175 +322,211 @@ impl Metrics {
         } else {
             Err(format!(
                 "last harvest failed: {}",
-                self.last_error.lock().unwrap().clone().unwrap_or_default()
+                lock(&self.last_error).clone().unwrap_or_default()
             ))
         }
     }
 
     /// The Prometheus text exposition; `journal` is `None` while it is closed for a reopen.
     pub fn render(&self, journal: Option<&Journal>) -> String {
-        let mut o = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let now_us = crate::timefmt::now_us();
+        // The figures read now go into a registry of their own, made for this answer.
+        let mut r = Registry::default();
+        let counter = |r: &mut Registry, name: &str, help: &str, v: u64| {
+            r.register(name, help, ConstCounter::new(v));
+        };
+        let gauge_f = |r: &mut Registry, name: &str, help: &str, v: f64| {
+            r.register(name, help, ConstGauge::new(v));
+        };
+        let gauge_u = |r: &mut Registry, name: &str, help: &str, v: u64| {
+            r.register(name, help, ConstGauge::new(v));
         };
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(
-            "harvester_actions_harvested_total",
-            "New actions journaled.",
-            get(&self.actions_harvested),
-        );
-        counter(
-            "harvester_duplicates_skipped_total",
-            "Actions seen again and skipped.",
-            get(&self.duplicates_skipped),
-        );
-        counter(
-            "harvester_dead_letters_total",
-            "Actions quarantined as dead letters.",
-            get(&self.dead_letters),
-        );
-        counter(
-            "harvester_harvest_runs_total",
-            "Harvest cycles.",
-            get(&self.harvest_runs),
-        );
-        counter(
-            "harvester_errors_total",
-            "Harvest cycles that failed.",
-            get(&self.harvest_errors),
-        );
-        counter(
-            "harvester_s3_errors_total",
-            "Failed checkpoint writes to S3.",
-            get(&self.s3_errors),
-        );
-        counter(
-            "harvester_journal_faults_total",
-            "I/O errors that closed the journal (a full disk, say).",
-            get(&self.journal_faults),
-        );
-        counter(
-            "harvester_journal_reopen_attempts_total",
-            "Attempts to open the journal again after an I/O error.",
-            get(&self.journal_reopens),
-        );
-        counter(
-            "harvester_opencast_requests_total",
-            "Opencast requests answered.",
+            &mut r,
+            "harvester_opencast_requests",
+            "Opencast requests answered",
             get(&self.opencast.requests),
         );
         counter(
-            "harvester_opencast_retries_total",
-            "Opencast requests retried.",
+            &mut r,
+            "harvester_opencast_retries",
+            "Opencast requests retried",
             get(&self.opencast.retries),
         );
-        let _ = writeln!(
-            o,
-            "# HELP harvester_opencast_request_seconds Time of answered Opencast requests.\n\
-             # TYPE harvester_opencast_request_seconds summary\n\
-             harvester_opencast_request_seconds_sum {:.6}\nharvester_opencast_request_seconds_count {}",
-            get(&self.opencast.latency_us_total) as f64 / 1e6,
-            get(&self.opencast.requests)
+        let healthy = lock(&self.journal_down).is_none() && journal.is_some();
+        gauge_u(
+            &mut r,
+            "harvester_journal_healthy",
+            "1 while the journal is open and writable, 0 while it is being reopened",
+            healthy as u64,
         );
-        let healthy = self.journal_down.lock().unwrap().is_none() && journal.is_some();
-        let _ = writeln!(
-            o,
-            "# HELP harvester_journal_healthy 1 while the journal is open and writable, 0 while it is being reopened.\n\
-             # TYPE harvester_journal_healthy gauge\nharvester_journal_healthy {}",
-            healthy as u8
+        gauge_f(
+            &mut r,
+            "harvester_last_success_timestamp_seconds",
+            "When a harvest cycle last succeeded, in seconds since the epoch (0: not yet)",
+            self.last_success_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
-        let next = journal.and_then(|j| j.next_seq().ok()).unwrap_or(0);
-        let cursors: BTreeMap<String, u64> = journal
-            .and_then(|j| j.cursors().ok())
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let sinks = self.sinks.lock().unwrap().clone();
-        o.push_str("# HELP harvester_forwarded_total Records a sink acknowledged.\n# TYPE harvester_forwarded_total counter\n");
-        for (s, c) in &sinks {
-            let _ = writeln!(
-                o,
-                "harvester_forwarded_total{{sink=\"{s}\"}} {}",
-                c.forwarded
+        if let Some(j) = journal {
+            if let Ok(cp) = j.checkpoint() {
+                self.checkpoint(cp.map(|c| c.last_action_us));
+            }
+        }
+        let cp = self.checkpoint_us.load(Ordering::Relaxed);
+        if cp != NO_CHECKPOINT {
+            gauge_f(
+                &mut r,
+                "harvester_checkpoint_timestamp_seconds",
+                "The checkpoint: creation time of the newest harvested action, in seconds since \
+                 the epoch",
+                cp as f64 / 1e6,
+            );
+            gauge_f(
+                &mut r,
+                "harvester_checkpoint_lag_seconds",
+                "Now minus the checkpoint (it also grows while Opencast has no new actions)",
+                now_us.saturating_sub(cp) as f64 / 1e6,
             );
         }
-        o.push_str("# HELP harvester_sink_errors_total Failed forwarding rounds.\n# TYPE harvester_sink_errors_total counter\n");
-        for (s, c) in &sinks {
-            let _ = writeln!(
-                o,
-                "harvester_sink_errors_total{{sink=\"{s}\"}} {}",
-                c.errors
+        if let Some(path) = self.journal_path.get() {
+            if let Ok(m) = std::fs::metadata(path) {
+                gauge_u(
+                    &mut r,
+                    "harvester_journal_bytes",
+                    "Size of the journal file",
+                    m.len(),
+                );
+            }
+            if let Some(d) = disk_space(path) {
+                gauge_u(
+                    &mut r,
+                    "harvester_journal_disk_free_bytes",
+                    "Space the journal may still take on its file system (statvfs f_bavail)",
+                    d.free,
+                );
+                gauge_u(
+                    &mut r,
+                    "harvester_journal_disk_total_bytes",
+                    "Size of the journal's file system",
+                    d.total,
+                );
+            }
+        }
+        if let Some(j) = journal {
+            let next = j.next_seq().unwrap_or(0);
+            let lag: Family<SinkLabel, Gauge> = Family::default();
+            for (s, c) in j.cursors().unwrap_or_default() {
+                if !s.starts_with("replay:") {
+                    let v = i64::try_from(next.saturating_sub(c)).unwrap_or(i64::MAX);
+                    lag.get_or_create(&sink_label(&s)).set(v);
+                }
+            }
+            r.register(
+                "harvester_sink_lag",
+                "Journaled records a sink has not acknowledged",
+                lag,
+            );
+            counter(
+                &mut r,
+                "harvester_journal_records",
+                "Records ever journaled",
+                next,
             );
         }
-        let Some(journal) = journal else {
-            return o;
-        };
-        o.push_str("# HELP harvester_sink_lag Journaled records a sink has not acknowledged.\n# TYPE harvester_sink_lag gauge\n");
-        for (s, c) in cursors.iter().filter(|(s, _)| !s.starts_with("replay:")) {
-            let _ = writeln!(
-                o,
-                "harvester_sink_lag{{sink=\"{s}\"}} {}",
-                next.saturating_sub(*c)
-            );
-        }
-        let size = std::fs::metadata(journal.path())
-            .map(|m| m.len())
-            .unwrap_or(0);
-        let _ = writeln!(
-            o,
-            "# HELP harvester_journal_bytes Size of the journal file.\n# TYPE harvester_journal_bytes gauge\nharvester_journal_bytes {size}\n\
-             # HELP harvester_journal_records_total Records ever journaled.\n# TYPE harvester_journal_records_total counter\nharvester_journal_records_total {next}"
-        );
         // Enrichment (issue 11): records located / parsed, and the caches' hits and misses.
         if let Some(e) = self.enrichment.get() {
             let f = e.stats().figures();
             for (name, help, v) in [
                 (
-                    "harvester_geoip_located_total",
-                    "Records given a geoip object.",
+                    "harvester_geoip_located",
+                    "Records given a geoip object",
                     f.located,
                 ),
                 (
-                    "harvester_geoip_not_located_total",
-                    "Records whose address was private, not an address or unknown to the database.",
+                    "harvester_geoip_not_located",
+                    "Records whose address was private, not an address or unknown to the database",
                     f.not_located,
                 ),
                 (
-                    "harvester_useragent_parsed_total",
-                    "Records given a ua object.",
+                    "harvester_useragent_parsed",
+                    "Records given a ua object",
                     f.ua_parsed,
                 ),
                 (
-                    "harvester_useragent_missing_total",
-                    "Records without a user agent to parse.",
+                    "harvester_useragent_missing",
+                    "Records without a user agent to parse",
                     f.ua_missing,
                 ),
                 (
-                    "harvester_geoip_cache_hits_total",
-                    "Address look-ups answered by a cache.",
+                    "harvester_geoip_cache_hits",
+                    "Address look-ups answered by a cache",
                     f.ip_cache_hits,
                 ),
                 (
-                    "harvester_geoip_cache_misses_total",
-                    "Address look-ups that read the database.",
+                    "harvester_geoip_cache_misses",
+                    "Address look-ups that read the database",
                     f.ip_cache_misses,
                 ),
                 (
-                    "harvester_useragent_cache_hits_total",
-                    "User agents answered by a cache.",
+                    "harvester_useragent_cache_hits",
+                    "User agents answered by a cache",
                     f.ua_cache_hits,
                 ),
                 (
-                    "harvester_useragent_cache_misses_total",
-                    "User agents parsed.",
+                    "harvester_useragent_cache_misses",
+                    "User agents parsed",
                     f.ua_cache_misses,
                 ),
             ] {
-                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+                counter(&mut r, name, help, v);
             }
         }
+        let mut o = String::new();
+        let enc = prometheus_client::encoding::prometheus_text::encode;
+        // Writing to a String cannot fail.
+        let _ = enc(&mut o, &self.registry);
+        let _ = enc(&mut o, &r);
         o
     }
+}
+
+/// Locks `m`, also after a panic elsewhere poisoned it (the figures stay usable).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Free and total bytes of a file system.
+struct DiskSpace {
+    free: u64,
+    total: u64,
+}
+
+/// The space of the file system holding `path` (its directory, so that it works before the
+/// file exists), through statvfs(3): `free` is what an unprivileged writer may still take
+/// (`f_bavail`, as `df` shows it).
+// The statvfs fields are u64 here but narrower on other targets.
+#[allow(clippy::unnecessary_cast)]
+fn disk_space(path: &Path) -> Option<DiskSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` is written by statvfs before it is read,
+    // which happens only when the call succeeded.
+    let st = unsafe {
+        if libc::statvfs(c.as_ptr(), st.as_mut_ptr()) != 0 {
+            return None;
+        }
+        st.assume_init()
+    };
+    let frsize = st.f_frsize as u64;
+    Some(DiskSpace {
+        free: (st.f_bavail as u64).saturating_mul(frsize),
+        total: (st.f_blocks as u64).saturating_mul(frsize),
+    })
 }
 
 /// An error text fit for the public `/healthz`: no URL user info, no quoted value (a decoding
@@ -385,5 +623,68 @@ mod tests {
         assert!(m.health().unwrap_err().starts_with("last harvest failed"));
         m.harvest_ok();
         assert!(m.health().is_ok());
+    }
+
+    #[test]
+    fn exposition_keeps_the_names_and_adds_the_alerting_figures() {
+        let stats = Arc::new(ClientStats::default());
+        stats.requests.fetch_add(2, Ordering::Relaxed);
+        stats.latency.observe(Duration::from_millis(30));
+        stats.latency.observe(Duration::from_secs(200));
+        let m = Metrics::new(stats);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = dir.path().join("j.redb");
+        std::fs::write(&journal, [0u8; 1234]).expect("written");
+        m.set_journal_path(&journal);
+        m.harvest_ok();
+        m.checkpoint(Some(crate::timefmt::now_us() - 90_000_000));
+        m.forwarded("sqs:q\"x", 5);
+        m.sink_error("es");
+        m.sink_dead_letters("sqs", 2);
+        m.sink_dead_letters("stdout", 0);
+        m.sink_send_histogram("stdout")
+            .observe(Duration::from_millis(1));
+        let t = m.render(None);
+        for want in [
+            "# TYPE harvester_actions_harvested_total counter\nharvester_actions_harvested_total 0\n",
+            "harvester_harvest_runs_total 1\n",
+            "harvester_errors_total 0\n",
+            "harvester_opencast_requests_total 2\n",
+            "# TYPE harvester_opencast_request_seconds histogram\n",
+            "harvester_opencast_request_seconds_bucket{le=\"0.025\"} 0\n",
+            "harvester_opencast_request_seconds_bucket{le=\"0.05\"} 1\n",
+            "harvester_opencast_request_seconds_bucket{le=\"120\"} 1\n",
+            "harvester_opencast_request_seconds_bucket{le=\"+Inf\"} 2\n",
+            "harvester_opencast_request_seconds_sum 200.03\n",
+            "harvester_opencast_request_seconds_count 2\n",
+            // Label values are escaped.
+            "harvester_forwarded_total{sink=\"sqs:q\\\"x\"} 5\n",
+            "harvester_sink_errors_total{sink=\"es\"} 1\n",
+            "harvester_sink_dead_letters_total{sink=\"sqs\"} 2\n",
+            "harvester_sink_dead_letters_total{sink=\"stdout\"} 0\n",
+            "harvester_sink_send_seconds_bucket{sink=\"stdout\",le=\"0.005\"} 1\n",
+            "harvester_sink_send_seconds_count{sink=\"stdout\"} 1\n",
+            "harvester_journal_healthy 0\n",
+            "harvester_journal_bytes 1234\n",
+        ] {
+            assert!(t.contains(want), "{want:?} missing from:\n{t}");
+        }
+        assert!(!t.contains("_total_total"), "{t}");
+        let value = |name: &str| -> f64 {
+            t.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from:\n{t}"))
+        };
+        let lag = value("harvester_checkpoint_lag_seconds");
+        assert!((90.0..120.0).contains(&lag), "{lag}");
+        let success = value("harvester_last_success_timestamp_seconds");
+        assert!((crate::timefmt::now_us() as f64 / 1e6 - success).abs() < 60.0);
+        let (free, total) = (
+            value("harvester_journal_disk_free_bytes"),
+            value("harvester_journal_disk_total_bytes"),
+        );
+        assert!(total > 0.0 && free <= total, "{free} {total}");
+        // Without a journal, the figures read from it are left out.
+        assert!(!t.contains("harvester_sink_lag"), "{t}");
     }
 }

@@ -129,6 +129,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         let _ = stop_tx.send(true);
     });
     let metrics = Arc::new(Metrics::new(opencast.client().stats_handle()));
+    metrics.set_journal_path(&cli.journal);
     if let Some(e) = args.sink.enrich.enricher.get() {
         let _ = metrics.enrichment.set(e.clone());
     }
@@ -187,9 +188,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         slot.set(None);
         close(j, &stop_rx).await;
         let Some(e) = fault else { break };
-        metrics
-            .journal_faults
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.journal_faults.inc();
         if healthy_cycles > 0 {
             backoff = FIRST_BACKOFF;
         }
@@ -253,9 +252,7 @@ async fn open_with_backoff(
         if *stop.borrow() {
             return Ok(None);
         }
-        metrics
-            .journal_reopens
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics.journal_reopens.inc();
         match try_open(path, args).await? {
             Ok(j) => {
                 metrics.journal_up();
@@ -412,11 +409,13 @@ impl Service<'_> {
                 }
             }
             new_records.notify_waiters();
+            // The checkpoint lag on /metrics stays current while the journal is closed, too.
+            if let Ok(cp) = journal.checkpoint() {
+                self.metrics.checkpoint(cp.map(|c| c.last_action_us));
+            }
             if let Some(s3) = &self.s3 {
                 if let Err(e) = sync_checkpoint(&journal, s3, self.tz).await {
-                    self.metrics
-                        .s3_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.s3_errors.inc();
                     tracing::error!(error = %e, "checkpoint not written to S3");
                 }
             }
@@ -522,12 +521,16 @@ async fn forward_loop(
 ) {
     let mut backoff = Duration::from_millis(500);
     let mut sink = None;
+    // `stdout`, `sqs` or `es`: the label of the per-sink latency and dead letters.
+    let kind = format!("{output:?}").to_lowercase();
+    let send_time = metrics.sink_send_histogram(&kind);
+    metrics.sink_dead_letters(&kind, 0);
     while !*stop.borrow() {
         if sink.is_none() {
             match make_sink(&output, &sink_args, &journal).await {
                 Ok(s) => sink = Some(s),
                 Err(e) => {
-                    metrics.sink_error(&format!("{output:?}").to_lowercase());
+                    metrics.sink_error(&kind);
                     tracing::warn!(error = %e, "sink unavailable; records wait in the journal");
                     pause(backoff, &mut stop).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -537,7 +540,11 @@ async fn forward_loop(
         }
         let (s, cursor) = sink.as_mut().expect("connected");
         let notified = new_records.notified();
-        match forward::forward_until(&journal, s, cursor, Some(&stop)).await {
+        let dead_before = s.dead_letters();
+        let res =
+            forward::forward_observed(&journal, s, cursor, Some(&stop), Some(&send_time)).await;
+        metrics.sink_dead_letters(&kind, s.dead_letters().saturating_sub(dead_before));
+        match res {
             Ok(f) => {
                 if f.forwarded > 0 {
                     metrics.forwarded(cursor, f.forwarded);

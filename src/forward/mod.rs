@@ -125,6 +125,18 @@ pub async fn forward_until(
     cursor: &str,
     stop: Option<&tokio::sync::watch::Receiver<bool>>,
 ) -> Result<ForwardSummary, ForwardError> {
+    forward_observed(journal, sink, cursor, stop, None).await
+}
+
+/// [`forward_until`], observing in `send_time` how long the sink took to take each batch
+/// (`harvester run`'s `/metrics`): one clock read per batch of up to [`CHUNK`] records.
+pub async fn forward_observed(
+    journal: &Arc<Journal>,
+    sink: &mut Sink,
+    cursor: &str,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    send_time: Option<&crate::metrics::Histogram>,
+) -> Result<ForwardSummary, ForwardError> {
     let mut pos = journal.cursor(cursor)?;
     let mut sum = ForwardSummary {
         forwarded: 0,
@@ -142,7 +154,11 @@ pub async fn forward_until(
         if records.is_empty() {
             break;
         }
+        let started = std::time::Instant::now();
         let result = sink.send(first, &records).await;
+        if let Some(h) = send_time {
+            h.observe(started.elapsed());
+        }
         let acked = match &result {
             Ok(()) => records.len(),
             Err(e) => e.acked,

@@ -84,7 +84,8 @@ pub enum OpencastError {
 pub struct ClientStats {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
-    pub latency_us_total: AtomicU64,
+    /// Time of each answered request (any status), from sending to the whole body.
+    pub latency: crate::metrics::Histogram,
 }
 
 struct AuthState {
@@ -232,12 +233,11 @@ impl Client {
                 .await
                 .map_err(|e| Attempt::Transient(format!("reading body: {e}")))?;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .latency_us_total
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            self.stats.latency.observe(started.elapsed());
             return Ok(body);
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.latency.observe(started.elapsed());
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(Attempt::Transient(format!("HTTP {status}")));
         }

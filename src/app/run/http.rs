@@ -145,7 +145,12 @@ pub fn router(metrics: Arc<Metrics>, slot: JournalSlot, access: RecordAccess) ->
     Router::new()
         .route(
             "/metrics",
-            get(move || async move { m.render(s.get().as_deref()) }),
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                    m.render(s.get().as_deref()),
+                )
+            }),
         )
         .route(
             "/healthz",
