@@ -1,5 +1,6 @@
 //! The commands: each wires settings, journal, source and sinks together for one job.
 
+mod check;
 mod demo;
 pub mod docs;
 mod harvest_cmd;
@@ -8,6 +9,7 @@ mod load_episodes;
 pub mod owner;
 pub mod run;
 
+pub use check::check;
 pub use demo::{bench_fetch, demo, sim};
 pub use harvest_cmd::harvest;
 pub use load_episodes::load_episodes;
