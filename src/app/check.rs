@@ -224,7 +224,6 @@ fn settings(args: &CheckArgs) -> Result<Settings, Vec<String>> {
         };
         times = (parse(&a.start, "--start"), parse(&a.end, "--end"));
     }
-    let mut errors = errors;
     if let (Some(st), Some(en)) = times {
         if en < st {
             errors.push(format!(
