@@ -463,6 +463,28 @@ fn bad_settings_and_usage_are_exit_2() {
     let v = json_of(&out);
     assert_eq!(v["ok"], false);
     assert_eq!(status_of(&v, "settings"), vec!["fail"]);
+    // .env is read as harvest reads it (the environment wins over it).
+    std::fs::write(
+        dir.path().join(".env"),
+        "OPENCAST_TIMEZONE=Venus/Maxwell\nDEFAULT_INTERVAL=99999999\n",
+    )
+    .unwrap();
+    let mut c = base(dir.path());
+    c.arg("check");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("DEFAULT_INTERVAL takes 1 to 525600"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(dir.path().join(".env"), "OPENCAST_TIMEZONE=Venus/Maxwell\n").unwrap();
+    let mut c = base(dir.path());
+    c.arg("check");
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("Venus/Maxwell"), "{}", stdout(&out));
+    std::fs::remove_file(dir.path().join(".env")).unwrap();
     // A password in the Opencast URL is refused without being shown.
     let mut c = base(dir.path());
     c.env(

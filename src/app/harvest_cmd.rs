@@ -281,3 +281,50 @@ async fn wait(d: Duration, done: &mut watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_verdicts() {
+        let s = 1_000_000;
+        assert_eq!(
+            span_verdict(0, 100 * s, None, false, false),
+            SpanVerdict::NoLimit { span: 100 }
+        );
+        assert_eq!(
+            span_verdict(0, 100 * s, Some(0), false, false),
+            SpanVerdict::NoLimit { span: 100 }
+        );
+        assert_eq!(
+            span_verdict(0, 100 * s, Some(100), false, false),
+            SpanVerdict::Within {
+                span: 100,
+                max: 100
+            }
+        );
+        assert_eq!(
+            span_verdict(0, 101 * s, Some(100), false, false),
+            SpanVerdict::TooLarge {
+                span: 101,
+                max: 100
+            }
+        );
+        assert_eq!(
+            span_verdict(0, 101 * s, Some(100), false, true),
+            SpanVerdict::CatchUp {
+                span: 101,
+                max: 100
+            }
+        );
+        // --disable-start-end-span-check wins over --catch-up, as it always did.
+        assert_eq!(
+            span_verdict(0, 101 * s, Some(100), true, true),
+            SpanVerdict::Disabled {
+                span: 101,
+                max: 100
+            }
+        );
+    }
+}

@@ -476,3 +476,31 @@ pub async fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<(), AppError
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_comes_from_the_journal_then_s3_then_the_interval() {
+        let now = 1_700_000_000_500_000;
+        let cp = 1_600_000_000_250_000;
+        // The journal's checkpoint, cut to its second, less the overlap.
+        assert_eq!(
+            start_of(Some(cp), Some(1), now, 2, 60),
+            (
+                1_600_000_000_000_000 - 60_000_000,
+                StartFrom::Journal { checkpoint_us: cp }
+            )
+        );
+        // The S3 checkpoint itself: a journal without one has no dedupe memory of the overlap.
+        assert_eq!(
+            start_of(None, Some(cp), now, 2, 60),
+            (cp, StartFrom::S3 { checkpoint_us: cp })
+        );
+        assert_eq!(
+            start_of(None, None, now, 2, 60),
+            (1_700_000_000_000_000 - 120_000_000, StartFrom::Interval)
+        );
+    }
+}
