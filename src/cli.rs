@@ -84,6 +84,9 @@ pub enum Command {
         after_help = "Examples:\n  harvester checkpoint                       # where the next harvest starts\n  harvester checkpoint --set 20240301000000  # start the next harvest there\n  harvester checkpoint --clear               # next harvest: now - DEFAULT_INTERVAL"
     )]
     Checkpoint(CheckpointArgs),
+    /// Check the settings and every service a harvest would use, without harvesting or writing.
+    #[command(after_help = CHECK_HELP)]
+    Check(CheckArgs),
     /// Index episode metadata (with live-stream times from the admin node) into Elasticsearch.
     #[command(alias = "load_episodes", after_help = LOAD_EPISODES_HELP)]
     LoadEpisodes(LoadEpisodesArgs),
@@ -522,6 +525,55 @@ pub struct HarvestArgs {
     #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800,
           value_parser = crate::config::int_in(0u64, 2_592_000, "seconds", "EPISODE_CACHE_EXPIRE"))]
     pub episode_cache_expire: u64,
+}
+
+const CHECK_HELP: &str = "\
+Reads the settings exactly as `harvest` (or, with --for run, `run`) would: flags, environment,
+.env. Then checks, without harvesting or writing anything: Opencast (reachable, credentials
+accepted, the window the next run would harvest, the span check, the server's clock), the
+journal (read-only), the S3 checkpoint (readable; writable, with a probe object next to it),
+and each configured sink (-o): SQS queue, Elasticsearch node and template, GeoIP database,
+user-agent rules. One line per check; exit 0 when all pass, 1 when any fails, 2 bad settings.
+
+Examples:
+  harvester check                       # as the cron job's `harvester harvest` would run
+  harvester check -o sqs,es --for run   # as `harvester run -o sqs,es` would run
+  harvester check --json | jq '.checks[] | select(.status == \"fail\")'";
+
+/// Which command `check` checks the settings of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFor {
+    Harvest,
+    Run,
+}
+
+/// `harvester check`: every setting of `harvest` and `run`, and the output format.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub harvest: HarvestArgs,
+
+    /// Check as for `harvest` (a span over MAX_START_END_SPAN fails unless --catch-up or
+    /// --disable-start-end-span-check) or for `run` (it harvests such a gap window by window,
+    /// and HARVEST_EVERY, METRICS_ADDR, JOURNAL_WARN_SIZE, HARVESTER_API_TOKEN are checked).
+    #[arg(long = "for", value_enum, default_value_t = CheckFor::Harvest)]
+    pub for_command: CheckFor,
+
+    /// One JSON object instead of lines (the same checks, the same exit status).
+    #[arg(long)]
+    pub json: bool,
+
+    /// As `run --every` (checked with --for run only, as `harvest` ignores it).
+    #[arg(long, env = "HARVEST_EVERY")]
+    pub every: Option<String>,
+
+    /// As `run --metrics-addr` (checked with --for run).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9898")]
+    pub metrics_addr: String,
+
+    /// As `run --journal-warn-size` (checked with --for run only).
+    #[arg(long, env = "JOURNAL_WARN_SIZE")]
+    pub journal_warn_size: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,7 @@ fn main() {
             Command::Forward(a) => app::forward(&cli, a).await,
             Command::Run(a) => app::run::run(&cli, a).await,
             Command::Checkpoint(a) => app::checkpoint(&cli, a).await,
+            Command::Check(a) => app::check(&cli, a).await,
             Command::LoadEpisodes(a) => app::load_episodes(&cli, a).await,
             Command::Journal(a) => app::journal::run(&cli, a).await,
             Command::Sim(a) => app::sim(a).await,

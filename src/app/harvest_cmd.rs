@@ -67,23 +67,24 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         ))
         .into());
     }
-    let span_s = (end - start) / 1_000_000;
-    let max_span = args.max_start_end_span.filter(|m| *m > 0);
-    let mut split = None;
-    if let Some(max) = max_span {
-        if span_s > max && !args.disable_start_end_span_check {
-            if args.catch_up {
-                split = Some(max);
-            } else {
-                return Err(failed(HarvestError::SpanTooLarge {
-                    start: timefmt::format_compact(start, tz),
-                    end: timefmt::format_compact(end, tz),
-                    span: span_s,
-                    max,
-                }));
-            }
+    let split = match span_verdict(
+        start,
+        end,
+        args.max_start_end_span,
+        args.disable_start_end_span_check,
+        args.catch_up,
+    ) {
+        SpanVerdict::TooLarge { span, max } => {
+            return Err(failed(HarvestError::SpanTooLarge {
+                start: timefmt::format_compact(start, tz),
+                end: timefmt::format_compact(end, tz),
+                span,
+                max,
+            }))
         }
-    }
+        SpanVerdict::CatchUp { max, .. } => Some(max),
+        _ => None,
+    };
     let windows = harvest::windows(start, end, split);
     tracing::info!(
         start = %timefmt::format_compact(start, tz),
@@ -161,6 +162,52 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     }
 }
 
+/// What `harvest` makes of a window's span against `MAX_START_END_SPAN` (shared with
+/// `harvester check`, which reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpanVerdict {
+    /// MAX_START_END_SPAN is unset or 0.
+    NoLimit {
+        span: i64,
+    },
+    Within {
+        span: i64,
+        max: i64,
+    },
+    /// Larger, and `--disable-start-end-span-check` lets it through.
+    Disabled {
+        span: i64,
+        max: i64,
+    },
+    /// Larger, and `--catch-up` harvests it in windows of `max`.
+    CatchUp {
+        span: i64,
+        max: i64,
+    },
+    /// Larger: the harvest exits 1.
+    TooLarge {
+        span: i64,
+        max: i64,
+    },
+}
+
+pub(crate) fn span_verdict(
+    start: i64,
+    end: i64,
+    max_span: Option<i64>,
+    disable_check: bool,
+    catch_up: bool,
+) -> SpanVerdict {
+    let span = (end - start) / 1_000_000;
+    match max_span.filter(|m| *m > 0) {
+        None => SpanVerdict::NoLimit { span },
+        Some(max) if span <= max => SpanVerdict::Within { span, max },
+        Some(max) if disable_check => SpanVerdict::Disabled { span, max },
+        Some(max) if catch_up => SpanVerdict::CatchUp { span, max },
+        Some(max) => SpanVerdict::TooLarge { span, max },
+    }
+}
+
 /// Forwards to `output` while the harvest runs (best effort: a failing sink is retried with
 /// backoff, the journal holds everything meanwhile), then, once `done` turns true, forwards the
 /// rest; that last pass's error is returned. Returns the records forwarded in all.
@@ -232,5 +279,52 @@ async fn wait(d: Duration, done: &mut watch::Receiver<bool>) {
             _ = tokio::time::sleep(d) => {},
             _ = done.changed() => {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_verdicts() {
+        let s = 1_000_000;
+        assert_eq!(
+            span_verdict(0, 100 * s, None, false, false),
+            SpanVerdict::NoLimit { span: 100 }
+        );
+        assert_eq!(
+            span_verdict(0, 100 * s, Some(0), false, false),
+            SpanVerdict::NoLimit { span: 100 }
+        );
+        assert_eq!(
+            span_verdict(0, 100 * s, Some(100), false, false),
+            SpanVerdict::Within {
+                span: 100,
+                max: 100
+            }
+        );
+        assert_eq!(
+            span_verdict(0, 101 * s, Some(100), false, false),
+            SpanVerdict::TooLarge {
+                span: 101,
+                max: 100
+            }
+        );
+        assert_eq!(
+            span_verdict(0, 101 * s, Some(100), false, true),
+            SpanVerdict::CatchUp {
+                span: 101,
+                max: 100
+            }
+        );
+        // --disable-start-end-span-check wins over --catch-up, as it always did.
+        assert_eq!(
+            span_verdict(0, 101 * s, Some(100), true, true),
+            SpanVerdict::Disabled {
+                span: 101,
+                max: 100
+            }
+        );
     }
 }

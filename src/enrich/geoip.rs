@@ -116,6 +116,15 @@ impl GeoIpDb {
         )
     }
 
+    /// Looks `ip` up and decodes its entry, reporting what [`GeoIpDb::locate`] would pass over
+    /// in silence (for `harvester check`): the entry's country code, `None` when the database
+    /// has no entry for the address, an error when the look-up or the decoding fails.
+    pub fn probe(&self, ip: IpAddr) -> Result<Option<String>, String> {
+        let found = self.reader.lookup(ip).map_err(|e| e.to_string())?;
+        let city: Option<geoip2::City> = found.decode().map_err(|e| e.to_string())?;
+        Ok(city.map(|c| c.country.iso_code.unwrap_or("-").to_string()))
+    }
+
     /// The `geoip` object of `ip` as JSON, or `None` (see the module doc).
     pub fn locate(&self, ip: &str) -> Option<Arc<RawValue>> {
         let addr: IpAddr = ip.parse().ok()?;

@@ -14,7 +14,10 @@ use elasticsearch::auth::Credentials;
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Url;
-use elasticsearch::indices::{IndicesPutIndexTemplateParts, IndicesRefreshParts};
+use elasticsearch::indices::{
+    IndicesExistsIndexTemplateParts, IndicesPutIndexTemplateParts, IndicesRefreshParts,
+    IndicesSimulateTemplateParts,
+};
 use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
 use futures::StreamExt;
 use serde_json::Value;
@@ -246,6 +249,66 @@ impl EsClient {
             .map_err(|e| self.unreachable(e))?;
         let v = self.json(resp, "a health check").await?;
         Ok(v["status"].as_str().unwrap_or("unknown").to_string())
+    }
+
+    /// The version of the node answering and its cluster's name (`GET _nodes/_local`: the
+    /// root endpoint `GET /` is a module a node may lack). A node that wants credentials it was
+    /// not given, or refuses them, answers 401.
+    pub async fn info(&self) -> Result<(String, String), EsError> {
+        let resp = self
+            .es
+            .nodes()
+            .info(elasticsearch::nodes::NodesInfoParts::NodeId(&["_local"]))
+            .filter_path(&["cluster_name", "nodes.*.version"])
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let v = self.json(resp, "GET _nodes/_local").await?;
+        let version = v["nodes"]
+            .as_object()
+            .and_then(|n| n.values().next())
+            .and_then(|n| n["version"].as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        Ok((
+            version,
+            v["cluster_name"].as_str().unwrap_or("unknown").to_string(),
+        ))
+    }
+
+    /// Whether the composable index template `name` exists.
+    pub async fn template_exists(&self, name: &str) -> Result<bool, EsError> {
+        let resp = self
+            .es
+            .indices()
+            .exists_index_template(IndicesExistsIndexTemplateParts::Name(name))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match resp.status_code().as_u16() {
+            404 => Ok(false),
+            _ => self
+                .check(resp, &format!("looking up index template {name}"))
+                .await
+                .map(|_| true),
+        }
+    }
+
+    /// Validates template `name` with `body` as [`EsClient::put_template`] would install it,
+    /// without installing it (`POST _index_template/_simulate/NAME`; it needs the same
+    /// `manage_index_templates` privilege).
+    pub async fn simulate_template(&self, name: &str, body: Value) -> Result<(), EsError> {
+        let resp = self
+            .es
+            .indices()
+            .simulate_template(IndicesSimulateTemplateParts::Name(name))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.check(resp, &format!("simulating index template {name}"))
+            .await?;
+        Ok(())
     }
 
     /// Installs (or updates) a composable index template.

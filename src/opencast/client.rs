@@ -102,6 +102,15 @@ pub struct Client {
     stats: Arc<ClientStats>,
 }
 
+/// What [`Client::probe`] saw.
+#[derive(Debug)]
+pub struct Probe {
+    pub body: bytes::Bytes,
+    /// The `Date` header, as sent.
+    pub date: Option<String>,
+    pub elapsed: Duration,
+}
+
 enum Attempt {
     Transient(String),
     Fatal(OpencastError),
@@ -217,6 +226,44 @@ impl Client {
         tokio::time::sleep(sleep).await;
     }
 
+    /// One GET of `url` with digest auth and no retry (for `harvester check`): the body, the
+    /// server's `Date` header and the time the request took. A transport fault or a 5xx is
+    /// [`OpencastError::Exhausted`] after this one attempt.
+    pub async fn probe(&self, url: &Url) -> Result<Probe, OpencastError> {
+        let started = Instant::now();
+        let once = async {
+            let resp = self.send_authed(url).await?;
+            let date = resp
+                .headers()
+                .get(reqwest::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let status = resp.status();
+            if status.is_success() {
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| Attempt::Transient(format!("reading body: {e}")))?;
+                return Ok((body, date));
+            }
+            // Not a success: the same classification as a harvest request.
+            Err(self.classify(url, resp).await)
+        };
+        match once.await {
+            Ok((body, date)) => Ok(Probe {
+                body,
+                date,
+                elapsed: started.elapsed(),
+            }),
+            Err(Attempt::Fatal(e)) => Err(e),
+            Err(Attempt::Transient(last)) => Err(OpencastError::Exhausted {
+                url: url.to_string(),
+                attempts: 1,
+                last,
+            }),
+        }
+    }
+
     /// GETs `url` and returns the raw body (the benchmark's "bare fetch").
     pub async fn get_bytes(&self, url: &Url) -> Result<bytes::Bytes, OpencastError> {
         // `Bytes` clones share the buffer: the body is not copied again.
@@ -238,8 +285,14 @@ impl Client {
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.stats.latency.observe(started.elapsed());
+        Err(self.classify(url, resp).await)
+    }
+
+    /// What an answer other than 2xx means: worth a retry (5xx, 429) or final.
+    async fn classify(&self, url: &Url, resp: reqwest::Response) -> Attempt {
+        let status = resp.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(Attempt::Transient(format!("HTTP {status}")));
+            return Attempt::Transient(format!("HTTP {status}"));
         }
         if status.is_redirection() {
             let location = resp
@@ -248,10 +301,10 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?")
                 .to_string();
-            return Err(Attempt::Fatal(OpencastError::Redirected {
+            return Attempt::Fatal(OpencastError::Redirected {
                 url: url.to_string(),
                 location,
-            }));
+            });
         }
         let snippet: String = resp
             .text()
@@ -260,11 +313,11 @@ impl Client {
             .chars()
             .take(200)
             .collect();
-        Err(Attempt::Fatal(OpencastError::Status {
+        Attempt::Fatal(OpencastError::Status {
             url: url.to_string(),
             status: status.as_u16(),
             snippet,
-        }))
+        })
     }
 
     /// Sends a GET with digest auth, answering a fresh challenge once (twice when it is `stale`).
