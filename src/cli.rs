@@ -34,6 +34,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// No progress bar or progress lines, and only warnings and errors logged (unless
+    /// --log-level is given too; LOG_LEVEL from the environment gives way, unless quieter).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+
     /// Log format on stderr: human-readable text, or one JSON object per line.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
