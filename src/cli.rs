@@ -658,7 +658,7 @@ pub struct JournalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// Print journaled records as JSON lines (the exact record format), with filters.
+    /// Print journaled records as JSON lines (the exact record format) or CSV, with filters.
     #[command(after_help = DUMP_HELP)]
     Dump(DumpArgs),
     /// Counts, times, sizes, checkpoint and each sink's cursor and lag.
