@@ -239,14 +239,14 @@ mod tests {
 
     #[test]
     fn rates_are_whole_numbers() {
-        assert_eq!(whole_rate(9_801.9765), 9_802);
+        assert_eq!(whole_rate(9801.9765), 9_802);
         assert_eq!(whole_rate(0.4), 0);
         assert_eq!(whole_rate(f64::NAN), 0);
         assert_eq!(whole_rate(f64::INFINITY), 0);
         assert_eq!(whole_rate(-3.0), 0);
         let mut s = String::new();
         use std::fmt::Write;
-        write!(s, "{}/s", HumanCount(whole_rate(9_801.9765))).unwrap();
+        write!(s, "{}/s", HumanCount(whole_rate(9801.9765))).unwrap();
         assert_eq!(s, "9,802/s");
     }
 
