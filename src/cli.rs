@@ -34,6 +34,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// No progress bar or progress lines, and only warnings and errors logged (unless
+    /// --log-level is given too; LOG_LEVEL from the environment gives way, unless quieter).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+
     /// Log format on stderr: human-readable text, or one JSON object per line.
     #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -705,7 +710,7 @@ pub struct JournalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum JournalCommand {
-    /// Print journaled records as JSON lines (the exact record format), with filters.
+    /// Print journaled records as JSON lines (the exact record format) or CSV, with filters.
     #[command(after_help = DUMP_HELP)]
     Dump(DumpArgs),
     /// Counts, times, sizes, checkpoint and each sink's cursor and lag.
@@ -752,6 +757,7 @@ Examples:
   harvester journal dump --from 20261124000000 --to 20261124235959     # what did we harvest on Tuesday?
   harvester journal dump --mpid 83ebde9d-0812-4071-8fb7-a97c1472ceb9 --type PLAY --limit 10
   harvester journal dump --seq 1000..1999 > records.jsonl
+  harvester journal dump --from 20261101000000 --to 20261130235959 --format csv > november.csv
   harvester journal dump --dead-letters                                 # quarantined inputs and why
   GEOIP_DATABASE=GeoLite2-City.mmdb PARSE_USERAGENT=1 harvester journal dump --enrich --limit 5   # the ES documents";
 
@@ -819,6 +825,17 @@ pub struct DumpArgs {
     pub enrich: bool,
     #[command(flatten)]
     pub enrich_args: EnrichArgs,
+    /// Output: JSON lines (the exact record format), or CSV with a header and one flat row per
+    /// record (dotted column names such as episode.title; records only, no --enrich).
+    #[arg(long, value_enum, default_value_t = DumpFormat::Json)]
+    pub format: DumpFormat,
+}
+
+/// What `journal dump` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DumpFormat {
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod opencast;
 pub mod progress;
 pub mod record;
+pub mod record_csv;
 pub mod secret;
 pub mod sim;
 pub mod timefmt;

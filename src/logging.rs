@@ -71,6 +71,45 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
         .map_err(|e| ConfigError(format!("LOG_LEVEL='{level}' is not a level or filter: {e}")))
 }
 
+/// The level the logs are filtered at. `--quiet` means warnings and errors only, unless
+/// `--log-level` is given on the same command line (the flag says exactly what is wanted); a
+/// `LOG_LEVEL` from the environment or `.env` (a deployment's setting) gives way to `--quiet`,
+/// except one that is quieter still (`error`, `off`).
+pub fn effective_level(level: &str, quiet: bool, level_from_command_line: bool) -> String {
+    if !quiet || level_from_command_line {
+        return level.to_string();
+    }
+    match level.trim().to_ascii_lowercase().as_str() {
+        l @ ("error" | "critical" | "fatal" | "off") => l.to_string(),
+        _ => "warn".to_string(),
+    }
+}
+
+/// stderr, written one whole log line at a time through [`crate::progress::suspend`]: a
+/// progress bar on screen is wiped for the line and drawn again under it, never torn.
+#[derive(Clone, Copy, Default)]
+pub struct LineWriter;
+
+impl std::io::Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The fmt layer hands each event over in one `write_all`, so `buf` is a whole line.
+        crate::progress::suspend(|| std::io::stderr().lock().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineWriter {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter
+    }
+}
+
 /// Installs the global subscriber (call once, inside the runtime when Loggly is on).
 pub fn init(
     level: &str,
@@ -81,11 +120,11 @@ pub fn init(
     let fmt_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(LineWriter)
             .with_current_span(false)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(LineWriter)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .boxed(),
@@ -246,6 +285,21 @@ mod tests {
             let target = event.metadata().target().to_string();
             self.0.lock().unwrap().push(target);
         }
+    }
+
+    #[test]
+    fn quiet_means_warnings_unless_the_level_is_given_on_the_command_line() {
+        // The default (info) and a deployment's LOG_LEVEL give way to --quiet...
+        assert_eq!(effective_level("info", true, false), "warn");
+        assert_eq!(effective_level("DEBUG", true, false), "warn");
+        assert_eq!(effective_level("harvester=trace", true, false), "warn");
+        // ...unless quieter still,
+        assert_eq!(effective_level("ERROR", true, false), "error");
+        assert_eq!(effective_level("off", true, false), "off");
+        // and --log-level on the command line says exactly what is wanted.
+        assert_eq!(effective_level("debug", true, true), "debug");
+        assert_eq!(effective_level("info", false, false), "info");
+        assert_eq!(effective_level("DEBUG", false, false), "DEBUG");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Parse the command line, load settings, dispatch; nothing else.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use harvester::app::{self, AppError};
 use harvester::cli::{Cli, Command};
@@ -12,7 +12,11 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let level_from_command_line =
+        matches.value_source("log_level") == Some(clap::parser::ValueSource::CommandLine);
+    harvester::progress::set_quiet(cli.quiet);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -27,7 +31,8 @@ fn main() {
                 tags: cli.loggly_tags.clone(),
                 url: cli.loggly_url.clone(),
             });
-        let guard = match logging::init(&cli.log_level, cli.log_format, loggly) {
+        let level = logging::effective_level(&cli.log_level, cli.quiet, level_from_command_line);
+        let guard = match logging::init(&level, cli.log_format, loggly) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -54,7 +59,9 @@ fn main() {
                 // One line a person (or a log pipeline, in JSON mode) can act on.
                 match cli.log_format {
                     harvester::cli::LogFormat::Json => tracing::error!("{e}"),
-                    harvester::cli::LogFormat::Text => eprintln!("error: {e}"),
+                    harvester::cli::LogFormat::Text => {
+                        harvester::progress::suspend(|| eprintln!("error: {e}"))
+                    }
                 }
                 e.exit_code()
             }

@@ -319,6 +319,15 @@ async fn journal_dump_and_stats_work_while_run_holds_the_journal() {
     assert_ok(&out);
     let recs = stdout_records(&out);
     assert_eq!(recs.len(), 1200 / 25, "one PLAY per simulated session");
+    // The CSV dump: the service's JSON lines, turned into rows by the command.
+    let out = tokio::task::spawn_blocking({
+        let c = run_cmd(&["dump", "--type", "PLAY", "--format", "csv"]);
+        move || run(c)
+    })
+    .await
+    .unwrap();
+    assert_ok(&out);
+    assert_csv_equals_json(&out.stdout, &recs);
     // What cannot be served names the process that holds the journal.
     let out = tokio::task::spawn_blocking({
         let c = run_cmd(&["verify"]);

@@ -8,13 +8,14 @@ use chrono_tz::Tz;
 
 use super::{check_sink_settings, failed, make_sink, open_journal, parse_outputs, AppError};
 use crate::cli::{
-    Cli, DumpArgs, JournalArgs, JournalCommand, PruneArgs, RangeArgs, ReplayArgs, SalvageArgs,
-    StatsArgs,
+    Cli, DumpArgs, DumpFormat, JournalArgs, JournalCommand, PruneArgs, RangeArgs, ReplayArgs,
+    SalvageArgs, StatsArgs,
 };
 use crate::config::{self, ConfigError};
 use crate::journal::inspect::{self, Filter};
 use crate::journal::Journal;
 use crate::progress::Progress;
+use crate::record_csv::CsvDump;
 use crate::{forward, timefmt};
 
 pub async fn run(cli: &Cli, args: &JournalArgs) -> Result<(), AppError> {
@@ -322,11 +323,15 @@ fn api_get(url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
     }
 }
 
-/// GETs `path` from a running service and copies the body to stdout as it arrives.
-async fn remote(addr: &str, path: &str, pairs: &[(String, String)]) -> Result<(), AppError> {
+/// GETs `path` from a running service: the response, once it says success.
+async fn remote_get(
+    addr: &str,
+    path: &str,
+    pairs: &[(String, String)],
+) -> Result<reqwest::Response, AppError> {
     let mut url = reqwest::Url::parse(&format!("http://{addr}{path}")).map_err(failed)?;
     url.query_pairs_mut().extend_pairs(pairs);
-    let mut resp = api_get(url).send().await.map_err(|e| {
+    let resp = api_get(url).send().await.map_err(|e| {
         failed(format!(
             "the running harvester at {addr} did not answer: {e}"
         ))
@@ -339,6 +344,12 @@ async fn remote(addr: &str, path: &str, pairs: &[(String, String)]) -> Result<()
             text.trim()
         )));
     }
+    Ok(resp)
+}
+
+/// GETs `path` from a running service and copies the body to stdout as it arrives.
+async fn remote(addr: &str, path: &str, pairs: &[(String, String)]) -> Result<(), AppError> {
+    let mut resp = remote_get(addr, path, pairs).await?;
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = resp.chunk().await.map_err(failed)? {
         if out.write_all(&chunk).is_err() {
@@ -349,7 +360,92 @@ async fn remote(addr: &str, path: &str, pairs: &[(String, String)]) -> Result<()
     Ok(())
 }
 
+/// The running service's JSON-lines dump, turned into CSV as it arrives (the service speaks
+/// JSON lines only, so a service of any version answers a CSV dump).
+async fn remote_csv(addr: &str, pairs: &[(String, String)]) -> Result<(), AppError> {
+    let mut resp = remote_get(addr, "/journal/dump", pairs).await?;
+    let stdout = std::io::stdout();
+    let mut csv = match CsvDump::new(std::io::BufWriter::with_capacity(1 << 16, stdout.lock())) {
+        Ok(c) => c,
+        Err(e) => return write_error(e),
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+        pending.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(n) = pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &pending[start..start + n];
+            start += n + 1;
+            let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+                failed(format!(
+                    "the running harvester sent a line that is not a record ({e})"
+                ))
+            })?;
+            if let Err(e) = csv.value(&v) {
+                return write_error(e);
+            }
+        }
+        pending.drain(..start);
+    }
+    if !pending.is_empty() {
+        return Err(failed(
+            "the running harvester's answer ended in the middle of a record",
+        ));
+    }
+    csv.finish().map(drop).or_else(write_error)
+}
+
+/// A write to stdout that failed: a closed pipe (`| head`) ends the dump normally.
+fn write_error(e: std::io::Error) -> Result<(), AppError> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(failed(format!("writing the dump: {e}")))
+    }
+}
+
+/// Writes the selected records as CSV (see [`crate::record_csv`]); unreadable blocks are
+/// skipped and returned.
+pub fn write_csv_dump(
+    j: &Journal,
+    req: &DumpRequest,
+    out: impl Write,
+) -> Result<Vec<inspect::BadBlock>, AppError> {
+    let mut csv = match CsvDump::new(out) {
+        Ok(c) => c,
+        Err(e) => return write_error(e).map(|()| Vec::new()),
+    };
+    let sum = inspect::for_each(j, &req.filter, req.limit, |r| csv.record(r)).map_err(failed)?;
+    csv.finish().map(drop).or_else(write_error)?;
+    Ok(sum.bad_blocks)
+}
+
+/// `--format csv` writes records; the other dumps have shapes of their own and stay JSON.
+fn check_csv(a: &DumpArgs) -> Result<(), ConfigError> {
+    let other = if a.dead_letters {
+        Some("--dead-letters (each holds the raw JSON of its input)")
+    } else if a.episodes {
+        Some("--episodes")
+    } else if a.episode_docs {
+        Some("--episode-docs (documents hold a list of slides)")
+    } else if a.enrich {
+        Some("--enrich (the geoip and ua fields depend on the database and the agent)")
+    } else {
+        None
+    };
+    match other {
+        Some(what) => Err(ConfigError(format!(
+            "--format csv writes the records only; {what} is dumped as JSON lines: leave out --format csv"
+        ))),
+        None => Ok(()),
+    }
+}
+
 async fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
+    let csv = a.format == DumpFormat::Csv;
+    if csv {
+        check_csv(a)?;
+    }
     let pairs = dump_pairs(a);
     let mut req = DumpRequest::from_pairs(&pairs)?;
     if a.enrich {
@@ -363,11 +459,16 @@ async fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
                 "journal dump --enrich reads the journal itself, and `harvester run` holds it now; dump without --enrich (the service answers that), or run it while the service is stopped",
             ))
         }
+        Access::Remote(addr) if csv => return remote_csv(&addr, &pairs).await,
         Access::Remote(addr) => return remote(&addr, "/journal/dump", &pairs).await,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let bad = write_dump(&j, &req, &mut out)?;
+    let bad = if csv {
+        write_csv_dump(&j, &req, &mut out)?
+    } else {
+        write_dump(&j, &req, &mut out)?
+    };
     drop(out);
     for b in &bad {
         eprintln!(

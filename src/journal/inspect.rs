@@ -88,9 +88,28 @@ pub fn dump_with(
     out: &mut impl Write,
     mut write: impl FnMut(&crate::record::Record, &mut Vec<u8>),
 ) -> Result<DumpSummary> {
+    let mut line = Vec::with_capacity(1024);
+    let sum = for_each(j, filter, limit, |r| {
+        line.clear();
+        write(r, &mut line);
+        line.push(b'\n');
+        out.write_all(&line)
+    })?;
+    out.flush().ok();
+    Ok(sum)
+}
+
+/// Hands each selected record to `emit`, block by block, in sequence order (the walk of every
+/// dump, whatever it writes). An error from `emit` stops the walk: a closed pipe (`| head`) as
+/// a normal end, any other as the dump's error.
+pub fn for_each(
+    j: &Journal,
+    filter: &Filter,
+    limit: Option<u64>,
+    mut emit: impl FnMut(&crate::record::Record) -> std::io::Result<()>,
+) -> Result<DumpSummary> {
     let mut sum = DumpSummary::default();
     let mut io_err = None;
-    let mut line = Vec::with_capacity(1024);
     j.scan(
         filter.start_seq(),
         |seq, h| filter.may_hold(seq, h),
@@ -112,10 +131,7 @@ pub fn dump_with(
                 if !filter.selects(first + i as u64, r) {
                     continue;
                 }
-                line.clear();
-                write(r, &mut line);
-                line.push(b'\n');
-                if let Err(e) = out.write_all(&line) {
+                if let Err(e) = emit(r) {
                     io_err = Some(e);
                     return false;
                 }
@@ -136,7 +152,6 @@ pub fn dump_with(
             return Err(JournalError::Storage(format!("writing the dump: {e}")));
         }
     }
-    out.flush().ok();
     Ok(sum)
 }
 

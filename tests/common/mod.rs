@@ -329,3 +329,68 @@ fn rand_suffix() -> u64 {
         .as_nanos() as u64
         % 1_000_000_007
 }
+
+/// The cells `journal dump --format csv` promises for a record's JSON (README, "CSV"): nested
+/// objects flattened into dotted names, a string as it is, a number in decimal, a boolean as
+/// `true`/`false`, proxies past `proxy4` as a JSON array in `more_proxies`. `null`, a missing
+/// field and `""` are all the empty cell, so empty cells are left out of the map.
+pub fn csv_cells_of_json(rec: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    use serde_json::Value;
+    fn text(v: &Value) -> String {
+        match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            other => other.to_string(),
+        }
+    }
+    let mut cells = std::collections::BTreeMap::new();
+    let mut more: Vec<(u64, String)> = Vec::new();
+    for (k, v) in rec.as_object().expect("a record is an object") {
+        if let Value::Object(inner) = v {
+            for (ik, iv) in inner {
+                cells.insert(format!("{k}.{ik}"), text(iv));
+            }
+        } else if let Some(n) = k
+            .strip_prefix("proxy")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n > 4)
+        {
+            more.push((n, text(v)));
+        } else {
+            cells.insert(k.clone(), text(v));
+        }
+    }
+    if !more.is_empty() {
+        more.sort();
+        let list: Vec<String> = more.into_iter().map(|(_, s)| s).collect();
+        cells.insert("more_proxies".into(), serde_json::to_string(&list).unwrap());
+    }
+    cells.retain(|_, v| !v.is_empty());
+    cells
+}
+
+/// Parses `journal dump --format csv` output with a CSV reader and checks it holds the same
+/// records as `json` (the JSON dump), row for row; returns the header.
+pub fn assert_csv_equals_json(csv: &[u8], json: &[serde_json::Value]) -> Vec<String> {
+    let mut r = csv::ReaderBuilder::new().from_reader(csv);
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), json.len(), "as many rows as records");
+    for (n, (row, rec)) in rows.iter().zip(json).enumerate() {
+        assert_eq!(row.len(), header.len(), "row {n} has every column");
+        let mut got: std::collections::BTreeMap<String, String> = header
+            .iter()
+            .cloned()
+            .zip(row.iter().map(str::to_string))
+            .collect();
+        got.retain(|_, v| !v.is_empty());
+        let want = csv_cells_of_json(rec);
+        for k in want.keys() {
+            assert!(header.contains(k), "the JSON field {k} has no column");
+        }
+        assert_eq!(got, want, "row {n}");
+    }
+    header
+}
