@@ -448,6 +448,30 @@ async fn es_documents_are_enriched_and_a_replay_re_enriches() {
         .collect();
     ids.sort();
     assert_eq!(ids, ["1", "6"]);
+    // The other enriched fields are kept out of the inverted index (doc values only, for a
+    // cheaper indexing): filters and aggregations on them still answer.
+    let by_field = es_get(
+        &url,
+        &format!("{index_a}/_search"),
+        Some(json!({"size": 0,
+            "query": {"bool": {"filter": [
+                {"term": {"geoip.country_code2": "US"}},
+                {"exists": {"field": "ua.name"}}]}},
+            "aggs": {"browsers": {"terms": {"field": "ua.name"}},
+                     "cities": {"terms": {"field": "geoip.city_name"}}}})),
+    )
+    .await;
+    assert!(
+        by_field["hits"]["total"]["value"].as_u64().unwrap() > 0,
+        "{by_field}"
+    );
+    assert!(
+        !by_field["aggregations"]["browsers"]["buckets"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{by_field}"
+    );
 
     let mut c = harvester(dir.path());
     c.env("ELASTICSEARCH_HOST", &url)

@@ -5,6 +5,10 @@
 //!
 //! Enrichment adds `geoip` (`location` a `geo_point`, `ip` an `ip`, coordinates as numbers) and
 //! `ua` (keywords); an index made before keeps working, since the template only adds fields.
+//! Apart from `geoip.location`, the enriched fields are kept in doc values only (`index:
+//! false`): dashboards aggregate them, and filters on them still answer (Elasticsearch queries
+//! doc values), while indexing 24 more fields per document in both structures cost the node a
+//! third of its throughput (BENCHMARKS.md, issue 11).
 //!
 //! Templates are composable (`_index_template`). Each covers the prefix of an index pattern
 //! (`useractions-%Y.%m.%d` → `useractions-*`); a longer prefix gets a higher priority, so a
@@ -83,24 +87,26 @@ pub fn actions(glob: &str) -> Value {
 }
 
 /// The `geoip` object of enrichment (Logstash's legacy names): `location` a `geo_point`, `ip`
-/// an `ip`, the coordinates and `dma_code` numbers, the names keywords.
+/// an `ip`, the coordinates and `dma_code` numbers, the names keywords; all but `location` in
+/// doc values only.
 fn geoip_properties() -> Value {
-    let kw = json!({ "type": "keyword" });
+    let kw = json!({ "type": "keyword", "index": false });
     json!({ "properties": {
-        "ip": { "type": "ip", "ignore_malformed": true },
+        "ip": { "type": "ip", "ignore_malformed": true, "index": false },
         "location": { "type": "geo_point", "ignore_malformed": true },
-        "latitude": { "type": "float" },
-        "longitude": { "type": "float" },
-        "dma_code": { "type": "integer" },
+        "latitude": { "type": "float", "index": false },
+        "longitude": { "type": "float", "index": false },
+        "dma_code": { "type": "integer", "index": false },
         "country_code2": kw, "country_code3": kw, "country_name": kw, "continent_code": kw,
         "region_name": kw, "region_code": kw, "city_name": kw, "postal_code": kw,
         "timezone": kw
     }})
 }
 
-/// The `ua` object of enrichment: every field a keyword (versions are strings like "0b3").
+/// The `ua` object of enrichment: every field a keyword (versions are strings like "0b3"), in
+/// doc values only.
 fn ua_properties() -> Value {
-    let kw = json!({ "type": "keyword" });
+    let kw = json!({ "type": "keyword", "index": false });
     let mut p = serde_json::Map::new();
     for f in [
         "name", "major", "minor", "patch", "build", "os", "os_name", "os_major", "os_minor",
