@@ -86,59 +86,18 @@ impl EpisodeDoc {
     /// Builds the document; `tz` reads start times without an offset. Returns what was missing.
     pub fn build(meta: &EpisodeMeta, workflow: Option<&Workflow>, tz: Tz) -> (EpisodeDoc, Gaps) {
         let mut gaps = Gaps::default();
-        let start = match meta.start.as_deref().or(meta.dc_created.as_deref()) {
-            Some(s) => match timefmt::parse_xsd(s, tz) {
-                Ok(us) => Some(timefmt::python_isoformat_utc(us)),
-                Err(_) => {
-                    gaps.0.push(format!("start '{s}' is not a time"));
-                    None
-                }
-            },
-            None => {
-                gaps.0.push("no start or dcCreated".into());
-                None
-            }
-        };
+        let start = start_time(meta, tz, &mut gaps);
         let series = meta.series.clone();
         if series.is_none() {
             gaps.0.push("no series".into());
         }
+        // The series id of a course reads YYYYTTCCCCC: year, term, course reference number.
         let part = |from: usize, to: usize| {
             series
                 .as_deref()
                 .map(|s| s.chars().skip(from).take(to - from).collect::<String>())
                 .filter(|p| !p.is_empty())
         };
-        let still = |kind: &str| {
-            meta.attachments
-                .iter()
-                .find(|a| a.kind == kind)
-                .and_then(|a| a.url.clone())
-        };
-        let mut slides = Vec::new();
-        for a in meta
-            .attachments
-            .iter()
-            .filter(|a| a.kind == "presentation/segment+preview")
-        {
-            let Some(img) = a.url.clone() else {
-                gaps.0.push("a segment preview without url".into());
-                continue;
-            };
-            let time = a
-                .reference
-                .as_deref()
-                .and_then(|r| r.split_once(";time="))
-                .map(|(_, t)| t.to_string())
-                .filter(|t| !t.is_empty());
-            if time.is_none() {
-                gaps.0.push(format!(
-                    "segment preview ref {:?} carries no time",
-                    a.reference.as_deref().unwrap_or("")
-                ));
-            }
-            slides.push(Slide { img, time });
-        }
         let mut doc = EpisodeDoc {
             mpid: meta.mpid.clone(),
             title: meta.title.clone(),
@@ -151,9 +110,9 @@ impl EpisodeDoc {
             series,
             kind: meta.dc_type.clone(),
             description: meta.dc_description.clone(),
-            presenter_still: still("presenter/player+preview"),
-            presentation_still: still("presentation/player+preview"),
-            slides,
+            presenter_still: still(meta, "presenter/player+preview"),
+            presentation_still: still(meta, "presentation/player+preview"),
+            slides: slides(meta, &mut gaps),
             live_stream: None,
             live_start: None,
             live_end: None,
@@ -162,30 +121,88 @@ impl EpisodeDoc {
         };
         match workflow {
             None => gaps.0.push("no SUCCEEDED workflow".into()),
-            Some(w) => {
-                let op = |id: &str| w.operations.iter().find(|o| o.id == id);
-                let capture = op("capture");
-                doc.live_stream = Some(capture.is_some());
-                if let Some(c) = capture {
-                    doc.live_start = c
-                        .started_ms
-                        .map(|ms| timefmt::python_isoformat_utc(ms * 1000));
-                    doc.live_end = c
-                        .completed_ms
-                        .map(|ms| timefmt::python_isoformat_utc(ms * 1000));
-                    doc.live_duration = match (c.started_ms, c.completed_ms) {
-                        (Some(a), Some(b)) if b >= a => Some(b - a),
-                        _ => None,
-                    };
-                }
-                match op("retract-element").and_then(|r| r.completed_ms) {
-                    Some(ms) => doc.available = Some(timefmt::python_isoformat_utc(ms * 1000)),
-                    None => gaps.0.push("no completed retract-element operation".into()),
-                }
-            }
+            Some(w) => doc.add_workflow(w, &mut gaps),
         }
         (doc, gaps)
     }
+
+    /// The live capture (its `capture` operation) and when the episode became available (its
+    /// `retract-element` operation completed).
+    fn add_workflow(&mut self, w: &Workflow, gaps: &mut Gaps) {
+        let op = |id: &str| w.operations.iter().find(|o| o.id == id);
+        let capture = op("capture");
+        self.live_stream = Some(capture.is_some());
+        if let Some(c) = capture {
+            self.live_start = c
+                .started_ms
+                .map(|ms| timefmt::python_isoformat_utc(ms * 1000));
+            self.live_end = c
+                .completed_ms
+                .map(|ms| timefmt::python_isoformat_utc(ms * 1000));
+            self.live_duration = match (c.started_ms, c.completed_ms) {
+                (Some(a), Some(b)) if b >= a => Some(b - a),
+                _ => None,
+            };
+        }
+        match op("retract-element").and_then(|r| r.completed_ms) {
+            Some(ms) => self.available = Some(timefmt::python_isoformat_utc(ms * 1000)),
+            None => gaps.0.push("no completed retract-element operation".into()),
+        }
+    }
+}
+
+/// The episode's start (or, without one, its `dcCreated`) in UTC.
+fn start_time(meta: &EpisodeMeta, tz: Tz, gaps: &mut Gaps) -> Option<String> {
+    match meta.start.as_deref().or(meta.dc_created.as_deref()) {
+        Some(s) => match timefmt::parse_xsd(s, tz) {
+            Ok(us) => Some(timefmt::python_isoformat_utc(us)),
+            Err(_) => {
+                gaps.0.push(format!("start '{s}' is not a time"));
+                None
+            }
+        },
+        None => {
+            gaps.0.push("no start or dcCreated".into());
+            None
+        }
+    }
+}
+
+/// The URL of the first attachment of `kind`.
+fn still(meta: &EpisodeMeta, kind: &str) -> Option<String> {
+    meta.attachments
+        .iter()
+        .find(|a| a.kind == kind)
+        .and_then(|a| a.url.clone())
+}
+
+/// The segment previews, each with the time its `ref` carries (`…;time=T`).
+fn slides(meta: &EpisodeMeta, gaps: &mut Gaps) -> Vec<Slide> {
+    let mut slides = Vec::new();
+    for a in meta
+        .attachments
+        .iter()
+        .filter(|a| a.kind == "presentation/segment+preview")
+    {
+        let Some(img) = a.url.clone() else {
+            gaps.0.push("a segment preview without url".into());
+            continue;
+        };
+        let time = a
+            .reference
+            .as_deref()
+            .and_then(|r| r.split_once(";time="))
+            .map(|(_, t)| t.to_string())
+            .filter(|t| !t.is_empty());
+        if time.is_none() {
+            gaps.0.push(format!(
+                "segment preview ref {:?} carries no time",
+                a.reference.as_deref().unwrap_or("")
+            ));
+        }
+        slides.push(Slide { img, time });
+    }
+    slides
 }
 
 #[cfg(test)]

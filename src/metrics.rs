@@ -176,44 +176,54 @@ impl Metrics {
             journal_down: Mutex::new(None),
             enrichment: OnceLock::new(),
         };
+        m.register_live();
+        m
+    }
+
+    /// Registers the live figures (counters and histograms bumped as work is done) once.
+    fn register_live(&mut self) {
         // prometheus-client adds `_total` to a counter's name and a full stop to its help.
-        let r = &mut m.registry;
+        let r = &mut self.registry;
         for (name, help, c) in [
             (
                 "harvester_actions_harvested",
                 "New actions journaled",
-                &m.actions_harvested,
+                &self.actions_harvested,
             ),
             (
                 "harvester_duplicates_skipped",
                 "Actions seen again and skipped",
-                &m.duplicates_skipped,
+                &self.duplicates_skipped,
             ),
             (
                 "harvester_dead_letters",
                 "Actions quarantined as dead letters",
-                &m.dead_letters,
+                &self.dead_letters,
             ),
-            ("harvester_harvest_runs", "Harvest cycles", &m.harvest_runs),
+            (
+                "harvester_harvest_runs",
+                "Harvest cycles",
+                &self.harvest_runs,
+            ),
             (
                 "harvester_errors",
                 "Harvest cycles that failed",
-                &m.harvest_errors,
+                &self.harvest_errors,
             ),
             (
                 "harvester_s3_errors",
                 "Failed checkpoint writes to S3",
-                &m.s3_errors,
+                &self.s3_errors,
             ),
             (
                 "harvester_journal_faults",
                 "I/O errors that closed the journal (a full disk, say)",
-                &m.journal_faults,
+                &self.journal_faults,
             ),
             (
                 "harvester_journal_reopen_attempts",
                 "Attempts to open the journal again after an I/O error",
-                &m.journal_reopens,
+                &self.journal_reopens,
             ),
         ] {
             r.register(name, help, c.clone());
@@ -221,31 +231,30 @@ impl Metrics {
         r.register(
             "harvester_opencast_request_seconds",
             "Time of answered Opencast requests (page fetches and episode look-ups, each attempt)",
-            m.opencast.latency.clone(),
+            self.opencast.latency.clone(),
         );
         r.register(
             "harvester_forwarded",
             "Records a sink acknowledged",
-            m.forwarded.clone(),
+            self.forwarded.clone(),
         );
         r.register(
             "harvester_sink_errors",
             "Failed forwarding rounds",
-            m.sink_errors.clone(),
+            self.sink_errors.clone(),
         );
         r.register(
             "harvester_sink_dead_letters",
             "Records a sink refused for good, kept in the journal's dead-letter table",
-            m.sink_dead_letters.clone(),
+            self.sink_dead_letters.clone(),
         );
         r.register(
             "harvester_sink_send_seconds",
             "Time a sink took to take one batch of up to 1,000 journaled records, retries \
              included (one bulk request for Elasticsearch, up to 100 SendMessageBatch calls for \
              SQS, one write for stdout)",
-            m.sink_send.clone(),
+            self.sink_send.clone(),
         );
-        m
     }
 
     /// Where the journal lives (its size and free space are shown even while it is closed).
@@ -329,164 +338,199 @@ impl Metrics {
 
     /// The Prometheus text exposition; `journal` is `None` while it is closed for a reopen.
     pub fn render(&self, journal: Option<&Journal>) -> String {
-        let now_us = crate::timefmt::now_us();
         // The figures read now go into a registry of their own, made for this answer.
-        let mut r = Registry::default();
-        let counter = |r: &mut Registry, name: &str, help: &str, v: u64| {
-            r.register(name, help, ConstCounter::new(v));
-        };
-        let gauge_f = |r: &mut Registry, name: &str, help: &str, v: f64| {
-            r.register(name, help, ConstGauge::new(v));
-        };
-        let gauge_u = |r: &mut Registry, name: &str, help: &str, v: u64| {
-            r.register(name, help, ConstGauge::new(v));
-        };
+        let mut now = Registry::default();
+        self.render_opencast(&mut now);
+        self.render_health(&mut now, journal);
+        self.render_checkpoint(&mut now, journal);
+        self.render_disk(&mut now);
+        if let Some(j) = journal {
+            render_journal(&mut now, j);
+        }
+        if let Some(e) = self.enrichment.get() {
+            render_enrichment(&mut now, e);
+        }
+        let mut o = String::new();
+        let enc = prometheus_client::encoding::prometheus_text::encode;
+        // Writing to a String cannot fail.
+        let _ = enc(&mut o, &self.registry);
+        let _ = enc(&mut o, &now);
+        o
+    }
+
+    /// Requests answered and retried, from the Opencast client's own counters.
+    fn render_opencast(&self, r: &mut Registry) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(
-            &mut r,
+            r,
             "harvester_opencast_requests",
             "Opencast requests answered",
             get(&self.opencast.requests),
         );
         counter(
-            &mut r,
+            r,
             "harvester_opencast_retries",
             "Opencast requests retried",
             get(&self.opencast.retries),
         );
+    }
+
+    /// Whether the journal is usable and when a harvest last succeeded.
+    fn render_health(&self, r: &mut Registry, journal: Option<&Journal>) {
         let healthy = lock(&self.journal_down).is_none() && journal.is_some();
-        gauge_u(
-            &mut r,
+        gauge(
+            r,
             "harvester_journal_healthy",
             "1 while the journal is open and writable, 0 while it is being reopened",
             healthy as u64,
         );
-        gauge_f(
-            &mut r,
+        gauge(
+            r,
             "harvester_last_success_timestamp_seconds",
             "When a harvest cycle last succeeded, in seconds since the epoch (0: not yet)",
             self.last_success_us.load(Ordering::Relaxed) as f64 / 1e6,
         );
+    }
+
+    /// The checkpoint and how far behind now it is (read from the journal when it is open,
+    /// else the last value read).
+    fn render_checkpoint(&self, r: &mut Registry, journal: Option<&Journal>) {
         if let Some(j) = journal {
             if let Ok(cp) = j.checkpoint() {
                 self.checkpoint(cp.map(|c| c.last_action_us));
             }
         }
         let cp = self.checkpoint_us.load(Ordering::Relaxed);
-        if cp != NO_CHECKPOINT {
-            gauge_f(
-                &mut r,
-                "harvester_checkpoint_timestamp_seconds",
-                "The checkpoint: creation time of the newest harvested action, in seconds since \
-                 the epoch",
-                cp as f64 / 1e6,
-            );
-            gauge_f(
-                &mut r,
-                "harvester_checkpoint_lag_seconds",
-                "Now minus the checkpoint (it also grows while Opencast has no new actions)",
-                now_us.saturating_sub(cp) as f64 / 1e6,
-            );
+        if cp == NO_CHECKPOINT {
+            return;
         }
-        if let Some(path) = self.journal_path.get() {
-            if let Ok(m) = std::fs::metadata(path) {
-                gauge_u(
-                    &mut r,
-                    "harvester_journal_bytes",
-                    "Size of the journal file",
-                    m.len(),
-                );
-            }
-            if let Some(d) = disk_space(path) {
-                gauge_u(
-                    &mut r,
-                    "harvester_journal_disk_free_bytes",
-                    "Space the journal may still take on its file system (statvfs f_bavail)",
-                    d.free,
-                );
-                gauge_u(
-                    &mut r,
-                    "harvester_journal_disk_total_bytes",
-                    "Size of the journal's file system",
-                    d.total,
-                );
-            }
-        }
-        if let Some(j) = journal {
-            let next = j.next_seq().unwrap_or(0);
-            let lag: Family<SinkLabel, Gauge> = Family::default();
-            for (s, c) in j.cursors().unwrap_or_default() {
-                if !s.starts_with("replay:") {
-                    let v = i64::try_from(next.saturating_sub(c)).unwrap_or(i64::MAX);
-                    lag.get_or_create(&sink_label(&s)).set(v);
-                }
-            }
-            r.register(
-                "harvester_sink_lag",
-                "Journaled records a sink has not acknowledged",
-                lag,
-            );
-            counter(
-                &mut r,
-                "harvester_journal_records",
-                "Records ever journaled",
-                next,
+        gauge(
+            r,
+            "harvester_checkpoint_timestamp_seconds",
+            "The checkpoint: creation time of the newest harvested action, in seconds since \
+             the epoch",
+            cp as f64 / 1e6,
+        );
+        gauge(
+            r,
+            "harvester_checkpoint_lag_seconds",
+            "Now minus the checkpoint (it also grows while Opencast has no new actions)",
+            crate::timefmt::now_us().saturating_sub(cp) as f64 / 1e6,
+        );
+    }
+
+    /// The journal file's size and its file system's space, also while the journal is closed.
+    fn render_disk(&self, r: &mut Registry) {
+        let Some(path) = self.journal_path.get() else {
+            return;
+        };
+        if let Ok(m) = std::fs::metadata(path) {
+            gauge(
+                r,
+                "harvester_journal_bytes",
+                "Size of the journal file",
+                m.len(),
             );
         }
-        // Enrichment (issue 11): records located / parsed, and the caches' hits and misses.
-        if let Some(e) = self.enrichment.get() {
-            let f = e.stats().figures();
-            for (name, help, v) in [
-                (
-                    "harvester_geoip_located",
-                    "Records given a geoip object",
-                    f.located,
-                ),
-                (
-                    "harvester_geoip_not_located",
-                    "Records whose address was private, not an address or unknown to the database",
-                    f.not_located,
-                ),
-                (
-                    "harvester_useragent_parsed",
-                    "Records given a ua object",
-                    f.ua_parsed,
-                ),
-                (
-                    "harvester_useragent_missing",
-                    "Records without a user agent to parse",
-                    f.ua_missing,
-                ),
-                (
-                    "harvester_geoip_cache_hits",
-                    "Address look-ups answered by a cache",
-                    f.ip_cache_hits,
-                ),
-                (
-                    "harvester_geoip_cache_misses",
-                    "Address look-ups that read the database",
-                    f.ip_cache_misses,
-                ),
-                (
-                    "harvester_useragent_cache_hits",
-                    "User agents answered by a cache",
-                    f.ua_cache_hits,
-                ),
-                (
-                    "harvester_useragent_cache_misses",
-                    "User agents parsed",
-                    f.ua_cache_misses,
-                ),
-            ] {
-                counter(&mut r, name, help, v);
-            }
+        if let Some(d) = disk_space(path) {
+            gauge(
+                r,
+                "harvester_journal_disk_free_bytes",
+                "Space the journal may still take on its file system (statvfs f_bavail)",
+                d.free,
+            );
+            gauge(
+                r,
+                "harvester_journal_disk_total_bytes",
+                "Size of the journal's file system",
+                d.total,
+            );
         }
-        let mut o = String::new();
-        let enc = prometheus_client::encoding::prometheus_text::encode;
-        // Writing to a String cannot fail.
-        let _ = enc(&mut o, &self.registry);
-        let _ = enc(&mut o, &r);
-        o
+    }
+}
+
+/// A counter read when scraped (prometheus-client adds `_total` to its name).
+fn counter(r: &mut Registry, name: &str, help: &str, v: u64) {
+    r.register(name, help, ConstCounter::new(v));
+}
+
+/// A gauge read when scraped.
+fn gauge<N>(r: &mut Registry, name: &str, help: &str, v: N)
+where
+    ConstGauge<N>: EncodeMetric + std::fmt::Debug + Send + Sync + 'static,
+{
+    r.register(name, help, ConstGauge::new(v));
+}
+
+/// Each sink's lag (replays left out) and the records ever journaled.
+fn render_journal(r: &mut Registry, j: &Journal) {
+    let next = j.next_seq().unwrap_or(0);
+    let lag: Family<SinkLabel, Gauge> = Family::default();
+    for (s, c) in j.cursors().unwrap_or_default() {
+        if !s.starts_with("replay:") {
+            let v = i64::try_from(next.saturating_sub(c)).unwrap_or(i64::MAX);
+            lag.get_or_create(&sink_label(&s)).set(v);
+        }
+    }
+    r.register(
+        "harvester_sink_lag",
+        "Journaled records a sink has not acknowledged",
+        lag,
+    );
+    counter(
+        r,
+        "harvester_journal_records",
+        "Records ever journaled",
+        next,
+    );
+}
+
+/// Enrichment (issue 11): records located / parsed, and the caches' hits and misses.
+fn render_enrichment(r: &mut Registry, e: &crate::enrich::Enricher) {
+    let f = e.stats().figures();
+    for (name, help, v) in [
+        (
+            "harvester_geoip_located",
+            "Records given a geoip object",
+            f.located,
+        ),
+        (
+            "harvester_geoip_not_located",
+            "Records whose address was private, not an address or unknown to the database",
+            f.not_located,
+        ),
+        (
+            "harvester_useragent_parsed",
+            "Records given a ua object",
+            f.ua_parsed,
+        ),
+        (
+            "harvester_useragent_missing",
+            "Records without a user agent to parse",
+            f.ua_missing,
+        ),
+        (
+            "harvester_geoip_cache_hits",
+            "Address look-ups answered by a cache",
+            f.ip_cache_hits,
+        ),
+        (
+            "harvester_geoip_cache_misses",
+            "Address look-ups that read the database",
+            f.ip_cache_misses,
+        ),
+        (
+            "harvester_useragent_cache_hits",
+            "User agents answered by a cache",
+            f.ua_cache_hits,
+        ),
+        (
+            "harvester_useragent_cache_misses",
+            "User agents parsed",
+            f.ua_cache_misses,
+        ),
+    ] {
+        counter(r, name, help, v);
     }
 }
 
