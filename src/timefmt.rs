@@ -95,16 +95,30 @@ pub fn parse_xsd(s: &str, tz: Tz) -> Result<i64, TimeError> {
 /// Anything else (leap seconds, odd separators, no offset) returns `None` for the general path;
 /// a test pins it to chrono's result.
 fn fast_rfc3339(b: &[u8]) -> Option<i64> {
-    fn num(b: &[u8]) -> Option<i64> {
-        let mut n = 0i64;
-        for &c in b {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + i64::from(c - b'0');
+    let [y, mo, d, h, mi, sec] = fast_date_time(b)?;
+    let (micros, rest) = fast_fraction(&b[19..])?;
+    let offset_s = fast_offset(rest)?;
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// The digits of `b` as a number, if all are digits.
+#[inline]
+fn fast_num(b: &[u8]) -> Option<i64> {
+    let mut n = 0i64;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
         }
-        Some(n)
+        n = n * 10 + i64::from(c - b'0');
     }
+    Some(n)
+}
+
+/// Year, month, day, hour, minute and second of `YYYY-MM-DDTHH:MM:SS…` (at least 20 bytes),
+/// each in its range (the day in its month, leap years included).
+#[inline]
+fn fast_date_time(b: &[u8]) -> Option<[i64; 6]> {
     if b.len() < 20
         || b[4] != b'-'
         || b[7] != b'-'
@@ -114,8 +128,16 @@ fn fast_rfc3339(b: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let (y, mo, d) = (num(&b[0..4])?, num(&b[5..7])?, num(&b[8..10])?);
-    let (h, mi, sec) = (num(&b[11..13])?, num(&b[14..16])?, num(&b[17..19])?);
+    let (y, mo, d) = (
+        fast_num(&b[0..4])?,
+        fast_num(&b[5..7])?,
+        fast_num(&b[8..10])?,
+    );
+    let (h, mi, sec) = (
+        fast_num(&b[11..13])?,
+        fast_num(&b[14..16])?,
+        fast_num(&b[17..19])?,
+    );
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     let month_days = [
         31,
@@ -140,46 +162,47 @@ fn fast_rfc3339(b: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let mut i = 19;
-    let mut micros = 0i64;
-    if b[i] == b'.' {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = i - start;
-        if digits == 0 || digits > 9 {
-            return None;
-        }
-        // Truncated to microseconds, as chrono's `timestamp_micros` does.
-        for k in 0..6 {
-            micros = micros * 10
-                + if k < digits {
-                    i64::from(b[start + k] - b'0')
-                } else {
-                    0
-                };
-        }
+    Some([y, mo, d, h, mi, sec])
+}
+
+/// An optional `.fraction` (1 to 9 digits) at the start of `b`, truncated to microseconds as
+/// chrono's `timestamp_micros` does, and what follows it.
+#[inline]
+fn fast_fraction(b: &[u8]) -> Option<(i64, &[u8])> {
+    if b.first() != Some(&b'.') {
+        return Some((0, b));
     }
-    let offset_s = match &b[i..] {
-        [b'Z'] => 0,
+    let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 {
+        return None;
+    }
+    let mut micros = 0i64;
+    for k in 0..6 {
+        micros = micros * 10
+            + if k < digits {
+                i64::from(b[1 + k] - b'0')
+            } else {
+                0
+            };
+    }
+    Some((micros, &b[1 + digits..]))
+}
+
+/// The offset `Z` or `±HH:MM`, in seconds east of UTC; nothing may follow it.
+#[inline]
+fn fast_offset(b: &[u8]) -> Option<i64> {
+    match b {
+        [b'Z'] => Some(0),
         [sign @ (b'+' | b'-'), oh @ .., b':', m1, m2] if oh.len() == 2 => {
-            let (oh, om) = (num(oh)?, num(&[*m1, *m2])?);
+            let (oh, om) = (fast_num(oh)?, fast_num(&[*m1, *m2])?);
             if oh > 23 || om > 59 {
                 return None;
             }
             let o = oh * 3600 + om * 60;
-            if *sign == b'-' {
-                -o
-            } else {
-                o
-            }
+            Some(if *sign == b'-' { -o } else { o })
         }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
-    Some(secs * 1_000_000 + micros)
+        _ => None,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
