@@ -5,6 +5,8 @@
 #   bash bench/run.sh            # 1,000,000 actions; SQS and Elasticsearch forwards of 100,000
 #                                # records; load-episodes of 1,000 episodes
 #   ACTIONS=200000 bash bench/run.sh
+#   HARVESTER_BIN=/path/to/old/harvester bash bench/run.sh   # another build, not rebuilt (for
+#                                # paired old/new runs)
 #
 # Needs /usr/bin/time (Debian package `time`) and, for the SQS figures, the services of
 # .ci/services.sh (started here if they are not running).
@@ -26,8 +28,12 @@ trap 'kill $SIM_PID $SIM2_PID 2>/dev/null || true; rm -rf "$work"' EXIT
 command -v /usr/bin/time >/dev/null || { apt-get install -y time >/dev/null 2>&1 || { echo "needs /usr/bin/time (Debian package time)"; exit 1; }; }
 elapsed() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$1" "$2"; }
 ratio() { python3 -c "import sys; print(float(sys.argv[2]) / float(sys.argv[1]))" "$1" "$2"; }
-cargo build --release --quiet
-H="$CARGO_TARGET_DIR/release/harvester"
+if [[ -n "${HARVESTER_BIN:-}" ]]; then
+  H="$HARVESTER_BIN"
+else
+  cargo build --release --quiet
+  H="$CARGO_TARGET_DIR/release/harvester"
+fi
 
 FROM=20160301000000 TO=20160302000000
 # The figures of BENCHMARKS.md were measured with 12 requests in flight (the default then); the

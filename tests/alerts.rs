@@ -234,17 +234,7 @@ async fn every_metric_the_alerts_name_is_on_a_running_harvesters_metrics() {
         format!("http://127.0.0.1:{}", free_port()),
     )
     .env("PARSE_USERAGENT", "1")
-    .args([
-        "run",
-        "-o",
-        "-,es",
-        "-i",
-        "10",
-        "--every",
-        "0.5",
-        "--metrics-addr",
-        &addr,
-    ]);
+    .args(run_service_args("-,es", &addr));
     c.stdout(Stdio::null()).stderr(Stdio::null());
     let _service = Service(c.spawn().expect("harvester starts"));
 

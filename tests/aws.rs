@@ -138,15 +138,7 @@ async fn every_record_reaches_sqs_once_in_batches_of_ten() {
     assert_ok(&out);
     // 235 SendMessageBatch calls for 2,345 records: 10 per call.
     assert!(stderr(&out).contains("requests=235"), "{}", stderr(&out));
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = queue_url(&sqs, &queue).await;
     let (bodies, counts) = drain(&sqs, &url).await;
     assert_eq!(bodies.len(), 2345);
     assert!(counts.values().all(|n| *n == 1), "a record arrived twice");
@@ -201,15 +193,7 @@ async fn sqs_down_keeps_the_cursor_and_catches_up_later() {
     c.env("SQS_QUEUE_NAME", &queue)
         .args(["forward", "-o", "sqs"]);
     assert_ok(&run_async(c).await);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = queue_url(&sqs, &queue).await;
     let (bodies, _) = drain(&sqs, &url).await;
     assert_eq!(bodies.len(), 300);
 }
@@ -316,15 +300,7 @@ async fn journal_replay_into_a_fresh_queue_delivers_exactly_the_range() {
     ]);
     let out = run_async(c).await;
     assert_ok(&out);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = queue_url(&sqs, &queue).await;
     let (bodies, counts) = drain(&sqs, &url).await;
     let want: HashMap<i64, String> = journal_records(dir.path())
         .into_iter()

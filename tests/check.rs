@@ -148,18 +148,7 @@ async fn all_good_is_exit_0_writes_nothing_and_json_agrees() {
     assert_ok(&out);
     let journal = journal_path(dir.path());
     let before = std::fs::read(&journal).unwrap();
-    let cp_before = s3
-        .get_object()
-        .bucket(&e.bucket)
-        .key("last-action-timestamp")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let cp_before = checkpoint_object(&s3, &e.bucket).await;
 
     let mut c = good(dir.path(), &sim, &e);
     check_args(&mut c, false);
@@ -213,18 +202,7 @@ async fn all_good_is_exit_0_writes_nothing_and_json_agrees() {
         before,
         "check changed the journal"
     );
-    let cp_after = s3
-        .get_object()
-        .bucket(&e.bucket)
-        .key("last-action-timestamp")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let cp_after = checkpoint_object(&s3, &e.bucket).await;
     assert_eq!(cp_before, cp_after);
     let keys: Vec<String> = s3
         .list_objects_v2()
@@ -507,4 +485,19 @@ fn bad_settings_and_usage_are_exit_2() {
         text.contains("HARVESTER_API_TOKEN") && text.contains("METRICS_ADDR"),
         "{text}"
     );
+}
+
+/// The checkpoint object in S3, as stored.
+async fn checkpoint_object(s3: &aws_sdk_s3::Client, bucket: &str) -> bytes::Bytes {
+    s3.get_object()
+        .bucket(bucket)
+        .key("last-action-timestamp")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
 }

@@ -104,17 +104,8 @@ async fn run_reports_a_full_disk_and_resumes_once_there_is_room() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut c = harvester_for(dir.path(), &sim);
-    c.env("JOURNAL_PATH", &journal).args([
-        "run",
-        "-o",
-        "-",
-        "-i",
-        "10",
-        "--every",
-        "0.5",
-        "--metrics-addr",
-        &format!("127.0.0.1:{port}"),
-    ]);
+    c.env("JOURNAL_PATH", &journal)
+        .args(run_service_args("-", &format!("127.0.0.1:{port}")));
     c.stdout(std::fs::File::create(dir.path().join("out.ndjson")).unwrap())
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
     disk.service = Some(c.spawn().unwrap());

@@ -119,15 +119,7 @@ async fn sqs_down_then_up_behind_the_proxy_delivers_each_record_once() {
         .env("SQS_QUEUE_NAME", &queue)
         .args(["forward", "-o", "sqs"]);
     assert_ok(&run_async(c).await);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = queue_url(&sqs, &queue).await;
     let (bodies, counts) = drain(&sqs, &url).await;
     assert_eq!(bodies.len(), 400);
     assert!(counts.values().all(|n| *n == 1), "a record arrived twice");

@@ -61,17 +61,7 @@ async fn start_run(
     if let Some(t) = token {
         c.env("HARVESTER_API_TOKEN", t);
     }
-    c.args([
-        "run",
-        "-o",
-        "none",
-        "-i",
-        "10",
-        "--every",
-        "0.5",
-        "--metrics-addr",
-        bind,
-    ]);
+    c.args(run_service_args("none", bind));
     c.stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
     let s = Service(c.spawn().unwrap());

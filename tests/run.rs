@@ -77,17 +77,7 @@ async fn sigterm_commits_and_exits_zero_with_everything_forwarded() {
     let dir = scratch();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "run",
-        "-o",
-        "-",
-        "-i",
-        "10",
-        "--every",
-        "0.5",
-        "--metrics-addr",
-        &addr,
-    ]);
+    c.args(run_service_args("-", &addr));
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     // Drain stdout while the service runs (a full pipe would stall the stdout sink).
@@ -191,17 +181,7 @@ async fn sqs_outage_then_back_loses_nothing() {
         .env("AWS_ENDPOINT_URL_SQS", format!("http://127.0.0.1:{port}"))
         .env("AWS_MAX_ATTEMPTS", "1")
         .env("SQS_QUEUE_NAME", &queue);
-    c.args([
-        "run",
-        "-o",
-        "sqs",
-        "-i",
-        "10",
-        "--every",
-        "0.5",
-        "--metrics-addr",
-        &addr,
-    ]);
+    c.args(run_service_args("sqs", &addr));
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     let child = c.spawn().unwrap();
     // Harvesting goes on while SQS is down: the journal grows.
@@ -257,15 +237,7 @@ async fn sqs_outage_then_back_loses_nothing() {
         .endpoint_url(&sqs_endpoint)
         .build();
     let sqs = aws_sdk_sqs::Client::from_conf(conf);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let url = queue_url(&sqs, &queue).await;
     let (bodies, _) = drain(&sqs, &url).await;
     let got: HashSet<i64> = bodies.keys().copied().collect();
     let want: HashSet<i64> = journal_records(dir.path())
@@ -282,17 +254,7 @@ async fn journal_dump_and_stats_work_while_run_holds_the_journal() {
     let dir = scratch();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = harvester_for(dir.path(), &sim);
-    c.args([
-        "run",
-        "-o",
-        "none",
-        "-i",
-        "10",
-        "--every",
-        "0.5",
-        "--metrics-addr",
-        &addr,
-    ]);
+    c.args(run_service_args("none", &addr));
     c.stdout(Stdio::null()).stderr(Stdio::null());
     let child = c.spawn().unwrap();
     wait_metric(&addr, "harvester_journal_records_total", 1200.0, 20).await;

@@ -50,17 +50,6 @@ async fn sqs_client(a: &Aws) -> aws_sdk_sqs::Client {
     )
 }
 
-async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
-    sqs.get_queue_url()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string()
-}
-
 fn unique(prefix: &str) -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let n = SystemTime::now()

@@ -394,3 +394,31 @@ pub fn assert_csv_equals_json(csv: &[u8], json: &[serde_json::Value]) -> Vec<Str
     }
     header
 }
+
+/// The URL of the SQS queue named `name`.
+pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string()
+}
+
+/// The arguments of `harvester run` as the service tests start it: to `output`, 10-second
+/// windows, a harvest every half second, metrics (and the API) on `addr`.
+pub fn run_service_args<'a>(output: &'a str, addr: &'a str) -> [&'a str; 9] {
+    [
+        "run",
+        "-o",
+        output,
+        "-i",
+        "10",
+        "--every",
+        "0.5",
+        "--metrics-addr",
+        addr,
+    ]
+}
