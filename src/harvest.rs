@@ -16,11 +16,13 @@ use tokio::sync::Semaphore;
 
 use crate::episodes::{EpisodeCache, Lookup};
 use crate::journal::{
-    codec, DeadLetter, HarvestPosition, Journal, JournalError, PageCommit, PageOutcome,
+    codec, DeadLetter, EpisodeEntry, HarvestPosition, Journal, JournalError, PageCommit,
+    PageOutcome,
 };
 use crate::opencast::{ActionsPage, JudgedPage, Opencast, OpencastError};
 use crate::progress::Progress;
 use crate::record::{EpisodeBlock, RecordRef};
+use crate::shutdown::Shutdown;
 use crate::timefmt;
 
 /// What can stop a harvest.
@@ -164,12 +166,12 @@ pub fn windows(start_us: i64, end_us: i64, max_span_s: Option<i64>) -> Vec<(i64,
 
 /// The harvester: Opencast, the episode cache and the journal, wired together.
 pub struct Harvester {
-    pub opencast: Opencast,
-    pub episodes: EpisodeCache,
-    pub journal: Arc<Journal>,
-    pub opts: HarvestOptions,
-    /// When it turns true, the page in hand is committed and the harvest stops.
-    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
+    opencast: Opencast,
+    episodes: EpisodeCache,
+    journal: Arc<Journal>,
+    opts: HarvestOptions,
+    /// Once it fires, the page in hand is committed and the harvest stops.
+    shutdown: Shutdown,
     /// A permit per page request to Opencast in flight: `--max-in-flight`.
     requests: Arc<Semaphore>,
 }
@@ -201,14 +203,32 @@ impl Harvester {
             episodes,
             journal,
             opts,
-            shutdown: None,
+            shutdown: Shutdown::never(),
             requests,
         }
     }
 
-    fn stopping(&self) -> bool {
-        self.shutdown.as_ref().is_some_and(|rx| *rx.borrow())
+    /// The same harvester, stopping at the page in hand once `shutdown` fires (`run`); without
+    /// one, a harvest runs to its end.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Harvester {
+        self.shutdown = shutdown;
+        self
     }
+
+    /// The options it harvests with.
+    pub fn options(&self) -> &HarvestOptions {
+        &self.opts
+    }
+
+    /// The journal it writes to.
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutdown.is_shutdown()
+    }
+
     /// Harvests the windows in order; each completed window moves the checkpoint (if enabled).
     pub async fn harvest(&self, windows: &[(i64, i64)]) -> Result<HarvestSummary, HarvestError> {
         let started = Instant::now();
@@ -323,26 +343,13 @@ impl Harvester {
             // Opencast's `end` is a whole second, inclusive.
             bounds: (start_us, end_us.saturating_add(999_999)),
         };
-        let batch = self.opts.batch_size;
-        let ahead = if self.opts.wait.is_zero() {
-            let p = self.opts.prefetch.max(1);
-            // `ahead` is meant for pages of 1,000 actions: larger pages get fewer pages ahead
-            // (never fewer than the requests in flight), so that `-b 10000` does not hold 48
-            // bodies of 3.7 MB waiting for their episodes (~400 MB peak; now ~170 MB).
-            let scaled = self.opts.ahead.saturating_mul(1000) / (batch.max(1) as usize);
-            scaled.min(self.opts.ahead).max(p)
-        } else {
-            1
-        };
+        let ahead = self.pages_ahead();
         // The checkpoint never moves backwards, whatever window is harvested.
         let old_checkpoint = self.journal.checkpoint()?.map(|c| c.last_action_us);
         let mut inflight: VecDeque<(u64, PageFetch)> = VecDeque::new();
         inflight.push_back((0, self.spawn_fetch(&w, 0)));
-        let mut paging = Paging::new(batch);
-        let mut total = 0u64;
-        let mut max_created: Option<i64> = None;
-        let mut outside = 0u64;
-        let mut pages = 0u64;
+        let mut paging = Paging::new(self.opts.batch_size);
+        let mut seen = WindowSeen::default();
         // One commit runs while the next pages are prepared; commits stay in page order, so the
         // one carrying the checkpoint is always the last. Pages that are prepared together
         // join one group, committed in one transaction: one durable write for several pages
@@ -354,19 +361,10 @@ impl Harvester {
                 // Finish what is being committed and what is prepared, drop what is only
                 // fetched.
                 fetch.abort();
-                for (_, f) in inflight.drain(..) {
-                    f.abort();
-                }
-                self.keep_prepared(pending, group, sum).await?;
+                self.abandon(&mut inflight, pending, group, sum).await?;
                 return Err(HarvestError::Interrupted);
             }
-            let Prepared {
-                total: page_total,
-                rows,
-                mut commit,
-                newest: page_max,
-                outside: page_outside,
-            } = match fetch
+            let page = match fetch
                 .await
                 .map_err(|e| HarvestError::Task(e.to_string()))
                 .and_then(|r| r)
@@ -375,93 +373,129 @@ impl Harvester {
                 Err(e) => {
                     // Opencast gave up on this page: keep what is prepared before it (the
                     // position stops there), then report.
-                    for (_, f) in inflight.drain(..) {
-                        f.abort();
-                    }
-                    self.keep_prepared(pending, group, sum).await?;
+                    self.abandon(&mut inflight, pending, group, sum).await?;
                     return Err(e);
                 }
             };
-            pages += 1;
+            seen.add(&page);
             sum.batches += 1;
-            total = page_total.max(0) as u64;
-            progress.set_total(known_before + total);
-            progress.inc(rows);
-            outside += page_outside;
-            let next_planned = inflight.front().map(|(o, _)| *o);
-            let ids = commit.ids.first().zip(commit.ids.last());
-            let ids = ids.map(|(a, b)| (*a, *b));
-            match paging.after_page(offset, rows, ids, total, next_planned) {
-                Step::Go => {}
-                Step::End => {
-                    // Whatever `total` claims, nothing comes after an empty page.
-                    for (_, f) in inflight.drain(..) {
-                        f.abort();
-                    }
-                }
-                Step::Fill(at) => {
-                    // A short page that is not the last: the rows between what it held and
-                    // the next planned page are asked for first.
-                    inflight.push_front((at, self.spawn_fetch(&w, at)));
-                }
-            }
-            if self.opts.wait.is_zero() {
-                while inflight.len() < ahead && paging.next_offset < total && !paging.ended {
-                    let o = paging.plan();
-                    inflight.push_back((o, self.spawn_fetch(&w, o)));
-                }
-            } else if inflight.is_empty() && paging.next_offset < total && !paging.ended {
-                tokio::time::sleep(self.opts.wait).await;
-                let o = paging.plan();
-                inflight.push_back((o, self.spawn_fetch(&w, o)));
-            }
-            if let Some(m) = page_max {
-                max_created = Some(max_created.map_or(m, |c| c.max(m)));
-            }
+            progress.set_total(known_before + seen.total);
+            progress.inc(page.rows);
+            self.follow_paging(&w, &mut paging, &mut inflight, offset, &page, seen.total);
+            self.plan_ahead(&w, &mut paging, &mut inflight, seen.total, ahead)
+                .await;
+            let (rows, mut commit) = (page.rows, page.commit);
             let last = inflight.is_empty();
-            commit.position = Some(HarvestPosition {
-                window_start_us: start_us,
-                window_end_us: end_us,
-                next_offset: offset.saturating_add(rows),
-                pages,
-                max_created_us: max_created,
-                complete: last,
-                updated_at_us: timefmt::now_us(),
-            });
+            commit.position = Some(seen.position((start_us, end_us), offset, rows, last));
             if last && self.opts.update_checkpoint {
-                commit.checkpoint = max_created.filter(|m| old_checkpoint.is_none_or(|c| *m > c));
+                commit.checkpoint = seen.checkpoint_past(old_checkpoint);
             }
             group.push(commit);
-            tracing::debug!(offset, rows, total, "page prepared");
+            tracing::debug!(offset, rows, total = seen.total, "page prepared");
             // The next page joins this group only if it is prepared already: a prepared page
             // never waits for a fetch to be committed.
             let next_ready = inflight.front().is_some_and(|(_, f)| f.is_finished());
             if group.len() < MAX_GROUP_PAGES && !last && next_ready {
                 continue;
             }
-            if let Some(p) = pending.take() {
-                account(sum, settle(p).await?);
-            }
-            pending = Some(self.spawn_commit(std::mem::take(&mut group)));
+            pending = Some(self.commit_next(pending.take(), &mut group, sum).await?);
         }
         // The group is empty here (the last page flushes it); kept so that no prepared page can
         // ever be left uncommitted.
         self.keep_prepared(pending, group, sum).await?;
-        if let Some(m) = max_created {
-            sum.last_action_us = Some(sum.last_action_us.map_or(m, |c| c.max(m)));
-        }
-        if outside > 0 {
-            sum.outside_window += outside;
-            tracing::warn!(
-                outside,
-                start = %w.start,
-                end = %w.end,
-                "Opencast sent actions created outside the window asked for: they are journaled, \
-                 but the checkpoint does not move past the window's end"
-            );
-        }
-        tracing::info!(start = %w.start, end = %w.end, total, pages, "window harvested");
+        seen.report(&w, sum);
         Ok(())
+    }
+
+    /// Pages fetched or prepared ahead of the one being committed.
+    fn pages_ahead(&self) -> usize {
+        if !self.opts.wait.is_zero() {
+            return 1;
+        }
+        let p = self.opts.prefetch.max(1);
+        // `ahead` is meant for pages of 1,000 actions: larger pages get fewer pages ahead
+        // (never fewer than the requests in flight), so that `-b 10000` does not hold 48
+        // bodies of 3.7 MB waiting for their episodes (~400 MB peak; now ~170 MB).
+        let scaled = self.opts.ahead.saturating_mul(1000) / (self.opts.batch_size.max(1) as usize);
+        scaled.min(self.opts.ahead).max(p)
+    }
+
+    /// Judges the page just taken against the plan ([`Paging::after_page`]) and acts on it.
+    fn follow_paging(
+        &self,
+        w: &Window,
+        paging: &mut Paging,
+        inflight: &mut VecDeque<(u64, PageFetch)>,
+        offset: u64,
+        page: &Prepared,
+        total: u64,
+    ) {
+        let next_planned = inflight.front().map(|(o, _)| *o);
+        let ids = page.commit.ids.first().zip(page.commit.ids.last());
+        let ids = ids.map(|(a, b)| (*a, *b));
+        match paging.after_page(offset, page.rows, ids, total, next_planned) {
+            Step::Go => {}
+            Step::End => {
+                // Whatever `total` claims, nothing comes after an empty page.
+                for (_, f) in inflight.drain(..) {
+                    f.abort();
+                }
+            }
+            Step::Fill(at) => {
+                // A short page that is not the last: the rows between what it held and
+                // the next planned page are asked for first.
+                inflight.push_front((at, self.spawn_fetch(w, at)));
+            }
+        }
+    }
+
+    /// Asks for the next pages: up to `ahead` in flight, or one after `--wait` once the last is
+    /// in.
+    async fn plan_ahead(
+        &self,
+        w: &Window,
+        paging: &mut Paging,
+        inflight: &mut VecDeque<(u64, PageFetch)>,
+        total: u64,
+        ahead: usize,
+    ) {
+        if self.opts.wait.is_zero() {
+            while inflight.len() < ahead && paging.next_offset < total && !paging.ended {
+                let o = paging.plan();
+                inflight.push_back((o, self.spawn_fetch(w, o)));
+            }
+        } else if inflight.is_empty() && paging.next_offset < total && !paging.ended {
+            tokio::time::sleep(self.opts.wait).await;
+            let o = paging.plan();
+            inflight.push_back((o, self.spawn_fetch(w, o)));
+        }
+    }
+
+    /// Stops a window part way: drops the fetches in flight and commits what is prepared.
+    async fn abandon(
+        &self,
+        inflight: &mut VecDeque<(u64, PageFetch)>,
+        pending: Option<PendingCommit>,
+        group: Vec<PageCommit>,
+        sum: &mut HarvestSummary,
+    ) -> Result<(), HarvestError> {
+        for (_, f) in inflight.drain(..) {
+            f.abort();
+        }
+        self.keep_prepared(pending, group, sum).await
+    }
+
+    /// Waits for the commit in flight, then starts committing `group` (emptied).
+    async fn commit_next(
+        &self,
+        pending: Option<PendingCommit>,
+        group: &mut Vec<PageCommit>,
+        sum: &mut HarvestSummary,
+    ) -> Result<PendingCommit, HarvestError> {
+        if let Some(p) = pending {
+            account(sum, settle(p).await?);
+        }
+        Ok(self.spawn_commit(std::mem::take(group)))
     }
 
     /// Waits for the commit in flight, then commits the pages prepared after it.
@@ -556,6 +590,67 @@ struct Window {
     end: String,
     /// The `created` times the window asks for, both inclusive (µs).
     bounds: (i64, i64),
+}
+
+/// What a window's pages showed so far.
+#[derive(Debug, Default)]
+struct WindowSeen {
+    /// The window's total as the last page gave it.
+    total: u64,
+    pages: u64,
+    /// The newest `created` within the window's bounds.
+    max_created: Option<i64>,
+    /// Actions created outside the window's bounds.
+    outside: u64,
+}
+
+impl WindowSeen {
+    fn add(&mut self, page: &Prepared) {
+        self.pages += 1;
+        self.total = page.total.max(0) as u64;
+        self.outside += page.outside;
+        if let Some(m) = page.newest {
+            self.max_created = Some(self.max_created.map_or(m, |c| c.max(m)));
+        }
+    }
+
+    /// Where the harvest of `window` stands once the page at `offset` with `rows` is committed.
+    fn position(&self, window: (i64, i64), offset: u64, rows: u64, last: bool) -> HarvestPosition {
+        HarvestPosition {
+            window_start_us: window.0,
+            window_end_us: window.1,
+            next_offset: offset.saturating_add(rows),
+            pages: self.pages,
+            max_created_us: self.max_created,
+            complete: last,
+            updated_at_us: timefmt::now_us(),
+        }
+    }
+
+    /// The checkpoint the window's last page moves to: its newest `created`, if past `old`
+    /// (the checkpoint never moves backwards).
+    fn checkpoint_past(&self, old: Option<i64>) -> Option<i64> {
+        self.max_created.filter(|m| old.is_none_or(|c| *m > c))
+    }
+
+    /// Adds the window to the summary and logs it.
+    fn report(&self, w: &Window, sum: &mut HarvestSummary) {
+        if let Some(m) = self.max_created {
+            sum.last_action_us = Some(sum.last_action_us.map_or(m, |c| c.max(m)));
+        }
+        let (outside, total, pages) = (self.outside, self.total, self.pages);
+        if outside > 0 {
+            sum.outside_window += outside;
+            tracing::warn!(
+                outside,
+                start = %w.start,
+                end = %w.end,
+                "Opencast sent actions created outside the window asked for: they are journaled, \
+                 but the checkpoint does not move past the window's end"
+            );
+        }
+        tracing::info!(start = %w.start, end = %w.end, total, pages, "window harvested");
+    }
 }
 
 /// Where the pages of a window start. Offsets advance by the rows Opencast sent, never by the
@@ -701,30 +796,8 @@ async fn prepare_page(
     source: &str,
     (from_us, to_us): (i64, i64),
 ) -> Result<Prepared, HarvestError> {
-    let now = timefmt::now_us();
     let rows = (page.actions.len() + page.rejected.len()) as u64;
-    let dead: Vec<(String, DeadLetter)> = page
-        .rejected
-        .into_iter()
-        .map(|(raw, reason)| {
-            let key = dead_letter_key(&raw);
-            // The reason may quote the offending value (a user id, an address): it is kept with
-            // the raw text in the journal, and the log names only the action.
-            tracing::warn!(
-                action = %key,
-                "action quarantined in the dead-letter table (its reason: harvester journal dump --dead-letters)"
-            );
-            (
-                key,
-                DeadLetter {
-                    source: source.to_string(),
-                    raw,
-                    reason,
-                    at_us: now,
-                },
-            )
-        })
-        .collect();
+    let dead = quarantine(page.rejected, source);
     // Records, interned strings and compact rows are made now, while the page's text is in
     // the CPU's cache; only the episodes are filled in after their look-ups.
     let total = page.total;
@@ -748,13 +821,67 @@ async fn prepare_page(
         }
         builder.push(r);
     }
-    // Look up each distinct episode once (the cache coalesces across pages too).
+    let (blocks, new_episodes) =
+        look_up_episodes(builder.media_packages(), episodes, concurrency).await?;
+    let block =
+        (!builder.is_empty()).then(|| builder.finish(|mpid| blocks.get(mpid).cloned().flatten()));
+    let commit = PageCommit {
+        ids,
+        block,
+        dead_letters: dead,
+        episodes: new_episodes,
+        position: None,
+        checkpoint: None,
+    };
+    Ok(Prepared {
+        total,
+        rows,
+        commit,
+        newest,
+        outside,
+    })
+}
+
+/// A page's rejected actions as dead letters, each under its key.
+fn quarantine(rejected: Vec<(String, String)>, source: &str) -> Vec<(String, DeadLetter)> {
+    let now = timefmt::now_us();
+    rejected
+        .into_iter()
+        .map(|(raw, reason)| {
+            let key = dead_letter_key(&raw);
+            // The reason may quote the offending value (a user id, an address): it is kept with
+            // the raw text in the journal, and the log names only the action.
+            tracing::warn!(
+                action = %key,
+                "action quarantined in the dead-letter table (its reason: harvester journal dump --dead-letters)"
+            );
+            (
+                key,
+                DeadLetter {
+                    source: source.to_string(),
+                    raw,
+                    reason,
+                    at_us: now,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Each episode's block by media package id, and the episodes the journal does not hold yet.
+type PageEpisodes = (
+    HashMap<String, Option<Arc<EpisodeBlock>>>,
+    Vec<(String, EpisodeEntry)>,
+);
+
+/// Looks up each distinct episode of a page once (the cache coalesces across pages too).
+async fn look_up_episodes(
+    media_packages: &[&str],
+    episodes: &EpisodeCache,
+    concurrency: usize,
+) -> Result<PageEpisodes, HarvestError> {
     // Only the distinct ids are copied, not one per action.
-    let mpids: Vec<String> = builder
-        .media_packages()
-        .iter()
-        .map(|m| m.to_string())
-        .collect();
+    let mpids: Vec<String> = media_packages.iter().map(|m| m.to_string()).collect();
     type Looked = (String, Result<Arc<Lookup>, Arc<OpencastError>>);
     let lookups: Vec<Looked> = futures::stream::iter(mpids)
         .map(|m: String| {
@@ -777,23 +904,7 @@ async fn prepare_page(
         }
         blocks.insert(mpid, l.block.clone());
     }
-    let block =
-        (!builder.is_empty()).then(|| builder.finish(|mpid| blocks.get(mpid).cloned().flatten()));
-    let commit = PageCommit {
-        ids,
-        block,
-        dead_letters: dead,
-        episodes: new_episodes,
-        position: None,
-        checkpoint: None,
-    };
-    Ok(Prepared {
-        total,
-        rows,
-        commit,
-        newest,
-        outside,
-    })
+    Ok((blocks, new_episodes))
 }
 
 /// Waits for a commit to be durable.

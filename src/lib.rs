@@ -24,6 +24,8 @@ pub mod opencast;
 pub mod progress;
 pub mod record;
 pub mod record_csv;
+pub mod retry;
 pub mod secret;
+pub mod shutdown;
 pub mod sim;
 pub mod timefmt;

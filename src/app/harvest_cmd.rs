@@ -7,18 +7,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use chrono_tz::Tz;
 
 use super::{
     check_sink_settings, default_start, failed, make_sink, open_journal_as, parse_outputs,
     s3_checkpoint, s3_client_if, sync_checkpoint, AppError, Output,
 };
+use crate::checkpoint::S3Checkpoint;
 use crate::cli::{Cli, HarvestArgs, SinkArgs};
 use crate::config::{self, ConfigError};
 use crate::episodes::EpisodeCache;
 use crate::forward::{self, ForwardError};
 use crate::harvest::{self, HarvestError, HarvestOptions, Harvester};
 use crate::journal::Journal;
+use crate::opencast::Opencast;
+use crate::retry;
+use crate::shutdown::{Shutdown, Trigger};
 use crate::timefmt;
 
 /// How often an idle follower looks for newly committed pages.
@@ -49,13 +53,83 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
 
     let journal = open_journal_as(&cli.journal, "harvest", None)?;
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
+    let windows = plan_windows(args, &journal, s3.as_ref(), tz, (start_flag, end_flag)).await?;
+    let harvester = harvester(args, opencast, journal.clone(), tz);
+    let (done, harvest_done) = Trigger::new();
+    let followers: Vec<_> = outputs
+        .iter()
+        .map(|o| {
+            let (journal, sink_args) = (journal.clone(), args.sink.clone());
+            tokio::spawn(follow(journal, o.clone(), sink_args, harvest_done.clone()))
+        })
+        .collect();
+    let result = harvester.harvest(&windows).await;
+    done.fire();
+    let mut errors: Vec<AppError> = Vec::new();
+    let summary = match result {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "harvest stopped; what was journaled before stays, and is forwarded");
+            errors.push(failed(e));
+            None
+        }
+    };
+    if update {
+        if let Some(s3) = &s3 {
+            if let Err(e) = sync_checkpoint(&journal, s3, tz).await {
+                tracing::error!(error = %e, "checkpoint not written to S3");
+                errors.push(e);
+            }
+        }
+    }
+    let forwarded = join_followers(followers, &mut errors).await;
+    if let Some(s) = summary {
+        s.log(forwarded, tz);
+    }
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
 
+/// The harvester of `harvest`'s settings; it runs to the end of its windows.
+fn harvester(args: &HarvestArgs, opencast: Opencast, journal: Arc<Journal>, tz: Tz) -> Harvester {
+    let episodes = EpisodeCache::new(
+        opencast.clone(),
+        journal.clone(),
+        Duration::from_secs(args.episode_cache_expire.max(1)),
+        tz,
+    );
+    Harvester::new(
+        opencast,
+        episodes,
+        journal,
+        HarvestOptions {
+            batch_size: args.batch_size,
+            wait: Duration::from_secs_f64(args.wait),
+            tz,
+            update_checkpoint: !args.no_update_last_ts,
+            prefetch: args.pace.max_in_flight,
+            ..HarvestOptions::default()
+        },
+    )
+}
+
+/// The windows to harvest: `--start`/`--end` (each defaulting as the original did: from the
+/// checkpoint, to now), checked against `MAX_START_END_SPAN`.
+async fn plan_windows(
+    args: &HarvestArgs,
+    journal: &Journal,
+    s3: Option<&S3Checkpoint>,
+    tz: Tz,
+    (start_flag, end_flag): (Option<i64>, Option<i64>),
+) -> Result<Vec<(i64, i64)>, AppError> {
     let now = timefmt::floor_second(timefmt::now_us());
     let start = match start_flag {
         Some(s) => s,
         None => {
             let overlap = args.pace.overlap;
-            default_start(&journal, s3.as_ref(), tz, args.interval, overlap).await?
+            default_start(journal, s3, tz, args.interval, overlap).await?
         }
     };
     let end = end_flag.unwrap_or(now);
@@ -92,56 +166,15 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         windows = windows.len(),
         "harvest starting"
     );
-    let episodes = EpisodeCache::new(
-        opencast.clone(),
-        journal.clone(),
-        Duration::from_secs(args.episode_cache_expire.max(1)),
-        tz,
-    );
-    let harvester = Harvester::new(
-        opencast,
-        episodes,
-        journal.clone(),
-        HarvestOptions {
-            batch_size: args.batch_size,
-            wait: Duration::from_secs_f64(args.wait),
-            tz,
-            update_checkpoint: update,
-            prefetch: args.pace.max_in_flight,
-            ..HarvestOptions::default()
-        },
-    );
-    let (done_tx, done_rx) = watch::channel(false);
-    let followers: Vec<_> = outputs
-        .iter()
-        .map(|o| {
-            tokio::spawn(follow(
-                journal.clone(),
-                o.clone(),
-                args.sink.clone(),
-                done_rx.clone(),
-            ))
-        })
-        .collect();
-    let result = harvester.harvest(&windows).await;
-    let _ = done_tx.send(true);
-    let mut errors: Vec<AppError> = Vec::new();
-    let summary = match result {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "harvest stopped; what was journaled before stays, and is forwarded");
-            errors.push(failed(e));
-            None
-        }
-    };
-    if update {
-        if let Some(s3) = &s3 {
-            if let Err(e) = sync_checkpoint(&journal, s3, tz).await {
-                tracing::error!(error = %e, "checkpoint not written to S3");
-                errors.push(e);
-            }
-        }
-    }
+    Ok(windows)
+}
+
+/// Waits for every follower's last pass: the records they forwarded in all; their errors join
+/// `errors`.
+async fn join_followers(
+    followers: Vec<tokio::task::JoinHandle<Result<u64, AppError>>>,
+    errors: &mut Vec<AppError>,
+) -> u64 {
     let mut forwarded = 0;
     for f in followers {
         match f.await {
@@ -153,13 +186,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
             Err(e) => errors.push(failed(format!("forwarder task failed: {e}"))),
         }
     }
-    if let Some(s) = summary {
-        s.log(forwarded, tz);
-    }
-    match errors.into_iter().next() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    forwarded
 }
 
 /// What `harvest` makes of a window's span against `MAX_START_END_SPAN` (shared with
@@ -209,25 +236,24 @@ pub(crate) fn span_verdict(
 }
 
 /// Forwards to `output` while the harvest runs (best effort: a failing sink is retried with
-/// backoff, the journal holds everything meanwhile), then, once `done` turns true, forwards the
+/// backoff, the journal holds everything meanwhile), then, once `done` fires, forwards the
 /// rest; that last pass's error is returned. Returns the records forwarded in all.
 async fn follow(
     journal: Arc<Journal>,
     output: Output,
     sink_args: SinkArgs,
-    mut done: watch::Receiver<bool>,
+    done: Shutdown,
 ) -> Result<u64, AppError> {
     let mut forwarded = 0u64;
     let mut sink = None;
-    let mut backoff = Duration::from_millis(500);
-    while !*done.borrow() {
+    let mut backoff = retry::FORWARD.retries();
+    while !done.is_shutdown() {
         if sink.is_none() {
             match make_sink(&output, &sink_args, &journal).await {
                 Ok(s) => sink = Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "sink unavailable while harvesting; records wait in the journal");
-                    wait(backoff, &mut done).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    done.sleep(backoff.next_delay()).await;
                     continue;
                 }
             }
@@ -238,9 +264,9 @@ async fn follow(
         match forward::forward(&journal, s, cursor).await {
             Ok(f) => {
                 forwarded += f.forwarded;
-                backoff = Duration::from_millis(500);
+                backoff.reset();
                 if f.forwarded == 0 {
-                    wait(FOLLOW_POLL, &mut done).await;
+                    done.sleep(FOLLOW_POLL).await;
                 }
             }
             Err(e) => {
@@ -248,8 +274,7 @@ async fn follow(
                     forwarded += n;
                 }
                 tracing::warn!(error = %e, "forwarding while harvesting failed; retrying");
-                wait(backoff, &mut done).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                done.sleep(backoff.next_delay()).await;
             }
         }
     }
@@ -268,16 +293,6 @@ async fn follow(
                 *n += forwarded;
             }
             Err(failed(e))
-        }
-    }
-}
-
-/// Sleeps `d`, or less once the harvest is done.
-async fn wait(d: Duration, done: &mut watch::Receiver<bool>) {
-    if !*done.borrow() {
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {},
-            _ = done.changed() => {},
         }
     }
 }

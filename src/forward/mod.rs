@@ -123,7 +123,7 @@ pub async fn forward_until(
     journal: &Arc<Journal>,
     sink: &mut Sink,
     cursor: &str,
-    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    stop: Option<&crate::shutdown::Shutdown>,
 ) -> Result<ForwardSummary, ForwardError> {
     forward_observed(journal, sink, cursor, stop, None).await
 }
@@ -134,7 +134,7 @@ pub async fn forward_observed(
     journal: &Arc<Journal>,
     sink: &mut Sink,
     cursor: &str,
-    stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    stop: Option<&crate::shutdown::Shutdown>,
     send_time: Option<&crate::metrics::Histogram>,
 ) -> Result<ForwardSummary, ForwardError> {
     let mut pos = journal.cursor(cursor)?;
@@ -143,7 +143,7 @@ pub async fn forward_observed(
         cursor: pos,
     };
     loop {
-        if stop.is_some_and(|s| *s.borrow()) {
+        if stop.is_some_and(|s| s.is_shutdown()) {
             break;
         }
         let j = journal.clone();

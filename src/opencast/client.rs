@@ -14,6 +14,7 @@ use reqwest::{StatusCode, Url};
 
 use super::digest::Challenge;
 use super::wire::DecodeError;
+use crate::retry::{self, Backoff};
 use crate::secret::{redact_userinfo, Secret};
 
 /// How the client reaches Opencast and how hard it tries (`Debug` shows no password).
@@ -24,7 +25,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retries after the first attempt for a transient fault.
     pub retries: u32,
-    /// First backoff; doubles each retry, capped at `max_backoff`, full jitter.
+    /// First backoff; doubles each retry, capped at `max_backoff`, full jitter
+    /// ([`crate::retry::OPENCAST`] by default).
     pub backoff: Duration,
     pub max_backoff: Duration,
 }
@@ -36,8 +38,8 @@ impl ClientConfig {
             password: Secret::new(password),
             timeout: Duration::from_secs(30),
             retries: 5,
-            backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(10),
+            backoff: retry::OPENCAST.first,
+            max_backoff: retry::OPENCAST.cap,
         }
     }
 }
@@ -213,17 +215,17 @@ impl Client {
     }
 
     /// Counts a retry, logs it and sleeps the backoff of retry number `attempt` (from 1):
-    /// exponential, capped, with full jitter.
+    /// exponential, capped, with full jitter ([`crate::retry`]).
     pub async fn pause_before_retry(&self, url: &Url, attempt: u32, why: &str) {
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
-        let cap = self
-            .cfg
-            .backoff
-            .saturating_mul(1u32 << (attempt - 1).min(16))
-            .min(self.cfg.max_backoff);
-        let sleep = rand::rng().random_range(cap / 4..=cap);
+        let sleep = self.backoff().delay(attempt.saturating_sub(1));
         tracing::warn!(url = %url, attempt, error = %why, "retrying Opencast request in {:?}", sleep);
         tokio::time::sleep(sleep).await;
+    }
+
+    /// The retry policy of this client's settings.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.cfg.backoff, self.cfg.max_backoff)
     }
 
     /// One GET of `url` with digest auth and no retry (for `harvester check`): the body, the
@@ -238,16 +240,9 @@ impl Client {
                 .get(reqwest::header::DATE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let status = resp.status();
-            if status.is_success() {
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| Attempt::Transient(format!("reading body: {e}")))?;
-                return Ok((body, date));
-            }
             // Not a success: the same classification as a harvest request.
-            Err(self.classify(url, resp).await)
+            let body = self.read_answer(url, resp, None).await?;
+            Ok((body, date))
         };
         match once.await {
             Ok((body, date)) => Ok(Probe {
@@ -273,18 +268,33 @@ impl Client {
     async fn attempt(&self, url: &Url) -> Result<bytes::Bytes, Attempt> {
         let started = Instant::now();
         let resp = self.send_authed(url).await?;
-        let status = resp.status();
-        if status.is_success() {
+        self.read_answer(url, resp, Some(started)).await
+    }
+
+    /// A success's whole body, or what another answer means ([`Client::classify`]). With
+    /// `started`, an answered request is counted and its time observed (a success once its
+    /// whole body is in).
+    async fn read_answer(
+        &self,
+        url: &Url,
+        resp: reqwest::Response,
+        started: Option<Instant>,
+    ) -> Result<bytes::Bytes, Attempt> {
+        let count = || {
+            if let Some(t) = started {
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                self.stats.latency.observe(t.elapsed());
+            }
+        };
+        if resp.status().is_success() {
             let body = resp
                 .bytes()
                 .await
                 .map_err(|e| Attempt::Transient(format!("reading body: {e}")))?;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            self.stats.latency.observe(started.elapsed());
+            count();
             return Ok(body);
         }
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.stats.latency.observe(started.elapsed());
+        count();
         Err(self.classify(url, resp).await)
     }
 
