@@ -15,8 +15,16 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::cli::LogFormat;
 use crate::config::ConfigError;
+
+/// How lines on stderr look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For a person at a terminal.
+    Text,
+    /// One JSON object a line, for a log pipeline.
+    Json,
+}
 
 /// Loggly settings (`Debug` shows no token).
 #[derive(Debug, Clone)]

@@ -179,18 +179,18 @@ fn settings(args: &CheckArgs) -> Result<Settings, Vec<String>> {
             "DEFAULT_INTERVAL/--interval must be at least 1 minute".into(),
         )));
     }
-    let opencast = config::opencast(&a.opencast, None);
+    let opencast = config::opencast(&a.opencast.settings(), None);
     if args.for_command == CheckFor::Run {
         if let Some(every) = &args.every {
             keep(
-                config::secs_in(0.1, 86_400.0, "HARVEST_EVERY")(every)
+                crate::cli::secs_in(0.1, 86_400.0, "HARVEST_EVERY")(every)
                     .map(drop)
                     .map_err(|e| ConfigError(format!("HARVEST_EVERY/--every: {e}"))),
             );
         }
         if let Some(size) = &args.journal_warn_size {
             keep(
-                config::int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE")(size)
+                crate::cli::int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE")(size)
                     .map(drop)
                     .map_err(|e| {
                         ConfigError(format!("JOURNAL_WARN_SIZE/--journal-warn-size: {e}"))

@@ -60,7 +60,8 @@ pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppErr
         &OpencastArgs {
             engage_host: a.engage_host.clone(),
             conn: a.conn.clone(),
-        },
+        }
+        .settings(),
         admin,
     )
     .map_err(|e| ConfigError(e.0.replace("-H/--engage-host", "-E/--engage-host")))?;

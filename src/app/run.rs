@@ -121,7 +121,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         ))
     })?;
     let token = ApiToken::from_env()?;
-    let opencast = config::opencast(&args.opencast, None)?;
+    let opencast = config::opencast(&args.opencast.settings(), None)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
