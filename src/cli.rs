@@ -71,6 +71,15 @@ pub enum LogFormat {
     Json,
 }
 
+impl From<LogFormat> for crate::logging::LogFormat {
+    fn from(f: LogFormat) -> crate::logging::LogFormat {
+        match f {
+            LogFormat::Text => crate::logging::LogFormat::Text,
+            LogFormat::Json => crate::logging::LogFormat::Json,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Harvest user actions from Opencast into the journal, then forward them.
@@ -200,7 +209,7 @@ pub struct LoadEpisodesArgs {
 
     /// Seconds to wait between pages of episodes (eases the load on Opencast; 0 to 3600).
     #[arg(short = 'w', long, default_value_t = 0.0,
-          value_parser = crate::config::secs_in(0.0, 3600.0, "--wait"))]
+          value_parser = secs_in(0.0, 3600.0, "--wait"))]
     pub wait: f64,
 
     /// Episodes created in the last N days (0 to 36500).
@@ -209,7 +218,7 @@ pub struct LoadEpisodesArgs {
         long,
         alias = "created_from_days_ago",
         conflicts_with_all = ["mpid", "source_index_pattern"],
-        value_parser = crate::config::int_in(0u32, 36_500, "days", "--created-from-days-ago")
+        value_parser = int_in(0u32, 36_500, "days", "--created-from-days-ago")
     )]
     pub created_from_days_ago: Option<u32>,
 
@@ -246,12 +255,12 @@ pub struct LoadEpisodesArgs {
 
     /// Seconds before an Elasticsearch request times out (1 to 3600).
     #[arg(long, env = "ES_TIMEOUT", default_value_t = 60,
-          value_parser = crate::config::int_in(1u64, 3600, "seconds", "ES_TIMEOUT"))]
+          value_parser = int_in(1u64, 3600, "seconds", "ES_TIMEOUT"))]
     pub es_timeout: u64,
 
     /// Attempts of a failing bulk item before giving up (1 to 100).
     #[arg(long, env = "ES_ATTEMPTS", default_value_t = 5,
-          value_parser = crate::config::int_in(1u32, 100, "attempts", "ES_ATTEMPTS"))]
+          value_parser = int_in(1u32, 100, "attempts", "ES_ATTEMPTS"))]
     pub es_attempts: u32,
 }
 
@@ -269,6 +278,25 @@ pub struct OpencastArgs {
 
     #[command(flatten)]
     pub conn: OpencastConn,
+}
+
+impl OpencastArgs {
+    /// The connection settings these flags give (checked by [`crate::config::opencast`]).
+    pub fn settings(&self) -> crate::config::OpencastSettings {
+        crate::config::OpencastSettings::from(self)
+    }
+}
+
+impl From<&OpencastArgs> for crate::config::OpencastSettings {
+    fn from(a: &OpencastArgs) -> crate::config::OpencastSettings {
+        crate::config::OpencastSettings {
+            engage_host: a.engage_host.clone(),
+            user: a.conn.user.clone(),
+            password: a.conn.password.clone(),
+            timeout_secs: a.conn.opencast_timeout,
+            retries: a.conn.opencast_retries,
+        }
+    }
 }
 
 /// Credentials, time zone and patience for Opencast requests (shared by every command that
@@ -300,12 +328,12 @@ pub struct OpencastConn {
 
     /// Seconds before an Opencast request times out (1 to 3600).
     #[arg(long, env = "OPENCAST_TIMEOUT", default_value_t = 30,
-          value_parser = crate::config::int_in(1u64, 3600, "seconds", "OPENCAST_TIMEOUT"))]
+          value_parser = int_in(1u64, 3600, "seconds", "OPENCAST_TIMEOUT"))]
     pub opencast_timeout: u64,
 
     /// Retries of an Opencast request after a transient fault (5xx, timeout, bad body; 0 to 100).
     #[arg(long, env = "OPENCAST_RETRIES", default_value_t = 5,
-          value_parser = crate::config::int_in(0u32, 100, "retries", "OPENCAST_RETRIES"))]
+          value_parser = int_in(0u32, 100, "retries", "OPENCAST_RETRIES"))]
     pub opencast_retries: u32,
 }
 
@@ -318,7 +346,7 @@ pub struct SinkArgs {
 
     /// Payload limit of one SendMessageBatch, in bytes (SQS allows up to 1048576).
     #[arg(long, env = "SQS_MAX_BATCH_BYTES", default_value_t = crate::forward::sqs::DEFAULT_BATCH_BYTES,
-          value_parser = crate::config::int_in(1024usize, crate::forward::sqs::MAX_BATCH_BYTES, "bytes", "SQS_MAX_BATCH_BYTES"))]
+          value_parser = int_in(1024usize, crate::forward::sqs::MAX_BATCH_BYTES, "bytes", "SQS_MAX_BATCH_BYTES"))]
     pub sqs_max_batch_bytes: usize,
 
     /// MessageGroupId for FIFO queues.
@@ -342,24 +370,24 @@ pub struct SinkArgs {
 
     /// Records per Elasticsearch bulk request (1 to 100000).
     #[arg(long, env = "ES_BULK_DOCS", default_value_t = 1000,
-          value_parser = crate::config::int_in(1u64, 100_000, "documents", "ES_BULK_DOCS"))]
+          value_parser = int_in(1u64, 100_000, "documents", "ES_BULK_DOCS"))]
     pub es_bulk_docs: u64,
 
     /// Bytes per Elasticsearch bulk request (a single larger record is sent alone; 1 KiB to
     /// 100 MiB, Elasticsearch's default http.max_content_length).
     #[arg(long, env = "ES_BULK_BYTES", default_value_t = 5 * 1024 * 1024,
-          value_parser = crate::config::int_in(1024usize, 100 * 1024 * 1024, "bytes", "ES_BULK_BYTES"))]
+          value_parser = int_in(1024usize, 100 * 1024 * 1024, "bytes", "ES_BULK_BYTES"))]
     pub es_bulk_bytes: usize,
 
     /// Seconds before an Elasticsearch request times out (1 to 3600).
     #[arg(long, env = "ES_TIMEOUT", default_value_t = 60,
-          value_parser = crate::config::int_in(1u64, 3600, "seconds", "ES_TIMEOUT"))]
+          value_parser = int_in(1u64, 3600, "seconds", "ES_TIMEOUT"))]
     pub es_timeout: u64,
 
     /// Attempts of a failing bulk item before the sink gives up for this run (it resumes there;
     /// 1 to 100).
     #[arg(long, env = "ES_ATTEMPTS", default_value_t = 5,
-          value_parser = crate::config::int_in(1u32, 100, "attempts", "ES_ATTEMPTS"))]
+          value_parser = int_in(1u32, 100, "attempts", "ES_ATTEMPTS"))]
     pub es_attempts: u32,
 
     #[command(flatten)]
@@ -393,6 +421,32 @@ pub struct EnrichArgs {
     /// sinks of a process share one database mapping, one parser and one pair of caches.
     #[arg(skip)]
     pub enricher: crate::enrich::EnricherSlot,
+}
+
+impl From<&EnrichArgs> for crate::enrich::EnrichSettings {
+    fn from(a: &EnrichArgs) -> crate::enrich::EnrichSettings {
+        crate::enrich::EnrichSettings {
+            geoip_database: a.geoip_database.clone(),
+            parse_useragent: a.parse_useragent,
+            scope: crate::enrich::Scope::parse(&a.enrich_sinks).unwrap_or_default(),
+            es_drop_useragent: a.es_drop_useragent,
+        }
+    }
+}
+
+impl EnrichArgs {
+    /// Opens the database and compiles the parser these settings ask for (once per process).
+    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
+        crate::enrich::Scope::parse(&self.enrich_sinks).map_err(crate::config::ConfigError)?;
+        self.enricher
+            .init(&crate::enrich::EnrichSettings::from(self))
+            .map_err(|e| crate::config::ConfigError(e.to_string()))
+    }
+
+    /// The enricher of a sink (see [`crate::enrich::EnricherSlot::for_sink`]).
+    pub fn for_sink(&self, es: bool) -> Option<crate::enrich::SinkEnricher> {
+        self.enricher.for_sink(es)
+    }
 }
 
 /// A yes/no setting: 1/0, true/false, yes/no, on/off (any case).
@@ -488,7 +542,7 @@ pub struct HarvestArgs {
 
     /// Seconds to wait between pages (eases the load on the engage node; 0 to 3600).
     #[arg(short = 'w', long, default_value_t = 0.0,
-          value_parser = crate::config::secs_in(0.0, 3600.0, "--wait"))]
+          value_parser = secs_in(0.0, 3600.0, "--wait"))]
     pub wait: f64,
 
     /// Where to forward after harvesting: sqs, - (stdout), es, several (sqs,es), or none.
@@ -497,17 +551,17 @@ pub struct HarvestArgs {
 
     /// Actions per page (the endpoint's limit; 1 to 1000000).
     #[arg(short = 'b', long, alias = "batch_size", default_value_t = 1000,
-          value_parser = crate::config::int_in(1u64, 1_000_000, "actions", "--batch-size"))]
+          value_parser = int_in(1u64, 1_000_000, "actions", "--batch-size"))]
     pub batch_size: u64,
 
     /// Minutes to harvest when there is neither --start nor a checkpoint (1 to 525600, a year).
     #[arg(short = 'i', long, env = "DEFAULT_INTERVAL", default_value_t = 2,
-          value_parser = crate::config::int_in(1u64, 525_600, "minutes", "DEFAULT_INTERVAL"))]
+          value_parser = int_in(1u64, 525_600, "minutes", "DEFAULT_INTERVAL"))]
     pub interval: u64,
 
     /// Largest allowed start..end span in seconds (unset or 0: no limit; at most 100 years).
     #[arg(long, alias = "max_start_end_span", env = "MAX_START_END_SPAN",
-          value_parser = crate::config::int_in(0i64, MAX_SPAN_SECS, "seconds (0: no limit)", "MAX_START_END_SPAN"))]
+          value_parser = int_in(0i64, MAX_SPAN_SECS, "seconds (0: no limit)", "MAX_START_END_SPAN"))]
     pub max_start_end_span: Option<i64>,
 
     /// Harvest even when the span exceeds MAX_START_END_SPAN.
@@ -528,7 +582,7 @@ pub struct HarvestArgs {
 
     /// Seconds an episode's metadata is cached (0 to 2592000, 30 days).
     #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800,
-          value_parser = crate::config::int_in(0u64, 2_592_000, "seconds", "EPISODE_CACHE_EXPIRE"))]
+          value_parser = int_in(0u64, 2_592_000, "seconds", "EPISODE_CACHE_EXPIRE"))]
     pub episode_cache_expire: u64,
 }
 
@@ -617,7 +671,7 @@ pub struct SimDataArgs {
     pub seed: u64,
     /// Number of actions, spread evenly over the time range.
     #[arg(long, default_value_t = 2000,
-          value_parser = crate::config::int_in(0u64, 1_000_000_000_000, "actions", "--actions"))]
+          value_parser = int_in(0u64, 1_000_000_000_000, "actions", "--actions"))]
     pub actions: u64,
     /// Range start (YYYYMMDDHHmmss, UTC; default: an hour ago).
     #[arg(long)]
@@ -627,7 +681,7 @@ pub struct SimDataArgs {
     pub to: Option<String>,
     /// Episodes in the catalog.
     #[arg(long, default_value_t = 40,
-          value_parser = crate::config::int_in(0u64, 1_000_000, "episodes", "--episodes"))]
+          value_parser = int_in(0u64, 1_000_000, "episodes", "--episodes"))]
     pub episodes: u64,
     /// Every Nth action is malformed (0: none).
     #[arg(long, default_value_t = 0)]
@@ -640,11 +694,11 @@ pub struct SimDataArgs {
     pub truncate_every: u64,
     /// Delay each response by this many milliseconds.
     #[arg(long, default_value_t = 0,
-          value_parser = crate::config::int_in(0u64, 600_000, "milliseconds", "--delay-ms"))]
+          value_parser = int_in(0u64, 600_000, "milliseconds", "--delay-ms"))]
     pub delay_ms: u64,
     /// Repeat this many rows of the previous page at the top of each page.
     #[arg(long, default_value_t = 0,
-          value_parser = crate::config::int_in(0u64, 1_000_000, "rows", "--overlap"))]
+          value_parser = int_in(0u64, 1_000_000, "rows", "--overlap"))]
     pub overlap: u64,
     /// Expire a nonce after this many requests (0: never).
     #[arg(long, default_value_t = 0)]
@@ -661,6 +715,28 @@ pub struct SimDataArgs {
     /// The simulated server's time zone.
     #[arg(long, default_value = "UTC")]
     pub sim_timezone: String,
+}
+
+impl From<&SimDataArgs> for crate::config::SimSettings {
+    fn from(a: &SimDataArgs) -> crate::config::SimSettings {
+        crate::config::SimSettings {
+            seed: a.seed,
+            actions: a.actions,
+            from: a.from.clone(),
+            to: a.to.clone(),
+            episodes: a.episodes,
+            malformed_every: a.malformed_every,
+            fail_every: a.fail_every,
+            truncate_every: a.truncate_every,
+            delay_ms: a.delay_ms,
+            overlap: a.overlap,
+            nonce_uses: a.nonce_uses,
+            user: a.sim_user.clone(),
+            password: a.sim_password.clone(),
+            realm: a.realm.clone(),
+            timezone: a.sim_timezone.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -690,7 +766,7 @@ pub struct BenchFetchArgs {
     #[arg(short = 'e', long)]
     pub end: String,
     #[arg(short = 'b', long, default_value_t = 1000,
-          value_parser = crate::config::int_in(1u64, 1_000_000, "actions", "--batch-size"))]
+          value_parser = int_in(1u64, 1_000_000, "actions", "--batch-size"))]
     pub batch_size: u64,
     /// Page requests in flight at once (as `harvest --max-in-flight`).
     #[arg(long, default_value_t = crate::harvest::DEFAULT_MAX_IN_FLIGHT,
@@ -698,8 +774,29 @@ pub struct BenchFetchArgs {
     pub max_in_flight: usize,
     /// What to do with each page once fetched: nothing (the bare fetch), a serde skim of its
     /// JSON (the least any harvester must do), or the harvest's own decoding and judging.
-    #[arg(long, value_enum, default_value_t = crate::harvest::FetchDecode::None)]
-    pub decode: crate::harvest::FetchDecode,
+    #[arg(long, value_enum, default_value_t = FetchDecode::None)]
+    pub decode: FetchDecode,
+}
+
+/// `bench-fetch --decode`: the flag's side of [`crate::harvest::FetchDecode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FetchDecode {
+    /// Nothing: the bare fetch.
+    None,
+    /// Reads the JSON through without building anything (serde's `IgnoredAny`).
+    Skim,
+    /// Decodes and judges the page as the harvest does, and drops it.
+    Full,
+}
+
+impl From<FetchDecode> for crate::harvest::FetchDecode {
+    fn from(d: FetchDecode) -> crate::harvest::FetchDecode {
+        match d {
+            FetchDecode::None => crate::harvest::FetchDecode::None,
+            FetchDecode::Skim => crate::harvest::FetchDecode::Skim,
+            FetchDecode::Full => crate::harvest::FetchDecode::Full,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -915,29 +1012,29 @@ pub struct RunArgs {
 
     /// Actions per page (1 to 1000000).
     #[arg(short = 'b', long, alias = "batch_size", default_value_t = 1000,
-          value_parser = crate::config::int_in(1u64, 1_000_000, "actions", "--batch-size"))]
+          value_parser = int_in(1u64, 1_000_000, "actions", "--batch-size"))]
     pub batch_size: u64,
 
     /// Minutes harvested at the first start without a checkpoint, and the default period (1 to
     /// 525600, a year).
     #[arg(short = 'i', long, env = "DEFAULT_INTERVAL", default_value_t = 2,
-          value_parser = crate::config::int_in(1u64, 525_600, "minutes", "DEFAULT_INTERVAL"))]
+          value_parser = int_in(1u64, 525_600, "minutes", "DEFAULT_INTERVAL"))]
     pub interval: u64,
 
     /// Seconds between harvests (default: --interval minutes; 0.1 to 86400).
     #[arg(long, env = "HARVEST_EVERY",
-          value_parser = crate::config::secs_in(0.1, 86_400.0, "HARVEST_EVERY"))]
+          value_parser = secs_in(0.1, 86_400.0, "HARVEST_EVERY"))]
     pub every: Option<f64>,
 
     /// Largest window in seconds; larger gaps are harvested in windows of this size (unset or 0:
     /// no limit; at most 100 years).
     #[arg(long, alias = "max_start_end_span", env = "MAX_START_END_SPAN",
-          value_parser = crate::config::int_in(0i64, MAX_SPAN_SECS, "seconds (0: no limit)", "MAX_START_END_SPAN"))]
+          value_parser = int_in(0i64, MAX_SPAN_SECS, "seconds (0: no limit)", "MAX_START_END_SPAN"))]
     pub max_start_end_span: Option<i64>,
 
     /// Seconds an episode's metadata is cached (0 to 2592000, 30 days).
     #[arg(long, env = "EPISODE_CACHE_EXPIRE", default_value_t = 1800,
-          value_parser = crate::config::int_in(0u64, 2_592_000, "seconds", "EPISODE_CACHE_EXPIRE"))]
+          value_parser = int_in(0u64, 2_592_000, "seconds", "EPISODE_CACHE_EXPIRE"))]
     pub episode_cache_expire: u64,
 
     /// Loopback address of the /metrics and /healthz endpoint.
@@ -947,6 +1044,53 @@ pub struct RunArgs {
     /// Warn when the journal file grows past this many bytes (a sink is down, say; 1 MiB to
     /// 1 PiB).
     #[arg(long, env = "JOURNAL_WARN_SIZE", default_value_t = 1 << 30,
-          value_parser = crate::config::int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE"))]
+          value_parser = int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE"))]
     pub journal_warn_size: u64,
+}
+
+/// A clap value parser for a whole number in `lo..=hi`. Its message names the setting (the
+/// environment variable, when there is one, since clap names only the flag) and the range.
+pub fn int_in<T>(
+    lo: T,
+    hi: T,
+    unit: &'static str,
+    setting: &'static str,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| match s.trim().parse::<T>() {
+        Ok(v) if lo <= v && v <= hi => Ok(v),
+        Ok(_) => Err(format!("out of range: {setting} takes {lo} to {hi} {unit}")),
+        Err(_) => Err(format!(
+            "not a whole number: {setting} takes {lo} to {hi} {unit}"
+        )),
+    }
+}
+
+/// A clap value parser for a number of seconds (fractions allowed) in `lo..=hi`; NaN and
+/// infinities are refused, so the value always makes a `Duration`.
+pub fn secs_in(
+    lo: f64,
+    hi: f64,
+    setting: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |s: &str| match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && lo <= v && v <= hi => Ok(v),
+        Ok(_) => Err(format!(
+            "out of range: {setting} takes {lo} to {hi} seconds"
+        )),
+        Err(_) => Err(format!(
+            "not a number: {setting} takes {lo} to {hi} seconds"
+        )),
+    }
+}
+
+/// Lets clap parse a flag or environment variable straight into a `Secret`.
+impl std::str::FromStr for crate::secret::Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<crate::secret::Secret, Self::Err> {
+        Ok(crate::secret::Secret::new(s))
+    }
 }

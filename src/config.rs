@@ -1,14 +1,14 @@
 //! Settings from flags, the environment and `.env`, validated once into strict values.
 //!
 //! A bad setting is a [`ConfigError`] (exit status 2) that names the setting and what it takes.
-//! Secrets are kept out of every message.
+//! Secrets are kept out of every message. The settings here are plain structs: the command line
+//! (`cli`) fills them, and nothing in this module knows how.
 
 use std::path::Path;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use crate::cli::{OpencastArgs, SimDataArgs};
 use crate::opencast::{base_url, Client, ClientConfig, Opencast};
 pub use crate::secret::Secret;
 use crate::sim::{DataConfig, Faults, SimConfig};
@@ -100,44 +100,6 @@ fn describe_bad_line(path: &Path, text: &str, failed: &str, last_key: Option<&st
     }
 }
 
-/// A clap value parser for a whole number in `lo..=hi`. Its message names the setting (the
-/// environment variable, when there is one, since clap names only the flag) and the range.
-pub fn int_in<T>(
-    lo: T,
-    hi: T,
-    unit: &'static str,
-    setting: &'static str,
-) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
-{
-    move |s: &str| match s.trim().parse::<T>() {
-        Ok(v) if lo <= v && v <= hi => Ok(v),
-        Ok(_) => Err(format!("out of range: {setting} takes {lo} to {hi} {unit}")),
-        Err(_) => Err(format!(
-            "not a whole number: {setting} takes {lo} to {hi} {unit}"
-        )),
-    }
-}
-
-/// A clap value parser for a number of seconds (fractions allowed) in `lo..=hi`; NaN and
-/// infinities are refused, so the value always makes a `Duration`.
-pub fn secs_in(
-    lo: f64,
-    hi: f64,
-    setting: &'static str,
-) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
-    move |s: &str| match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && lo <= v && v <= hi => Ok(v),
-        Ok(_) => Err(format!(
-            "out of range: {setting} takes {lo} to {hi} seconds"
-        )),
-        Err(_) => Err(format!(
-            "not a number: {setting} takes {lo} to {hi} seconds"
-        )),
-    }
-}
-
 /// Parses an IANA zone name.
 pub fn parse_tz(name: &str, setting: &str) -> Result<Tz, ConfigError> {
     name.trim().parse::<Tz>().map_err(|_| {
@@ -147,8 +109,24 @@ pub fn parse_tz(name: &str, setting: &str) -> Result<Tz, ConfigError> {
     })
 }
 
+/// How to reach Opencast's engage node, unchecked: [`opencast`] validates it.
+#[derive(Debug, Clone, Default)]
+pub struct OpencastSettings {
+    /// Host, host:port or a full URL.
+    pub engage_host: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    /// Seconds before a request times out (0 is refused).
+    pub timeout_secs: u64,
+    /// Retries of a request after a transient fault.
+    pub retries: u32,
+}
+
 /// Builds the Opencast client from the connection settings (the admin host is optional).
-pub fn opencast(args: &OpencastArgs, admin_host: Option<&str>) -> Result<Opencast, ConfigError> {
+pub fn opencast(
+    args: &OpencastSettings,
+    admin_host: Option<&str>,
+) -> Result<Opencast, ConfigError> {
     let engage = args.engage_host.as_deref().filter(|h| !h.trim().is_empty()).ok_or_else(|| {
         ConfigError("no Opencast engage host: set MATTERHORN_ENGAGE_HOST (in .env) or pass -H/--engage-host".into())
     })?;
@@ -160,36 +138,54 @@ pub fn opencast(args: &OpencastArgs, admin_host: Option<&str>) -> Result<Opencas
         }
         None => None,
     };
-    let user = args
-        .conn
-        .user
-        .clone()
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| {
-            ConfigError(
-                "no Opencast REST user: set MATTERHORN_REST_USER (in .env) or pass -u/--user"
-                    .into(),
-            )
-        })?;
-    let password = args.conn.password.as_ref().ok_or_else(|| {
+    let user = args.user.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
+        ConfigError(
+            "no Opencast REST user: set MATTERHORN_REST_USER (in .env) or pass -u/--user".into(),
+        )
+    })?;
+    let password = args.password.as_ref().ok_or_else(|| {
         ConfigError(
             "no Opencast REST password: set MATTERHORN_REST_PASS (in .env) or pass -p/--password"
                 .into(),
         )
     })?;
-    if args.conn.opencast_timeout == 0 {
+    if args.timeout_secs == 0 {
         return Err(ConfigError(
             "OPENCAST_TIMEOUT must be at least 1 second".into(),
         ));
     }
     let mut cfg = ClientConfig::new(&user, password.expose());
-    cfg.timeout = Duration::from_secs(args.conn.opencast_timeout);
-    cfg.retries = args.conn.opencast_retries;
+    cfg.timeout = Duration::from_secs(args.timeout_secs);
+    cfg.retries = args.retries;
     Ok(Opencast::new(Client::new(cfg), engage, admin))
 }
 
-/// Turns the simulator flags into its configuration.
-pub fn sim_config(a: &SimDataArgs) -> Result<SimConfig, ConfigError> {
+/// The simulated Opencast's data and faults, unchecked: [`sim_config`] validates them.
+#[derive(Debug, Clone, Default)]
+pub struct SimSettings {
+    /// Seed of the generated data (same seed, same data).
+    pub seed: u64,
+    pub actions: u64,
+    /// Range start and end (YYYYMMDDHHmmss, UTC; default: the last hour).
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub episodes: u64,
+    pub malformed_every: u64,
+    pub fail_every: u64,
+    pub truncate_every: u64,
+    pub delay_ms: u64,
+    pub overlap: u64,
+    pub nonce_uses: u64,
+    /// The digest user, password and realm the simulator accepts.
+    pub user: String,
+    pub password: Secret,
+    pub realm: String,
+    /// The simulated server's time zone (IANA name).
+    pub timezone: String,
+}
+
+/// Turns the simulator settings into its configuration.
+pub fn sim_config(a: &SimSettings) -> Result<SimConfig, ConfigError> {
     let now = timefmt::floor_second(timefmt::now_us());
     let parse = |v: &Option<String>, name: &str, default: i64| -> Result<i64, ConfigError> {
         match v {
@@ -207,10 +203,10 @@ pub fn sim_config(a: &SimDataArgs) -> Result<SimConfig, ConfigError> {
     data.episodes = a.episodes;
     data.malformed_every = a.malformed_every;
     let mut cfg = SimConfig::new(data);
-    cfg.user = a.sim_user.clone();
-    cfg.password = a.sim_password.clone();
+    cfg.user = a.user.clone();
+    cfg.password = a.password.clone();
     cfg.realm = a.realm.clone();
-    cfg.tz = parse_tz(&a.sim_timezone, "--sim-timezone")?;
+    cfg.tz = parse_tz(&a.timezone, "--sim-timezone")?;
     cfg.faults = Faults {
         fail_every: a.fail_every,
         truncate_every: a.truncate_every,

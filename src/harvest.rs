@@ -574,7 +574,7 @@ impl Harvester {
 }
 
 /// What [`Harvester::fetch_only`] does with each page: the floors a harvest is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchDecode {
     /// Nothing: the bare fetch.
     None,

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod enrich;
 pub mod episode_doc;
+pub mod episode_meta;
 pub mod episodes;
 pub mod es;
 pub mod forward;

@@ -15,8 +15,16 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::cli::LogFormat;
 use crate::config::ConfigError;
+
+/// How lines on stderr look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For a person at a terminal.
+    Text,
+    /// One JSON object a line, for a log pipeline.
+    Json,
+}
 
 /// Loggly settings (`Debug` shows no token).
 #[derive(Debug, Clone)]
@@ -164,56 +172,9 @@ impl LogglyLayer {
         tokio::task::JoinHandle<()>,
         Arc<AtomicU64>,
     ) {
-        let (tx, mut rx) = mpsc::channel::<String>(10_000);
+        let (tx, rx) = mpsc::channel::<String>(10_000);
         let dropped = Arc::new(AtomicU64::new(0));
-        let base = cfg
-            .url
-            .unwrap_or_else(|| "https://logs-01.loggly.com".into());
-        let mut url = format!(
-            "{}/bulk/{}/tag/harvester",
-            base.trim_end_matches('/'),
-            cfg.token.expose()
-        );
-        if let Some(tags) = cfg.tags.filter(|t| !t.trim().is_empty()) {
-            url.push(',');
-            url.push_str(&tags.split(',').map(str::trim).collect::<Vec<_>>().join(","));
-        }
-        url.push('/');
-        let task = tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("client");
-            let mut buf: Vec<String> = Vec::new();
-            loop {
-                let more = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
-                let closed = matches!(more, Ok(None));
-                let idle = more.is_err();
-                if let Ok(Some(line)) = more {
-                    buf.push(line);
-                    while buf.len() < 500 {
-                        match rx.try_recv() {
-                            Ok(l) => buf.push(l),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                if !buf.is_empty() && (buf.len() >= 500 || closed || idle) {
-                    let body = buf.join("\n");
-                    buf.clear();
-                    // Best effort: a Loggly failure must never disturb the harvest.
-                    let _ = http
-                        .post(&url)
-                        .header("content-type", "text/plain")
-                        .body(body)
-                        .send()
-                        .await;
-                }
-                if closed {
-                    break;
-                }
-            }
-        });
+        let task = tokio::spawn(post_batches(rx, bulk_url(&cfg)));
         (
             LogglyLayer {
                 tx: tx.clone(),
@@ -223,6 +184,60 @@ impl LogglyLayer {
             task,
             dropped,
         )
+    }
+}
+
+/// Loggly's bulk endpoint for `cfg`: its token and the tags in the path.
+fn bulk_url(cfg: &LogglyConfig) -> String {
+    let base = cfg.url.as_deref().unwrap_or("https://logs-01.loggly.com");
+    let mut url = format!(
+        "{}/bulk/{}/tag/harvester",
+        base.trim_end_matches('/'),
+        cfg.token.expose()
+    );
+    if let Some(tags) = cfg.tags.as_deref().filter(|t| !t.trim().is_empty()) {
+        url.push(',');
+        url.push_str(&tags.split(',').map(str::trim).collect::<Vec<_>>().join(","));
+    }
+    url.push('/');
+    url
+}
+
+/// Posts the queued lines to `url` in batches of up to 500 (or what is queued after a quiet
+/// second), until the queue closes.
+async fn post_batches(mut rx: mpsc::Receiver<String>, url: String) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let mut buf: Vec<String> = Vec::new();
+    loop {
+        let more = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        let closed = matches!(more, Ok(None));
+        let idle = more.is_err();
+        if let Ok(Some(line)) = more {
+            buf.push(line);
+            while buf.len() < 500 {
+                match rx.try_recv() {
+                    Ok(l) => buf.push(l),
+                    Err(_) => break,
+                }
+            }
+        }
+        if !buf.is_empty() && (buf.len() >= 500 || closed || idle) {
+            let body = buf.join("\n");
+            buf.clear();
+            // Best effort: a Loggly failure must never disturb the harvest.
+            let _ = http
+                .post(&url)
+                .header("content-type", "text/plain")
+                .body(body)
+                .send()
+                .await;
+        }
+        if closed {
+            break;
+        }
     }
 }
 

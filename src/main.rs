@@ -32,7 +32,7 @@ fn main() {
                 url: cli.loggly_url.clone(),
             });
         let level = logging::effective_level(&cli.log_level, cli.quiet, level_from_command_line);
-        let guard = match logging::init(&level, cli.log_format, loggly) {
+        let guard = match logging::init(&level, cli.log_format.into(), loggly) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -5,7 +5,6 @@
 //! is reached only through [`Secret::expose`], at the one place that sends it.
 
 use std::fmt;
-use std::str::FromStr;
 
 /// A password or token: `Debug` and `Display` print `***`, never the value.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -35,15 +34,6 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
-    }
-}
-
-/// Lets clap parse a flag or environment variable straight into a `Secret`.
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(s.to_string()))
     }
 }
 

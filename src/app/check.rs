@@ -23,7 +23,8 @@ use super::{check_sink_formats, owner, parse_outputs, start_of, AppError, Output
 use crate::cli::{CheckArgs, CheckFor, Cli};
 use crate::config::{self, ConfigError};
 use crate::es::{templates, EsClient, EsError};
-use crate::journal::{inspect, Journal, JournalError};
+use crate::journal::{inspect, Checkpoint, Journal, JournalError};
+use crate::opencast::client::Probe;
 use crate::opencast::{ActionsPage, Opencast, OpencastError};
 use crate::{aws, timefmt};
 
@@ -179,60 +180,16 @@ fn settings(args: &CheckArgs) -> Result<Settings, Vec<String>> {
             "DEFAULT_INTERVAL/--interval must be at least 1 minute".into(),
         )));
     }
-    let opencast = config::opencast(&a.opencast, None);
+    let opencast = config::opencast(&a.opencast.settings(), None);
     if args.for_command == CheckFor::Run {
-        if let Some(every) = &args.every {
-            keep(
-                config::secs_in(0.1, 86_400.0, "HARVEST_EVERY")(every)
-                    .map(drop)
-                    .map_err(|e| ConfigError(format!("HARVEST_EVERY/--every: {e}"))),
-            );
-        }
-        if let Some(size) = &args.journal_warn_size {
-            keep(
-                config::int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE")(size)
-                    .map(drop)
-                    .map_err(|e| {
-                        ConfigError(format!("JOURNAL_WARN_SIZE/--journal-warn-size: {e}"))
-                    }),
-            );
-        }
-        keep(
-            args.metrics_addr
-                .parse::<SocketAddr>()
-                .map(drop)
-                .map_err(|_| {
-                    ConfigError(format!(
-                        "METRICS_ADDR '{}' is not an address like 127.0.0.1:9898",
-                        args.metrics_addr
-                    ))
-                }),
-        );
-        keep(super::run::ApiToken::from_env().map(drop));
-    }
-    let mut times = (None, None);
-    if let Ok(tz) = &tz {
-        let mut parse = |v: &Option<String>, flag: &str| -> Option<i64> {
-            let s = v.as_deref()?;
-            match timefmt::parse_compact(s, *tz) {
-                Ok(us) => Some(us),
-                Err(e) => {
-                    errors.push(format!("{flag}: {e}"));
-                    None
-                }
-            }
-        };
-        times = (parse(&a.start, "--start"), parse(&a.end, "--end"));
-    }
-    if let (Some(st), Some(en)) = times {
-        if en < st {
-            errors.push(format!(
-                "--end {} is before --start {}; check --start/--end",
-                a.end.as_deref().unwrap_or(""),
-                a.start.as_deref().unwrap_or("")
-            ));
+        for e in run_settings(args) {
+            keep(Err(e));
         }
     }
+    let times = match &tz {
+        Ok(tz) => window_times(args, *tz, &mut errors),
+        Err(_) => (None, None),
+    };
     let tz = tz.map_err(|e| errors.push(e.0)).ok();
     let outputs = outputs.map_err(|e| errors.push(e.0)).ok();
     let opencast = opencast.map_err(|e| errors.push(e.0)).ok();
@@ -246,6 +203,61 @@ fn settings(args: &CheckArgs) -> Result<Settings, Vec<String>> {
         }),
         _ => Err(errors),
     }
+}
+
+/// The settings only `run` reads, checked as `run` parses them (`check` takes them as text).
+fn run_settings(args: &CheckArgs) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if let Some(every) = &args.every {
+        if let Err(e) = crate::cli::secs_in(0.1, 86_400.0, "HARVEST_EVERY")(every) {
+            errors.push(ConfigError(format!("HARVEST_EVERY/--every: {e}")));
+        }
+    }
+    if let Some(size) = &args.journal_warn_size {
+        if let Err(e) = crate::cli::int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE")(size)
+        {
+            errors.push(ConfigError(format!(
+                "JOURNAL_WARN_SIZE/--journal-warn-size: {e}"
+            )));
+        }
+    }
+    if args.metrics_addr.parse::<SocketAddr>().is_err() {
+        errors.push(ConfigError(format!(
+            "METRICS_ADDR '{}' is not an address like 127.0.0.1:9898",
+            args.metrics_addr
+        )));
+    }
+    if let Err(e) = super::run::ApiToken::from_env() {
+        errors.push(e);
+    }
+    errors
+}
+
+/// `--start` and `--end` in `tz`; what does not parse, or ends before it starts, is added to
+/// `errors`.
+fn window_times(args: &CheckArgs, tz: Tz, errors: &mut Vec<String>) -> (Option<i64>, Option<i64>) {
+    let a = &args.harvest;
+    let mut parse = |v: &Option<String>, flag: &str| -> Option<i64> {
+        let s = v.as_deref()?;
+        match timefmt::parse_compact(s, tz) {
+            Ok(us) => Some(us),
+            Err(e) => {
+                errors.push(format!("{flag}: {e}"));
+                None
+            }
+        }
+    };
+    let times = (parse(&a.start, "--start"), parse(&a.end, "--end"));
+    if let (Some(st), Some(en)) = times {
+        if en < st {
+            errors.push(format!(
+                "--end {} is before --start {}; check --start/--end",
+                a.end.as_deref().unwrap_or(""),
+                a.start.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    times
 }
 
 /// `harvester check`.
@@ -347,8 +359,33 @@ type JournalCheckpoint = Result<Option<i64>, ()>;
 
 fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> JournalCheckpoint {
     let path = cli.journal.as_path();
-    let j = match Journal::open_read_only(path) {
-        Ok(j) => j,
+    let Some(j) = open_journal(path, r)? else {
+        return Ok(None);
+    };
+    let st = match inspect::stats(&j) {
+        Ok(st) => st,
+        Err(e) => {
+            r.fail(
+                "journal",
+                format!("{} opens but cannot be read: {e}", path.display()),
+                "run `harvester journal verify`, then `harvester journal salvage`",
+            );
+            return Err(());
+        }
+    };
+    report_stats(path, &st, r);
+    let cp = j.checkpoint().ok().flatten();
+    report_checkpoint(args, cp.as_ref(), s.tz, r);
+    report_lag(args, &s.outputs, &st, r);
+    report_dead_letters(&j, st.dead_letters, r);
+    Ok(cp.map(|c| c.last_action_us))
+}
+
+/// Opens the journal read-only; `Ok(None)` (reported) when there is none yet, `Err(())`
+/// (reported) when it cannot be opened.
+fn open_journal(path: &Path, r: &mut Report) -> Result<Option<Journal>, ()> {
+    match Journal::open_read_only(path) {
+        Ok(j) => Ok(Some(j)),
         Err(JournalError::Missing { .. }) => {
             match writable_dir(path) {
                 Ok(dir) => r.pass(
@@ -368,7 +405,7 @@ fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> J
                     "point JOURNAL_PATH (--journal) at a directory this user may write",
                 ),
             }
-            return Ok(None);
+            Ok(None)
         }
         Err(e @ JournalError::InUse { .. }) => {
             let held = owner::read(path)
@@ -379,7 +416,7 @@ fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> J
                 format!("{e}{held}"),
                 "a harvest now would exit 1 with the same message; let the holder finish, or stop `harvester run` before checking (`harvester journal stats` asks a running service)",
             );
-            return Err(());
+            Err(())
         }
         Err(e) => {
             r.fail(
@@ -387,20 +424,13 @@ fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> J
                 e.to_string(),
                 "see the message: the file was not changed",
             );
-            return Err(());
+            Err(())
         }
-    };
-    let st = match inspect::stats(&j) {
-        Ok(st) => st,
-        Err(e) => {
-            r.fail(
-                "journal",
-                format!("{} opens but cannot be read: {e}", path.display()),
-                "run `harvester journal verify`, then `harvester journal salvage`",
-            );
-            return Err(());
-        }
-    };
+    }
+}
+
+/// The journal's format and size, and whether every block header reads.
+fn report_stats(path: &Path, st: &inspect::Stats, r: &mut Report) {
     let known = crate::journal::codec::FORMAT_VERSION;
     let format = if st.format_version < known {
         format!(
@@ -426,14 +456,17 @@ fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> J
     } else {
         r.pass("journal", detail);
     }
-    let cp = j.checkpoint().ok().flatten();
+}
+
+/// The journal's checkpoint, and whether S3 has it too.
+fn report_checkpoint(args: &CheckArgs, cp: Option<&Checkpoint>, tz: Tz, r: &mut Report) {
     match cp {
         Some(c) => r.pass(
             "checkpoint",
             format!(
                 "{} ({} in OPENCAST_TIMEZONE){}",
                 timefmt::format_rfc3339(c.last_action_us),
-                timefmt::format_compact(c.last_action_us, s.tz),
+                timefmt::format_compact(c.last_action_us, tz),
                 if c.synced_to_s3 {
                     ", in S3 too"
                 } else if args.harvest.s3.s3_bucket.as_deref().is_some_and(|b| !b.trim().is_empty()) {
@@ -448,8 +481,12 @@ fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> J
             "none in the journal (the next harvest starts from the S3 checkpoint, else now - DEFAULT_INTERVAL)",
         ),
     }
+}
+
+/// How far each output's cursor is behind the journal.
+fn report_lag(args: &CheckArgs, outputs: &[Output], st: &inspect::Stats, r: &mut Report) {
     let next = st.next_seq;
-    for o in &s.outputs {
+    for o in outputs {
         let cursor = match o {
             Output::Stdout => "stdout".to_string(),
             Output::Sqs => format!(
@@ -470,6 +507,10 @@ fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> J
         };
         r.pass("lag", detail);
     }
+}
+
+/// The dead letters kept, and those a sink refused that wait for a replay.
+fn report_dead_letters(j: &Journal, kept: u64, r: &mut Report) {
     let waiting: Vec<(String, usize)> = match j.sink_refusals() {
         Ok(m) => {
             let mut by: std::collections::BTreeMap<String, usize> = Default::default();
@@ -485,8 +526,7 @@ fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> J
         "dead letters",
         if refused > 0 {
             format!(
-                "{} kept; {refused} refused by a sink and waiting ({}): fix the cause, then `harvester journal replay --dead-letters -o sqs|es`",
-                st.dead_letters,
+                "{kept} kept; {refused} refused by a sink and waiting ({}): fix the cause, then `harvester journal replay --dead-letters -o sqs|es`",
                 waiting
                     .iter()
                     .map(|(k, n)| format!("{k}: {n}"))
@@ -495,12 +535,10 @@ fn check_journal(cli: &Cli, args: &CheckArgs, s: &Settings, r: &mut Report) -> J
             )
         } else {
             format!(
-                "{} kept (inputs Opencast sent in a wrong shape; `harvester journal dump --dead-letters`), none waiting for a sink",
-                st.dead_letters
+                "{kept} kept (inputs Opencast sent in a wrong shape; `harvester journal dump --dead-letters`), none waiting for a sink"
             )
         },
     );
-    Ok(cp.map(|c| c.last_action_us))
 }
 
 /// The directory a new journal would be created in, when this user may create it there.
@@ -537,6 +575,18 @@ fn writable_dir(path: &Path) -> Result<String, String> {
     }
 }
 
+/// What `check_s3` tells when a bucket cannot be reached.
+const S3_REMEDY: &str =
+    "check S3_HARVEST_TS_BUCKET, the AWS credentials and region, and AWS_ENDPOINT_URL(_S3)";
+
+/// The detail of an S3 call that ran out of time.
+fn s3_timeout(what: &str) -> String {
+    format!(
+        "{what} took more than {} s; is S3 reachable?",
+        AWS_CALL_TIMEOUT.as_secs()
+    )
+}
+
 /// Checks the S3 checkpoint when `S3_HARVEST_TS_BUCKET` is set; returns the checkpoint it
 /// holds (`None` when unset, missing or unreadable).
 async fn check_s3(args: &CheckArgs, tz: Tz, r: &mut Report) -> Option<i64> {
@@ -555,95 +605,15 @@ async fn check_s3(args: &CheckArgs, tz: Tz, r: &mut Report) -> Option<i64> {
     };
     let key = s3.s3_key.as_str();
     let client = aws::s3_client(&aws::sdk_config().await);
-    let remedy =
-        "check S3_HARVEST_TS_BUCKET, the AWS credentials and region, and AWS_ENDPOINT_URL(_S3)";
-    let timeout = |what: &str| {
-        format!(
-            "{what} took more than {} s; is S3 reachable?",
-            AWS_CALL_TIMEOUT.as_secs()
-        )
-    };
-    match tokio::time::timeout(AWS_CALL_TIMEOUT, client.head_bucket().bucket(bucket).send()).await {
-        Err(_) => {
-            r.fail(
-                "s3",
-                format!("bucket {bucket}: {}", timeout("HeadBucket")),
-                remedy,
-            );
-            return None;
-        }
-        Ok(Err(e)) => {
-            let missing = matches!(aws::error_code(&e), Some("NotFound" | "NoSuchBucket"))
-                || e.raw_response().map(|x| x.status().as_u16()) == Some(404);
-            if missing {
-                r.fail(
-                    "s3",
-                    format!("bucket {bucket} does not exist (a harvest would try to create it, and any checkpoint another host wrote is not there)"),
-                    format!("check S3_HARVEST_TS_BUCKET is the deployment's bucket, or create it: aws s3 mb s3://{bucket}"),
-                );
-            } else {
-                r.fail(
-                    "s3",
-                    format!("bucket {bucket} cannot be reached: {}", aws::describe(&e)),
-                    remedy,
-                );
-            }
-            return None;
-        }
-        Ok(Ok(_)) => {}
+    if !bucket_found(&client, bucket, r).await {
+        return None;
     }
-    let cp = crate::checkpoint::S3Checkpoint::new(client.clone(), bucket, key);
-    let found = match tokio::time::timeout(AWS_CALL_TIMEOUT, cp.read(tz)).await {
-        Err(_) => {
-            r.fail(
-                "s3",
-                format!("s3://{bucket}/{key}: {}", timeout("GetObject")),
-                remedy,
-            );
-            return None;
-        }
-        Ok(Err(e)) => {
-            r.fail(
-                "s3",
-                e.to_string(),
-                "fix or remove the object (`harvester checkpoint --set YYYYMMDDHHmmss` writes a good one)",
-            );
-            return None;
-        }
-        Ok(Ok(found)) => found,
-    };
-    // Writable: a probe object next to the checkpoint, deleted at once.
-    let probe = format!(
-        "{key}.harvester-check-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    let put = client
-        .put_object()
-        .bucket(bucket)
-        .key(&probe)
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(
-            b"harvester check probe; safe to delete\n",
-        ))
-        .content_type("text/plain")
-        .send();
-    let written = match tokio::time::timeout(AWS_CALL_TIMEOUT, put).await {
-        Err(_) => Err(timeout("PutObject")),
-        Ok(Err(e)) => Err(aws::describe(&e)),
-        Ok(Ok(_)) => Ok(()),
-    };
-    let was_written = written.is_ok();
-    let deleted = match written {
-        Ok(()) => {
-            let del = client.delete_object().bucket(bucket).key(&probe).send();
-            match tokio::time::timeout(AWS_CALL_TIMEOUT, del).await {
-                Err(_) => Err(timeout("DeleteObject")),
-                Ok(Err(e)) => Err(aws::describe(&e)),
-                Ok(Ok(_)) => Ok(()),
-            }
-        }
-        Err(e) => Err(e),
-    };
+    let found = read_s3_checkpoint(&client, bucket, key, tz, r).await?;
+    let ProbeOutcome {
+        key: probe,
+        written,
+        deleted,
+    } = write_probe(&client, bucket, key).await;
     let held = match found {
         Some(us) => format!(
             "holds {} (OPENCAST_TIMEZONE)",
@@ -651,7 +621,7 @@ async fn check_s3(args: &CheckArgs, tz: Tz, r: &mut Report) -> Option<i64> {
         ),
         None => "has no checkpoint object yet (the first harvest writes it)".into(),
     };
-    match (was_written, deleted) {
+    match (written, deleted) {
         (true, Ok(())) => r.pass(
             "s3",
             format!("s3://{bucket}/{key} {held}; readable, and writable (a probe object beside it was written and deleted)"),
@@ -669,6 +639,118 @@ async fn check_s3(args: &CheckArgs, tz: Tz, r: &mut Report) -> Option<i64> {
         (false, Ok(())) => unreachable!("nothing is deleted when nothing was written"),
     }
     found
+}
+
+/// HeadBucket: false (reported) when the bucket is missing or cannot be reached.
+async fn bucket_found(client: &aws_sdk_s3::Client, bucket: &str, r: &mut Report) -> bool {
+    match tokio::time::timeout(AWS_CALL_TIMEOUT, client.head_bucket().bucket(bucket).send()).await {
+        Err(_) => {
+            r.fail(
+                "s3",
+                format!("bucket {bucket}: {}", s3_timeout("HeadBucket")),
+                S3_REMEDY,
+            );
+            false
+        }
+        Ok(Err(e)) => {
+            let missing = matches!(aws::error_code(&e), Some("NotFound" | "NoSuchBucket"))
+                || e.raw_response().map(|x| x.status().as_u16()) == Some(404);
+            if missing {
+                r.fail(
+                    "s3",
+                    format!("bucket {bucket} does not exist (a harvest would try to create it, and any checkpoint another host wrote is not there)"),
+                    format!("check S3_HARVEST_TS_BUCKET is the deployment's bucket, or create it: aws s3 mb s3://{bucket}"),
+                );
+            } else {
+                r.fail(
+                    "s3",
+                    format!("bucket {bucket} cannot be reached: {}", aws::describe(&e)),
+                    S3_REMEDY,
+                );
+            }
+            false
+        }
+        Ok(Ok(_)) => true,
+    }
+}
+
+/// Reads the checkpoint object: `Some(found)` when it could be read (`found` is `None` when
+/// there is none yet), `None` (reported) when it could not.
+async fn read_s3_checkpoint(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    tz: Tz,
+    r: &mut Report,
+) -> Option<Option<i64>> {
+    let cp = crate::checkpoint::S3Checkpoint::new(client.clone(), bucket, key);
+    match tokio::time::timeout(AWS_CALL_TIMEOUT, cp.read(tz)).await {
+        Err(_) => {
+            r.fail(
+                "s3",
+                format!("s3://{bucket}/{key}: {}", s3_timeout("GetObject")),
+                S3_REMEDY,
+            );
+            None
+        }
+        Ok(Err(e)) => {
+            r.fail(
+                "s3",
+                e.to_string(),
+                "fix or remove the object (`harvester checkpoint --set YYYYMMDDHHmmss` writes a good one)",
+            );
+            None
+        }
+        Ok(Ok(found)) => Some(found),
+    }
+}
+
+/// What became of the probe object written beside the checkpoint.
+struct ProbeOutcome {
+    key: String,
+    written: bool,
+    /// `Err` also when it was not written (then with the reason it was not).
+    deleted: Result<(), String>,
+}
+
+/// Writable: a probe object next to the checkpoint, deleted at once.
+async fn write_probe(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> ProbeOutcome {
+    let probe = format!(
+        "{key}.harvester-check-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let put = client
+        .put_object()
+        .bucket(bucket)
+        .key(&probe)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"harvester check probe; safe to delete\n",
+        ))
+        .content_type("text/plain")
+        .send();
+    let written = match tokio::time::timeout(AWS_CALL_TIMEOUT, put).await {
+        Err(_) => Err(s3_timeout("PutObject")),
+        Ok(Err(e)) => Err(aws::describe(&e)),
+        Ok(Ok(_)) => Ok(()),
+    };
+    let was_written = written.is_ok();
+    let deleted = match written {
+        Ok(()) => {
+            let del = client.delete_object().bucket(bucket).key(&probe).send();
+            match tokio::time::timeout(AWS_CALL_TIMEOUT, del).await {
+                Err(_) => Err(s3_timeout("DeleteObject")),
+                Ok(Err(e)) => Err(aws::describe(&e)),
+                Ok(Ok(_)) => Ok(()),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    ProbeOutcome {
+        key: probe,
+        written: was_written,
+        deleted,
+    }
 }
 
 /// The window the next harvest would take, and the span check's verdict on it.
@@ -694,21 +776,7 @@ fn check_window(
         }
         (None, Ok(jcp)) => {
             let (st, from) = start_of(jcp, s3_cp, now, a.interval, a.pace.overlap);
-            let from = match from {
-                StartFrom::Journal { checkpoint_us } => format!(
-                    "the journal's checkpoint {} less HARVEST_OVERLAP {} s",
-                    timefmt::format_compact(checkpoint_us, tz),
-                    a.pace.overlap
-                ),
-                StartFrom::S3 { checkpoint_us } => format!(
-                    "the S3 checkpoint {}",
-                    timefmt::format_compact(checkpoint_us, tz)
-                ),
-                StartFrom::Interval => {
-                    format!("no checkpoint: now - DEFAULT_INTERVAL {} min", a.interval)
-                }
-            };
-            (st, from)
+            (st, describe_start(args, from, tz))
         }
     };
     let end = s.end.unwrap_or(now);
@@ -733,6 +801,32 @@ fn check_window(
             if s.end.is_some() { "from --end" } else { "now" }
         ),
     );
+    report_span(args, start, end, r);
+    Some((start, end))
+}
+
+/// Where the next harvest starts from, in words.
+fn describe_start(args: &CheckArgs, from: StartFrom, tz: Tz) -> String {
+    let a = &args.harvest;
+    match from {
+        StartFrom::Journal { checkpoint_us } => format!(
+            "the journal's checkpoint {} less HARVEST_OVERLAP {} s",
+            timefmt::format_compact(checkpoint_us, tz),
+            a.pace.overlap
+        ),
+        StartFrom::S3 { checkpoint_us } => format!(
+            "the S3 checkpoint {}",
+            timefmt::format_compact(checkpoint_us, tz)
+        ),
+        StartFrom::Interval => {
+            format!("no checkpoint: now - DEFAULT_INTERVAL {} min", a.interval)
+        }
+    }
+}
+
+/// The span check's verdict on the window, as `harvest` (or `run`) would decide it.
+fn report_span(args: &CheckArgs, start: i64, end: i64, r: &mut Report) {
+    let a = &args.harvest;
     let verdict = span_verdict(
         start,
         end,
@@ -768,7 +862,6 @@ fn check_window(
             "run it once by hand with --catch-up (windows of MAX_START_END_SPAN) or --disable-start-end-span-check while no other harvester runs; or `harvester checkpoint --clear`, then harvest the gap in --start/--end pieces with --no-update-last-ts",
         ),
     }
-    Some((start, end))
 }
 
 /// One `limit=1` request for the window: reachable, credentials accepted; and the clock.
@@ -795,19 +888,7 @@ async fn check_opencast(
     let probe = match s.opencast.client().probe(&url).await {
         Ok(p) => p,
         Err(e) => {
-            let remedy = match &e {
-                OpencastError::CredentialsRejected { .. } => {
-                    "set the REST user's password in MATTERHORN_REST_PASS (and the user in MATTERHORN_REST_USER); the account needs digest (REST) login on the engage node"
-                }
-                OpencastError::Redirected { .. } | OpencastError::NoChallenge { .. } => {
-                    "point MATTERHORN_ENGAGE_HOST at the engage node's REST address (with its path prefix, if any)"
-                }
-                OpencastError::Status { status: 404, .. } => {
-                    "the node has no /usertracking/actions.json: check MATTERHORN_ENGAGE_HOST (an engage node, its path prefix) and that the usertracking service runs"
-                }
-                _ => "check that Opencast is up and MATTERHORN_ENGAGE_HOST (host, port, http/https) is right; OPENCAST_TIMEOUT bounds the wait",
-            };
-            r.fail("opencast", e.to_string(), remedy);
+            r.fail("opencast", e.to_string(), opencast_remedy(&e));
             r.skip("clock", "not compared: Opencast did not answer");
             return;
         }
@@ -831,7 +912,29 @@ async fn check_opencast(
             "point MATTERHORN_ENGAGE_HOST at an Opencast engage node (with its path prefix, if any)",
         ),
     }
-    // The server's clock, from its Date header (whole seconds), against ours at mid-request.
+    report_clock(&probe, sent_us, a.pace.overlap, r);
+}
+
+/// What to do when Opencast refused or failed the probe.
+fn opencast_remedy(e: &OpencastError) -> &'static str {
+    match e {
+        OpencastError::CredentialsRejected { .. } => {
+            "set the REST user's password in MATTERHORN_REST_PASS (and the user in MATTERHORN_REST_USER); the account needs digest (REST) login on the engage node"
+        }
+        OpencastError::Redirected { .. } | OpencastError::NoChallenge { .. } => {
+            "point MATTERHORN_ENGAGE_HOST at the engage node's REST address (with its path prefix, if any)"
+        }
+        OpencastError::Status { status: 404, .. } => {
+            "the node has no /usertracking/actions.json: check MATTERHORN_ENGAGE_HOST (an engage node, its path prefix) and that the usertracking service runs"
+        }
+        _ => "check that Opencast is up and MATTERHORN_ENGAGE_HOST (host, port, http/https) is right; OPENCAST_TIMEOUT bounds the wait",
+    }
+}
+
+/// The server's clock, from the probe's Date header (whole seconds), against ours at
+/// mid-request (`sent_us`: when the probe was sent); more skew than the overlap (at least 5 s)
+/// fails.
+fn report_clock(probe: &Probe, sent_us: i64, overlap: u64, r: &mut Report) {
     let Some(date) = probe.date.as_deref() else {
         r.skip("clock", "not compared: Opencast sent no Date header");
         return;
@@ -850,7 +953,7 @@ async fn check_opencast(
     // what was cut.
     let ours_us = sent_us + probe.elapsed.as_micros() as i64 / 2;
     let skew_s = (theirs.timestamp_micros() + 500_000 - ours_us) as f64 / 1e6;
-    let tolerance = a.pace.overlap.max(5) as f64;
+    let tolerance = overlap.max(5) as f64;
     let how = if skew_s >= 0.0 { "ahead of" } else { "behind" };
     if skew_s.abs() <= tolerance {
         r.pass(
@@ -875,14 +978,16 @@ async fn check_opencast(
     }
 }
 
+/// What `check_sqs` tells when SQS cannot be reached.
+const SQS_REMEDY: &str =
+    "check that SQS is reachable: AWS_ENDPOINT_URL(_SQS), the AWS credentials and region";
+
 /// The SQS queue: found (and its maximum message size, as the sink reads it) or to be created.
 async fn check_sqs(args: &CheckArgs, r: &mut Report) {
-    use aws_sdk_sqs::types::QueueAttributeName;
     let sink = &args.harvest.sink;
     let name = sink.queue_name.as_deref().unwrap_or("").trim().to_string();
     let client = aws::sqs_client(&aws::sdk_config().await);
-    let remedy =
-        "check that SQS is reachable: AWS_ENDPOINT_URL(_SQS), the AWS credentials and region";
+    let remedy = SQS_REMEDY;
     let lookup = client.get_queue_url().queue_name(&name).send();
     let url = match tokio::time::timeout(AWS_CALL_TIMEOUT, lookup).await {
         Err(_) => {
@@ -922,9 +1027,22 @@ async fn check_sqs(args: &CheckArgs, r: &mut Report) {
             return;
         }
     };
+    report_max_message_size(&client, &name, &url, sink.sqs_max_batch_bytes, r).await;
+}
+
+/// The queue's MaximumMessageSize, read as the sink reads it.
+async fn report_max_message_size(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    url: &str,
+    max_batch_bytes: usize,
+    r: &mut Report,
+) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let remedy = SQS_REMEDY;
     let attrs = client
         .get_queue_attributes()
-        .queue_url(&url)
+        .queue_url(url)
         .attribute_names(QueueAttributeName::MaximumMessageSize)
         .send();
     match tokio::time::timeout(AWS_CALL_TIMEOUT, attrs).await {
@@ -951,7 +1069,7 @@ async fn check_sqs(args: &CheckArgs, r: &mut Report) {
                 format!(
                     "queue '{name}' found ({url}); MaximumMessageSize {max} bytes{}: a larger record becomes a dead letter; batches of up to 10 records and SQS_MAX_BATCH_BYTES={} bytes",
                     if given.is_none() { " (not given; SQS's default)" } else { "" },
-                    sink.sqs_max_batch_bytes
+                    max_batch_bytes
                 ),
             );
         }
@@ -995,21 +1113,30 @@ async fn check_es(args: &CheckArgs, r: &mut Report) {
             r.pass("elasticsearch", detail);
         }
         Err(e) => {
-            let remedy = match &e {
-                EsError::Status { status: 401, .. } => {
-                    "give the right user and password in ELASTICSEARCH_HOST (https://user:password@host:port)"
-                }
-                EsError::Status { status: 403, .. } => {
-                    "grant this user the `monitor` cluster privilege (and write access to the action indices)"
-                }
-                _ => "start the node, or point ELASTICSEARCH_HOST at a reachable one (host:port or URL); ES_TIMEOUT bounds the wait",
-            };
-            r.fail("elasticsearch", e.to_string(), remedy);
+            r.fail("elasticsearch", e.to_string(), es_remedy(&e));
             r.skip("es template", "not checked: the node did not answer");
             return;
         }
     }
-    let glob = templates::glob_of(&sink.es_action_index);
+    check_es_template(&client, &sink.es_action_index, r).await;
+}
+
+/// What to do when the node refused or failed `GET /`.
+fn es_remedy(e: &EsError) -> &'static str {
+    match e {
+        EsError::Status { status: 401, .. } => {
+            "give the right user and password in ELASTICSEARCH_HOST (https://user:password@host:port)"
+        }
+        EsError::Status { status: 403, .. } => {
+            "grant this user the `monitor` cluster privilege (and write access to the action indices)"
+        }
+        _ => "start the node, or point ELASTICSEARCH_HOST at a reachable one (host:port or URL); ES_TIMEOUT bounds the wait",
+    }
+}
+
+/// The actions template: installed or not, and whether this build's version would install.
+async fn check_es_template(client: &EsClient, action_index: &str, r: &mut Report) {
+    let glob = templates::glob_of(action_index);
     let name = templates::name_for("actions", &glob);
     let installed = match client.template_exists(&name).await {
         Ok(b) => b,

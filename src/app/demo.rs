@@ -14,7 +14,7 @@ use crate::{sim, timefmt};
 
 /// `harvester sim`.
 pub async fn sim(args: &SimArgs) -> Result<(), AppError> {
-    let cfg = config::sim_config(&args.data)?;
+    let cfg = config::sim_config(&(&args.data).into())?;
     let addr: SocketAddr = args.listen.parse().map_err(|_| {
         ConfigError(format!(
             "--listen '{}' is not an address like 127.0.0.1:8080",
@@ -40,7 +40,7 @@ pub async fn sim(args: &SimArgs) -> Result<(), AppError> {
 
 /// `harvester demo`: the whole flow on embedded defaults, no settings needed.
 pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
-    let cfg = config::sim_config(&args.data)?;
+    let cfg = config::sim_config(&(&args.data).into())?;
     let (start, end, tz) = (cfg.data.start_us, cfg.data.end_us, cfg.tz);
     let (user, password) = (cfg.user.clone(), cfg.password.clone());
     let handle = sim::spawn(cfg, "127.0.0.1:0".parse().unwrap())
@@ -54,17 +54,14 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
         }
     }
     let journal = open_journal(&args.demo_journal)?;
-    let oc_args = crate::cli::OpencastArgs {
+    let settings = config::OpencastSettings {
         engage_host: Some(handle.url()),
-        conn: crate::cli::OpencastConn {
-            user: Some(user),
-            password: Some(password),
-            opencast_timezone: tz.to_string(),
-            opencast_timeout: 30,
-            opencast_retries: 5,
-        },
+        user: Some(user),
+        password: Some(password),
+        timeout_secs: 30,
+        retries: 5,
     };
-    let opencast = config::opencast(&oc_args, None)?;
+    let opencast = config::opencast(&settings, None)?;
     let episodes = EpisodeCache::new(
         opencast.clone(),
         journal.clone(),
@@ -97,7 +94,7 @@ pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppErro
         timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}")))
     };
     let (start, end) = (parse(&args.start, "--start")?, parse(&args.end, "--end")?);
-    let opencast = config::opencast(&args.opencast, None)?;
+    let opencast = config::opencast(&args.opencast.settings(), None)?;
     let journal = open_journal(&cli.journal)?;
     let episodes = EpisodeCache::new(
         opencast.clone(),
@@ -114,7 +111,7 @@ pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppErro
     let harvester = Harvester::new(opencast, episodes, journal, opts);
     let t = std::time::Instant::now();
     let (pages, bytes) = harvester
-        .fetch_only(start, end, args.decode)
+        .fetch_only(start, end, args.decode.into())
         .await
         .map_err(failed)?;
     tracing::info!(

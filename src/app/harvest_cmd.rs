@@ -49,7 +49,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let start_flag = parse_opt(&args.start, "--start")?;
     let end_flag = parse_opt(&args.end, "--end")?;
     let update = !args.no_update_last_ts;
-    let opencast = config::opencast(&args.opencast, None)?;
+    let opencast = config::opencast(&args.opencast.settings(), None)?;
 
     let journal = open_journal_as(&cli.journal, "harvest", None)?;
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);

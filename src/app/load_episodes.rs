@@ -47,60 +47,61 @@ struct Job<'a> {
     progress: Progress,
 }
 
-pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppError> {
+/// The checked settings of a run: the clients and the episodes asked for.
+struct Setup {
+    tz: chrono_tz::Tz,
+    oc: Opencast,
+    es: EsClient,
+    selection: Selection,
+}
+
+/// Reads and checks the settings; nothing is contacted yet.
+fn setup(a: &LoadEpisodesArgs) -> Result<Setup, ConfigError> {
     let tz = config::parse_tz(&a.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let admin = a.admin_host.as_deref().filter(|h| !h.trim().is_empty());
     if admin.is_none() {
         return Err(ConfigError(
             "load-episodes reads live-stream times from the admin node: set MATTERHORN_ADMIN_HOST (in .env) or pass -A/--admin-host".into(),
-        )
-        .into());
+        ));
     }
     let oc = config::opencast(
         &OpencastArgs {
             engage_host: a.engage_host.clone(),
             conn: a.conn.clone(),
-        },
+        }
+        .settings(),
         admin,
     )
     .map_err(|e| ConfigError(e.0.replace("-H/--engage-host", "-E/--engage-host")))?;
     let es = EsClient::new(&a.es_host, Duration::from_secs(a.es_timeout.max(1)))
         .map_err(|e| ConfigError(format!("{e} (set ELASTICSEARCH_HOST or -e/--es-host)")))?;
     if a.es_index.contains('%') {
-        return Err(
-            ConfigError("EPISODE_INDEX_NAME is one index name, without %-fields".into()).into(),
-        );
+        return Err(ConfigError(
+            "EPISODE_INDEX_NAME is one index name, without %-fields".into(),
+        ));
     }
     crate::forward::es::check_index_pattern(&a.es_index)
         .map_err(|e| ConfigError(format!("EPISODE_INDEX_NAME: {e}")))?;
     if !a.wait.is_finite() || a.wait < 0.0 {
-        return Err(ConfigError("--wait takes a number of seconds, 0 or more".into()).into());
+        return Err(ConfigError(
+            "--wait takes a number of seconds, 0 or more".into(),
+        ));
     }
-    let selection = if !a.mpid.is_empty() {
-        let mut ids: Vec<String> = a.mpid.iter().map(|m| m.trim().to_string()).collect();
-        if ids.iter().any(String::is_empty) {
-            return Err(ConfigError("--mpid takes a media package id".into()).into());
-        }
-        ids.dedup();
-        Selection::Ids(ids)
-    } else if let Some(p) = &a.source_index_pattern {
-        let p = if p.trim().is_empty() {
-            let yesterday = timefmt::now_us() - 86_400_000_000;
-            crate::forward::es::format_index(&a.es_action_index, yesterday).ok_or_else(|| {
-                ConfigError(format!(
-                    "ES_ACTION_INDEX '{}' has an invalid %-field",
-                    a.es_action_index
-                ))
-            })?
-        } else {
-            p.trim().to_string()
-        };
-        Selection::SourceIndices(p)
-    } else {
-        let days = a.created_from_days_ago.unwrap_or(1);
-        let from = timefmt::now_us() - days as i64 * 86_400_000_000;
-        Selection::CreatedSince(timefmt::format_utc_z(timefmt::floor_second(from)))
-    };
+    Ok(Setup {
+        tz,
+        oc,
+        es,
+        selection: selection(a)?,
+    })
+}
+
+pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppError> {
+    let Setup {
+        tz,
+        oc,
+        es,
+        selection,
+    } = setup(a)?;
     let journal = open_journal(&cli.journal)?;
     let began = Instant::now();
 
@@ -142,6 +143,37 @@ pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppErr
         "load-episodes complete"
     );
     result
+}
+
+/// The episodes asked for: `--mpid`, the ids in action indices, or those created lately.
+fn selection(a: &LoadEpisodesArgs) -> Result<Selection, ConfigError> {
+    if !a.mpid.is_empty() {
+        let mut ids: Vec<String> = a.mpid.iter().map(|m| m.trim().to_string()).collect();
+        if ids.iter().any(String::is_empty) {
+            return Err(ConfigError("--mpid takes a media package id".into()));
+        }
+        ids.dedup();
+        Ok(Selection::Ids(ids))
+    } else if let Some(p) = &a.source_index_pattern {
+        let p = if p.trim().is_empty() {
+            let yesterday = timefmt::now_us() - 86_400_000_000;
+            crate::forward::es::format_index(&a.es_action_index, yesterday).ok_or_else(|| {
+                ConfigError(format!(
+                    "ES_ACTION_INDEX '{}' has an invalid %-field",
+                    a.es_action_index
+                ))
+            })?
+        } else {
+            p.trim().to_string()
+        };
+        Ok(Selection::SourceIndices(p))
+    } else {
+        let days = a.created_from_days_ago.unwrap_or(1);
+        let from = timefmt::now_us() - days as i64 * 86_400_000_000;
+        Ok(Selection::CreatedSince(timefmt::format_utc_z(
+            timefmt::floor_second(from),
+        )))
+    }
 }
 
 impl Job<'_> {
@@ -240,8 +272,20 @@ impl Job<'_> {
         if metas.is_empty() {
             return Ok(());
         }
+        let built = self.build(metas).await?;
+        let now = timefmt::now_us();
+        self.journal_docs(&built, now).await?;
+        self.index(&built, now).await
+    }
+
+    /// Each episode's document, from its metadata and newest succeeded workflow.
+    async fn build(
+        &mut self,
+        metas: Vec<EpisodeMeta>,
+    ) -> Result<Vec<(EpisodeMeta, EpisodeDoc)>, AppError> {
         let (oc, def, tz) = (&self.oc, &self.args.workflow_definition, self.tz);
-        let built: Vec<(EpisodeMeta, EpisodeDoc)> = futures::stream::iter(metas)
+        let with_gaps = &mut self.tally.with_gaps;
+        futures::stream::iter(metas)
             .map(|m| async move {
                 let wfs = oc.workflows(&m.mpid, def).await?;
                 let (doc, gaps) = EpisodeDoc::build(&m, newest_succeeded(&wfs), tz);
@@ -253,14 +297,21 @@ impl Job<'_> {
             .buffered(self.args.concurrency as usize)
             .map_ok(|(m, doc, gaps)| {
                 if gaps {
-                    self.tally.with_gaps += 1;
+                    *with_gaps += 1;
                 }
                 (m, doc)
             })
             .try_collect()
             .await
-            .map_err(failed)?;
-        let now = timefmt::now_us();
+            .map_err(failed)
+    }
+
+    /// The metadata and documents, journaled before they are indexed.
+    async fn journal_docs(
+        &self,
+        built: &[(EpisodeMeta, EpisodeDoc)],
+        now: i64,
+    ) -> Result<(), AppError> {
         let entries: Vec<(String, EpisodeEntry, Option<EpisodeDocEntry>)> = built
             .iter()
             .map(|(m, d)| {
@@ -282,9 +333,17 @@ impl Job<'_> {
             .await
             .map_err(failed)?
             .map_err(failed)?;
+        Ok(())
+    }
 
+    /// One bulk request of the documents; the ones Elasticsearch rejects become dead letters.
+    async fn index(
+        &mut self,
+        built: &[(EpisodeMeta, EpisodeDoc)],
+        now: i64,
+    ) -> Result<(), AppError> {
         let mut lines = BulkLines::with_capacity(built.len(), built.len() * 1500);
-        for (_, d) in &built {
+        for (_, d) in built {
             lines.push_index(&self.args.es_index, &d.mpid, |out| {
                 serde_json::to_writer(out, d).expect("a document serialises")
             });
@@ -295,32 +354,8 @@ impl Job<'_> {
         let report = self.es.bulk_index(&lines, &self.policy).await;
         self.tally.requests += report.requests;
         if !report.rejected.is_empty() {
-            let dead: Vec<(String, DeadLetter)> = report
-                .rejected
-                .iter()
-                .map(|(k, why)| {
-                    let mpid = &built[*k].1.mpid;
-                    (
-                        format!("es:{}:{mpid}:{now}", self.args.es_index),
-                        DeadLetter {
-                            source: format!("elasticsearch index {}", self.args.es_index),
-                            raw: String::from_utf8_lossy(lines.document(*k)).into_owned(),
-                            reason: format!("Elasticsearch rejected episode {mpid} ({why})"),
-                            at_us: now,
-                        },
-                    )
-                })
-                .collect();
-            self.tally.rejected += dead.len() as u64;
-            tracing::warn!(
-                rejected = dead.len(),
-                "Elasticsearch rejected episode documents; they are in the dead-letter table (harvester journal dump --dead-letters)"
-            );
-            let j = self.journal.clone();
-            tokio::task::spawn_blocking(move || j.add_dead_letters(dead))
-                .await
-                .map_err(failed)?
-                .map_err(failed)?;
+            self.keep_rejected(&report.rejected, &lines, built, now)
+                .await?;
         }
         let resolved = match &report.failed {
             Some((k, _)) => *k,
@@ -340,6 +375,42 @@ impl Job<'_> {
                 self.args.es_index
             )));
         }
+        Ok(())
+    }
+
+    /// The documents Elasticsearch rejected (`(position, why)`), into the dead-letter table.
+    async fn keep_rejected(
+        &mut self,
+        rejected: &[(usize, String)],
+        lines: &BulkLines,
+        built: &[(EpisodeMeta, EpisodeDoc)],
+        now: i64,
+    ) -> Result<(), AppError> {
+        let dead: Vec<(String, DeadLetter)> = rejected
+            .iter()
+            .map(|(k, why)| {
+                let mpid = &built[*k].1.mpid;
+                (
+                    format!("es:{}:{mpid}:{now}", self.args.es_index),
+                    DeadLetter {
+                        source: format!("elasticsearch index {}", self.args.es_index),
+                        raw: String::from_utf8_lossy(lines.document(*k)).into_owned(),
+                        reason: format!("Elasticsearch rejected episode {mpid} ({why})"),
+                        at_us: now,
+                    },
+                )
+            })
+            .collect();
+        self.tally.rejected += dead.len() as u64;
+        tracing::warn!(
+            rejected = dead.len(),
+            "Elasticsearch rejected episode documents; they are in the dead-letter table (harvester journal dump --dead-letters)"
+        );
+        let j = self.journal.clone();
+        tokio::task::spawn_blocking(move || j.add_dead_letters(dead))
+            .await
+            .map_err(failed)?
+            .map_err(failed)?;
         Ok(())
     }
 }

@@ -122,7 +122,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
         addr,
     } = Settings::parse(args)?;
     let token = ApiToken::from_env()?;
-    let opencast = config::opencast(&args.opencast, None)?;
+    let opencast = config::opencast(&args.opencast.settings(), None)?;
     let stop = on_signal();
     let metrics = Arc::new(Metrics::new(opencast.client().stats_handle()));
     metrics.set_journal_path(&cli.journal);

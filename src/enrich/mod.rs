@@ -397,32 +397,11 @@ impl EnricherSlot {
     pub fn get(&self) -> Option<&Arc<Enricher>> {
         self.0.get().and_then(Option::as_ref)
     }
-}
-
-impl From<&crate::cli::EnrichArgs> for EnrichSettings {
-    fn from(a: &crate::cli::EnrichArgs) -> EnrichSettings {
-        EnrichSettings {
-            geoip_database: a.geoip_database.clone(),
-            parse_useragent: a.parse_useragent,
-            scope: Scope::parse(&a.enrich_sinks).unwrap_or_default(),
-            es_drop_useragent: a.es_drop_useragent,
-        }
-    }
-}
-
-impl crate::cli::EnrichArgs {
-    /// Opens the database and compiles the parser these settings ask for (once per process).
-    pub fn check(&self) -> Result<(), crate::config::ConfigError> {
-        Scope::parse(&self.enrich_sinks).map_err(crate::config::ConfigError)?;
-        self.enricher
-            .init(&EnrichSettings::from(self))
-            .map_err(|e| crate::config::ConfigError(e.to_string()))
-    }
 
     /// The enricher of a sink: Elasticsearch sinks always get it, the others only with
     /// `ENRICH_SINKS=all`.
     pub fn for_sink(&self, es: bool) -> Option<SinkEnricher> {
-        let e = self.enricher.get()?;
+        let e = self.get()?;
         (es || e.scope == Scope::All).then(|| e.for_sink())
     }
 }

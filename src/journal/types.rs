@@ -3,7 +3,7 @@
 use bincode::{Decode, Encode};
 
 use crate::episode_doc::EpisodeDoc;
-use crate::opencast::EpisodeMeta;
+use crate::episode_meta::EpisodeMeta;
 
 /// The last harvested action's time, and whether S3 has been told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
@@ -110,4 +110,58 @@ pub struct QuarantinedBlock {
     pub at_us: i64,
     /// The block's bytes as stored.
     pub bytes: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::episode_meta::Attachment;
+    use crate::journal::codec::{decode_value, encode_value};
+
+    /// The stored bytes of an episode, pinned: journals written by earlier builds must keep
+    /// reading, whatever module the metadata type lives in.
+    #[test]
+    fn an_episode_entry_is_stored_as_it_always_was() {
+        let entry = EpisodeEntry {
+            fetched_at_us: 1_700_000_000_000_000,
+            meta: Some(EpisodeMeta {
+                mpid: "mp-1".into(),
+                title: Some("T".into()),
+                duration_ms: Some(-1),
+                start: None,
+                dc_created: Some("c".into()),
+                series: None,
+                series_title: None,
+                dc_type: Some("d".into()),
+                dc_description: None,
+                attachments: vec![Attachment {
+                    kind: "k".into(),
+                    url: Some("u".into()),
+                    reference: None,
+                }],
+            }),
+        };
+        let expected: &[u8] = &[
+            0x01, // value format version
+            0xfd, 0x00, 0x80, 0x3c, 0x30, 0x48, 0x14, 0x0c,
+            0x00, // fetched_at_us (zigzag u64)
+            0x01, // meta: Some
+            0x04, b'm', b'p', b'-', b'1', // mpid
+            0x01, 0x01, b'T', // title
+            0x01, 0x01, // duration_ms: Some(-1), zigzag
+            0x00, // start
+            0x01, 0x01, b'c', // dc_created
+            0x00, 0x00, // series, series_title
+            0x01, 0x01, b'd', // dc_type
+            0x00, // dc_description
+            0x01, 0x01, b'k', 0x01, 0x01, b'u', 0x00, // one attachment: kind, url, reference
+        ];
+        assert_eq!(encode_value(&entry), expected);
+        assert_eq!(decode_value::<EpisodeEntry>(expected).unwrap(), entry);
+        let unknown = EpisodeEntry {
+            fetched_at_us: 2,
+            meta: None,
+        };
+        assert_eq!(encode_value(&unknown), [0x01, 0x04, 0x00]);
+    }
 }

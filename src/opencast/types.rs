@@ -12,6 +12,7 @@ use super::wire::{
     ActionsPage, IsPlaying, LenientI64, LenientStr, PageActions, WireAction, WireEpisode,
     WireWorkflow,
 };
+pub use crate::episode_meta::{Attachment, EpisodeMeta};
 use crate::timefmt;
 
 /// A user action, validated: everything a record needs, in strict types. Its strings borrow
@@ -161,31 +162,8 @@ impl<'a> JudgedPage<'a> {
     }
 }
 
-/// An attachment of a media package (player previews, segment previews with slide times).
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize)]
-pub struct Attachment {
-    pub kind: String,
-    pub url: Option<String>,
-    pub reference: Option<String>,
-}
-
-/// Episode metadata from the search endpoint, as the harvester keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize)]
-pub struct EpisodeMeta {
-    pub mpid: String,
-    pub title: Option<String>,
-    pub duration_ms: Option<i64>,
-    /// The media package `start` exactly as Opencast gave it.
-    pub start: Option<String>,
-    pub dc_created: Option<String>,
-    pub series: Option<String>,
-    pub series_title: Option<String>,
-    pub dc_type: Option<String>,
-    pub dc_description: Option<String>,
-    pub attachments: Vec<Attachment>,
-}
-
 impl EpisodeMeta {
+    /// The metadata of a search result; `None` when it has no media package id.
     pub fn from_wire(w: WireEpisode) -> Option<EpisodeMeta> {
         let mp = w.mediapackage.0;
         let mpid = mp

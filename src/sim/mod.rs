@@ -6,6 +6,7 @@
 //! and the benchmarks, so it renders pages straight from the deterministic generator in `data`.
 
 pub mod data;
+mod digest;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,9 +21,9 @@ use axum::routing::get;
 use axum::Router;
 use chrono_tz::Tz;
 
-use crate::opencast::digest::Credentials;
 use crate::timefmt;
 pub use data::{Data, DataConfig, SimAction};
+use digest::Credentials;
 
 /// Faults to inject, each off at 0.
 #[derive(Debug, Clone, Default)]
