@@ -122,14 +122,14 @@ pub struct Metrics {
     opencast: Arc<ClientStats>,
     /// The live figures, registered once; the ones read when scraped are added per answer.
     registry: Registry,
-    pub actions_harvested: Counter,
-    pub duplicates_skipped: Counter,
-    pub dead_letters: Counter,
-    pub harvest_runs: Counter,
-    pub harvest_errors: Counter,
-    pub s3_errors: Counter,
-    pub journal_faults: Counter,
-    pub journal_reopens: Counter,
+    actions_harvested: Counter,
+    duplicates_skipped: Counter,
+    dead_letters: Counter,
+    harvest_runs: Counter,
+    harvest_errors: Counter,
+    s3_errors: Counter,
+    journal_faults: Counter,
+    journal_reopens: Counter,
     /// Per cursor (`stdout`, `sqs:QUEUE`, `es:PATTERN`); connection failures per kind.
     forwarded: Family<SinkLabel, Counter>,
     sink_errors: Family<SinkLabel, Counter>,
@@ -148,7 +148,7 @@ pub struct Metrics {
     /// Why the journal is closed (`None` while it is open and usable).
     journal_down: Mutex<Option<String>>,
     /// GeoIP / user-agent enrichment, when on (its figures are rendered below).
-    pub enrichment: OnceLock<Arc<crate::enrich::Enricher>>,
+    enrichment: OnceLock<Arc<crate::enrich::Enricher>>,
 }
 
 impl Metrics {
@@ -255,6 +255,26 @@ impl Metrics {
              SQS, one write for stdout)",
             self.sink_send.clone(),
         );
+    }
+
+    /// The enrichment in use (its figures are shown from now on); a second call is ignored.
+    pub fn set_enrichment(&self, e: Arc<crate::enrich::Enricher>) {
+        let _ = self.enrichment.set(e);
+    }
+
+    /// A failed checkpoint write to S3.
+    pub fn s3_error(&self) {
+        self.s3_errors.inc();
+    }
+
+    /// An I/O error closed the journal.
+    pub fn journal_fault(&self) {
+        self.journal_faults.inc();
+    }
+
+    /// An attempt to open the journal again.
+    pub fn journal_reopen_attempt(&self) {
+        self.journal_reopens.inc();
     }
 
     /// Where the journal lives (its size and free space are shown even while it is closed).

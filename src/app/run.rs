@@ -127,7 +127,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let metrics = Arc::new(Metrics::new(opencast.client().stats_handle()));
     metrics.set_journal_path(&cli.journal);
     if let Some(e) = args.sink.enrich.enricher.get() {
-        let _ = metrics.enrichment.set(e.clone());
+        metrics.set_enrichment(e.clone());
     }
     let path = cli.journal.as_path();
     // A journal that cannot be used (in use, of a newer format) fails the command; one that
@@ -219,7 +219,7 @@ async fn serve(
         slot.set(None);
         close(j, stop).await;
         let Some(e) = fault else { break };
-        svc.metrics.journal_faults.inc();
+        svc.metrics.journal_fault();
         if healthy_cycles > 0 {
             reopen.reset();
         }

@@ -69,7 +69,7 @@ pub(super) async fn open_with_backoff(
         if stop.is_shutdown() {
             return Ok(None);
         }
-        metrics.journal_reopens.inc();
+        metrics.journal_reopen_attempt();
         match try_open(path, args).await? {
             Ok(j) => {
                 metrics.journal_up();

@@ -201,7 +201,7 @@ impl Service<'_> {
         }
         if let Some(s3) = &self.s3 {
             if let Err(e) = sync_checkpoint(journal, s3, self.tz).await {
-                self.metrics.s3_errors.inc();
+                self.metrics.s3_error();
                 tracing::error!(error = %e, "checkpoint not written to S3");
             }
         }
