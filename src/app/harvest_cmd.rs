@@ -75,12 +75,13 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         args.catch_up,
     ) {
         SpanVerdict::TooLarge { span, max } => {
-            return Err(failed(HarvestError::SpanTooLarge {
+            return Err(HarvestError::SpanTooLarge {
                 start: timefmt::format_compact(start, tz),
                 end: timefmt::format_compact(end, tz),
                 span,
                 max,
-            }))
+            }
+            .into())
         }
         SpanVerdict::CatchUp { max, .. } => Some(max),
         _ => None,
@@ -130,7 +131,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "harvest stopped; what was journaled before stays, and is forwarded");
-            errors.push(failed(e));
+            errors.push(e.into());
             None
         }
     };
@@ -267,7 +268,7 @@ async fn follow(
             if let ForwardError::Sink { forwarded: n, .. } = &mut e {
                 *n += forwarded;
             }
-            Err(failed(e))
+            Err(e.into())
         }
     }
 }

@@ -12,11 +12,12 @@ use crate::cli::{
     SalvageArgs, StatsArgs,
 };
 use crate::config::{self, ConfigError};
+use crate::forward::{self, SinkFailure};
 use crate::journal::inspect::{self, Filter};
 use crate::journal::Journal;
 use crate::progress::Progress;
 use crate::record_csv::CsvDump;
-use crate::{forward, timefmt};
+use crate::timefmt;
 
 pub async fn run(cli: &Cli, args: &JournalArgs) -> Result<(), AppError> {
     match &args.command {
@@ -221,7 +222,7 @@ fn write_by_mpid<T, E: std::fmt::Display>(
             }
             Err(err) => serde_json::json!({"mpid": mpid, "error": err.to_string()}),
         };
-        writeln!(out, "{line}").map_err(failed)?;
+        writeln!(out, "{line}").map_err(AppError::Output)?;
     }
     Ok(())
 }
@@ -233,7 +234,7 @@ pub fn write_dump(
     out: &mut impl Write,
 ) -> Result<Vec<inspect::BadBlock>, AppError> {
     if req.episodes {
-        let rows = j.episodes().map_err(failed)?;
+        let rows = j.episodes()?;
         write_by_mpid(out, rows, |e| {
             serde_json::json!({
                 "fetched_at": timefmt::format_rfc3339(e.fetched_at_us),
@@ -244,7 +245,7 @@ pub fn write_dump(
         return Ok(Vec::new());
     }
     if req.episode_docs {
-        let rows = j.episode_docs().map_err(failed)?;
+        let rows = j.episode_docs()?;
         write_by_mpid(out, rows, |e| {
             serde_json::json!({
                 "built_at": timefmt::format_rfc3339(e.built_at_us),
@@ -254,8 +255,8 @@ pub fn write_dump(
         return Ok(Vec::new());
     }
     if req.dead_letters {
-        let refusals = j.sink_refusals().map_err(failed)?;
-        for (n, d) in j.dead_letters().map_err(failed)? {
+        let refusals = j.sink_refusals()?;
+        for (n, d) in j.dead_letters()? {
             let mut line = serde_json::json!({
                 "dead_letter": n,
                 "at": timefmt::format_rfc3339(d.at_us),
@@ -274,7 +275,7 @@ pub fn write_dump(
                     .map(timefmt::format_rfc3339)
                     .map_or(serde_json::Value::Null, Into::into);
             }
-            writeln!(out, "{line}").map_err(failed)?;
+            writeln!(out, "{line}").map_err(AppError::Output)?;
         }
         return Ok(Vec::new());
     }
@@ -285,13 +286,9 @@ pub fn write_dump(
             Some(e) => e.write_record(r, line, true),
             None => r.write_es_json(line),
         };
-        return Ok(inspect::dump_with(j, &req.filter, req.limit, out, write)
-            .map_err(failed)?
-            .bad_blocks);
+        return Ok(inspect::dump_with(j, &req.filter, req.limit, out, write)?.bad_blocks);
     }
-    Ok(inspect::dump(j, &req.filter, req.limit, out)
-        .map_err(failed)?
-        .bad_blocks)
+    Ok(inspect::dump(j, &req.filter, req.limit, out)?.bad_blocks)
 }
 
 /// The journal, or the running service that holds it.
@@ -351,7 +348,7 @@ async fn remote_get(
 async fn remote(addr: &str, path: &str, pairs: &[(String, String)]) -> Result<(), AppError> {
     let mut resp = remote_get(addr, path, pairs).await?;
     let mut out = std::io::stdout().lock();
-    while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+    while let Some(chunk) = resp.chunk().await? {
         if out.write_all(&chunk).is_err() {
             break;
         }
@@ -370,7 +367,7 @@ async fn remote_csv(addr: &str, pairs: &[(String, String)]) -> Result<(), AppErr
         Err(e) => return write_error(e),
     };
     let mut pending: Vec<u8> = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+    while let Some(chunk) = resp.chunk().await? {
         pending.extend_from_slice(&chunk);
         let mut start = 0;
         while let Some(n) = pending[start..].iter().position(|b| *b == b'\n') {
@@ -415,7 +412,7 @@ pub fn write_csv_dump(
         Ok(c) => c,
         Err(e) => return write_error(e).map(|()| Vec::new()),
     };
-    let sum = inspect::for_each(j, &req.filter, req.limit, |r| csv.record(r)).map_err(failed)?;
+    let sum = inspect::for_each(j, &req.filter, req.limit, |r| csv.record(r))?;
     csv.finish().map(drop).or_else(write_error)?;
     Ok(sum.bad_blocks)
 }
@@ -491,12 +488,12 @@ async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
     }
     let s = match access(cli)? {
         Access::Local(j) if a.enrich => {
-            let s = inspect::stats(&j).map_err(failed)?;
+            let s = inspect::stats(&j)?;
             let f = enrich_figures(&j, a.enrich_args.enricher.get())?;
             if a.json {
-                let mut v = serde_json::to_value(&s).map_err(failed)?;
-                v["enrichment"] = serde_json::to_value(f).map_err(failed)?;
-                println!("{}", serde_json::to_string_pretty(&v).map_err(failed)?);
+                let mut v = serde_json::to_value(&s)?;
+                v["enrichment"] = serde_json::to_value(f)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print!("{s}");
                 let rate = crate::enrich::EnrichFigures::rate;
@@ -517,7 +514,7 @@ async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
                 "journal stats --enrich reads the journal itself, and `harvester run` holds it now; its /metrics has the enrichment figures of what it forwarded",
             ))
         }
-        Access::Local(j) => inspect::stats(&j).map_err(failed)?,
+        Access::Local(j) => inspect::stats(&j)?,
         Access::Remote(addr) => {
             let url = format!("http://{addr}/journal/stats");
             let resp = api_get(&url).send().await.map_err(|e| {
@@ -533,11 +530,11 @@ async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
                     text.trim()
                 )));
             }
-            resp.json::<inspect::Stats>().await.map_err(failed)?
+            resp.json::<inspect::Stats>().await?
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s).map_err(failed)?);
+        println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         print!("{s}");
     }
@@ -558,7 +555,7 @@ fn enrich_figures(
     let mut s = e.for_sink();
     let mut pos = 0;
     loop {
-        let (first, records) = j.read_from(pos, forward::CHUNK).map_err(failed)?;
+        let (first, records) = j.read_from(pos, forward::CHUNK)?;
         if records.is_empty() {
             break;
         }
@@ -587,7 +584,7 @@ fn verify(cli: &Cli) -> Result<(), AppError> {
             p = cli.journal.display()
         ))
     })?;
-    let rep = inspect::verify(&j).map_err(failed)?;
+    let rep = inspect::verify(&j)?;
     if rep.ok() {
         let q = if rep.quarantined > 0 {
             format!(
@@ -650,12 +647,11 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
     );
     let start = f.start_seq();
     if a.restart {
-        j.set_cursor(&name, start).map_err(failed)?;
+        j.set_cursor(&name, start)?;
     }
-    let mut pos = j.cursor(&name).map_err(failed)?.max(start);
+    let mut pos = j.cursor(&name)?.max(start);
     let end = j
-        .next_seq()
-        .map_err(failed)?
+        .next_seq()?
         .min(f.seq.map(|(_, b)| b.saturating_add(1)).unwrap_or(u64::MAX));
     if pos > start {
         tracing::info!(replay = %name, resume_at = pos, "resuming replay");
@@ -667,10 +663,7 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
     while pos < end {
         let jj: Arc<Journal> = j.clone();
         let (first, records) =
-            tokio::task::spawn_blocking(move || jj.read_from(pos, forward::CHUNK))
-                .await
-                .map_err(failed)?
-                .map_err(failed)?;
+            tokio::task::spawn_blocking(move || jj.read_from(pos, forward::CHUNK)).await??;
         if records.is_empty() {
             break;
         }
@@ -698,7 +691,7 @@ async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
         let next = first + upto as u64;
         progress.inc(next - pos);
         pos = next;
-        j.set_cursor(&name, pos).map_err(failed)?;
+        j.set_cursor(&name, pos)?;
     }
     progress.finish();
     drop(sink); // adds its last enrichment counts to the figures
@@ -731,8 +724,8 @@ async fn replay_dead_letters(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> 
         .into()),
     };
     let j = open_journal(&cli.journal)?;
-    let letters = j.dead_letters().map_err(failed)?;
-    let refusals = j.sink_refusals().map_err(failed)?;
+    let letters = j.dead_letters()?;
+    let refusals = j.sink_refusals()?;
     for n in &a.dead_letter {
         match refusals.get(n) {
             Some(r) if r.sink == kind => {}
@@ -778,18 +771,21 @@ async fn replay_dead_letters(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> 
                 };
                 let out = s.send_entries(vec![entry]).await;
                 match (out.failed, out.refused.into_iter().next()) {
-                    (Some(e), _) => Err(e),
+                    (Some(e), _) => Err(SinkFailure::from(e)),
                     (None, Some((_, why))) => Ok(Some(why)),
                     (None, None) => Ok(None),
                 }
             }
-            forward::Sink::Es(s) => s.resend_document(&r.target, r.action_id, &d.raw).await,
-            forward::Sink::Stdout(_) => Err("stdout takes no dead letters".to_string()),
+            forward::Sink::Es(s) => s
+                .resend_document(&r.target, r.action_id, &d.raw)
+                .await
+                .map_err(SinkFailure::from),
+            // `kind` above is sqs or es: stdout takes no dead letters.
+            forward::Sink::Stdout(_) => unreachable!("dead letters replay to sqs or es only"),
         };
         match outcome {
             Ok(None) => {
-                j.mark_dead_letter_delivered(n, timefmt::now_us())
-                    .map_err(failed)?;
+                j.mark_dead_letter_delivered(n, timefmt::now_us())?;
                 tracing::info!(dead_letter = n, action_id = r.action_id, sink = %target, "dead letter delivered");
                 delivered += 1;
             }
@@ -797,10 +793,12 @@ async fn replay_dead_letters(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> 
                 tracing::warn!(dead_letter = n, action_id = r.action_id, reason = %why, "dead letter refused again; it stays");
                 still.push((n, why));
             }
-            Err(e) => {
-                return Err(failed(format!(
-                    "replaying dead letters to {target}: {e}; {delivered} were delivered, run the same command again to go on"
-                )))
+            Err(source) => {
+                return Err(AppError::Replay {
+                    target,
+                    delivered,
+                    source: Box::new(source),
+                })
             }
         }
     }
@@ -820,26 +818,23 @@ fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {
     let cutoff = timefmt::now_us() - secs * 1_000_000;
     let j = open_journal(&cli.journal)?;
     let cursors: Vec<(String, u64)> = j
-        .cursors()
-        .map_err(failed)?
+        .cursors()?
         .into_iter()
         .filter(|(n, _)| !n.starts_with("replay:"))
         .collect();
     let acked = cursors.iter().map(|(_, c)| *c).min().unwrap_or(0);
     let mut held_back = 0u64;
-    let (blocks, records) = j
-        .remove_blocks(|first, h| {
-            if h.max_created_us >= cutoff {
-                return false;
-            }
-            let forwarded = first + h.count as u64 <= acked;
-            if !forwarded && !a.force {
-                held_back += h.count as u64;
-                return false;
-            }
-            true
-        })
-        .map_err(failed)?;
+    let (blocks, records) = j.remove_blocks(|first, h| {
+        if h.max_created_us >= cutoff {
+            return false;
+        }
+        let forwarded = first + h.count as u64 <= acked;
+        if !forwarded && !a.force {
+            held_back += h.count as u64;
+            return false;
+        }
+        true
+    })?;
     let mut j = Arc::try_unwrap(j).map_err(|_| failed("journal still shared"))?;
     let spin = crate::progress::Spinner::start("compacting the journal");
     let compacted = j.compact().map_err(failed);
@@ -872,7 +867,7 @@ fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {
 fn salvage(cli: &Cli, a: &SalvageArgs) -> Result<(), AppError> {
     let tz = config::parse_tz(&a.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let j = open_journal(&cli.journal)?;
-    let done = j.salvage().map_err(failed)?;
+    let done = j.salvage()?;
     if done.is_empty() {
         println!("no unreadable blocks: nothing to salvage");
         return Ok(());

@@ -22,8 +22,8 @@ use chrono_tz::Tz;
 use tokio::sync::{watch, Notify};
 
 use super::{
-    check_sink_settings, default_start, failed, make_sink, owner, parse_outputs, s3_checkpoint,
-    s3_client_if, sync_checkpoint, AppError, Output,
+    check_sink_settings, default_start, journal_error, make_sink, owner, parse_outputs,
+    s3_checkpoint, s3_client_if, sync_checkpoint, AppError, Output,
 };
 use crate::checkpoint::S3Checkpoint;
 use crate::cli::{Cli, RunArgs, SinkArgs};
@@ -139,12 +139,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let first = try_open(path, args).await?;
     if let Err(e) = &first {
         if !e.needs_reopen() {
-            return Err(match (e, owner::read(path)) {
-                (JournalError::InUse { .. }, Some(o)) => {
-                    failed(format!("{e} (held by {})", owner::describe(&o)))
-                }
-                _ => failed(e),
-            });
+            return Err(journal_error(path, first.err().expect("an error")));
         }
     }
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
@@ -152,7 +147,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let slot = JournalSlot::default();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| failed(format!("cannot listen on METRICS_ADDR {addr}: {e}")))?;
+        .map_err(|e| AppError::io(format!("cannot listen on METRICS_ADDR {addr}"), e))?;
     let access = RecordAccess::for_addr(&addr, token);
     let app = http::router(metrics.clone(), slot.clone(), access);
     let mut srv_stop = stop_rx.clone();
@@ -217,9 +212,7 @@ async fn try_open(
     args: &RunArgs,
 ) -> Result<Result<Arc<Journal>, JournalError>, AppError> {
     let p = path.to_path_buf();
-    let res = tokio::task::spawn_blocking(move || Journal::open(&p))
-        .await
-        .map_err(failed)?;
+    let res = tokio::task::spawn_blocking(move || Journal::open(&p)).await?;
     match res {
         Ok(j) => {
             owner::claim(path, "run", Some(&args.metrics_addr));
@@ -320,7 +313,12 @@ enum Cycle {
     Done(HarvestSummary),
     Interrupted,
     JournalFault(JournalError),
-    Failed(String),
+    Failed(AppError),
+    /// Opencast answered an error status: the body it sent stays in the log, off /healthz.
+    OpencastStatus {
+        url: String,
+        status: u16,
+    },
 }
 
 impl Service<'_> {
@@ -404,6 +402,12 @@ impl Service<'_> {
                     break;
                 }
                 Cycle::Failed(e) => {
+                    self.metrics.harvest_failed(&e.to_string());
+                    tracing::error!(error = %e, "harvest cycle failed; retrying next cycle");
+                }
+                Cycle::OpencastStatus { url, status } => {
+                    let e =
+                        format!("Opencast answered {status} for {url} (the log has its answer)");
                     self.metrics.harvest_failed(&e);
                     tracing::error!(error = %e, "harvest cycle failed; retrying next cycle");
                 }
@@ -454,7 +458,7 @@ impl Service<'_> {
         .await
         {
             Ok(s) => s,
-            Err(e) => return Cycle::Failed(e.to_string()),
+            Err(e) => return Cycle::Failed(e),
         };
         let end = timefmt::floor_second(timefmt::now_us());
         let windows = harvest::windows(
@@ -477,10 +481,8 @@ impl Service<'_> {
                 url,
                 status,
                 ..
-            })) => Cycle::Failed(format!(
-                "Opencast answered {status} for {url} (the log has its answer)"
-            )),
-            Err(e) => Cycle::Failed(e.to_string()),
+            })) => Cycle::OpencastStatus { url, status },
+            Err(e) => Cycle::Failed(e.into()),
         }
     }
 
@@ -503,7 +505,7 @@ fn fault_or_failed(e: JournalError) -> Cycle {
     if e.needs_reopen() {
         Cycle::JournalFault(e)
     } else {
-        Cycle::Failed(e.to_string())
+        Cycle::Failed(e.into())
     }
 }
 

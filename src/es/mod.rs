@@ -55,6 +55,35 @@ impl EsError {
     }
 }
 
+/// Why a run of bulk requests gave up; the items before the failed one are resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum BulkFailure {
+    /// The request failed as a whole (the node unreachable, an error status).
+    #[error(transparent)]
+    Request(#[from] EsError),
+    /// Some items failed for a passing reason (429, 5xx, a write block).
+    #[error("{failed} of {sent} items failed: {first}")]
+    Items {
+        failed: usize,
+        sent: usize,
+        /// The first failed item's status and reason.
+        first: String,
+    },
+    #[error("Elasticsearch at {host} answered {answered} items to a bulk request of {sent}")]
+    Miscounted {
+        host: String,
+        answered: usize,
+        sent: usize,
+    },
+    /// Still failing after every attempt the policy allows.
+    #[error("{last} (gave up after {attempts} attempts)")]
+    GaveUp {
+        attempts: u32,
+        #[source]
+        last: Box<BulkFailure>,
+    },
+}
+
 /// The outcome of one item of a bulk request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkItem {
@@ -173,7 +202,7 @@ pub struct BulkReport {
     /// Items rejected for their content: `(item, reason)`. Resending them cannot help.
     pub rejected: Vec<(usize, String)>,
     /// `(first item still unresolved, why)` when the run gave up; items before it are resolved.
-    pub failed: Option<(usize, String)>,
+    pub failed: Option<(usize, BulkFailure)>,
     pub requests: u64,
     pub retried_items: u64,
 }
@@ -418,7 +447,7 @@ impl EsClient {
         batch: Range<usize>,
         policy: &BulkPolicy,
         report: &mut BulkReport,
-    ) -> Result<(), (usize, String)> {
+    ) -> Result<(), (usize, BulkFailure)> {
         let mut pending: Vec<usize> = batch.clone().collect();
         let mut attempt = 0u32;
         loop {
@@ -452,32 +481,33 @@ impl EsClient {
                     if pending.is_empty() {
                         return Ok(());
                     }
-                    format!(
-                        "{} of {} items failed: {}",
-                        pending.len(),
-                        items.len(),
-                        first_failure.unwrap_or_default()
-                    )
+                    BulkFailure::Items {
+                        failed: pending.len(),
+                        sent: items.len(),
+                        first: first_failure.unwrap_or_default(),
+                    }
                 }
                 Ok(items) => {
                     return Err((
                         pending[0],
-                        format!(
-                            "Elasticsearch at {} answered {} items to a bulk request of {}",
-                            self.shown,
-                            items.len(),
-                            pending.len()
-                        ),
+                        BulkFailure::Miscounted {
+                            host: self.shown.clone(),
+                            answered: items.len(),
+                            sent: pending.len(),
+                        },
                     ))
                 }
-                Err(e) if e.transient() => e.to_string(),
-                Err(e) => return Err((pending[0], e.to_string())),
+                Err(e) if e.transient() => BulkFailure::Request(e),
+                Err(e) => return Err((pending[0], BulkFailure::Request(e))),
             };
             attempt += 1;
             if attempt >= policy.attempts {
                 return Err((
                     pending[0],
-                    format!("{last_error} (gave up after {attempt} attempts)"),
+                    BulkFailure::GaveUp {
+                        attempts: attempt,
+                        last: Box::new(last_error),
+                    },
                 ));
             }
             tracing::warn!(attempt, retrying = pending.len(), error = %last_error, "Elasticsearch bulk request incomplete; retrying the failed items");
