@@ -272,7 +272,7 @@ impl Db {
 
 /// A handle on the open journal file. Cheap to share behind an `Arc`.
 pub struct Journal {
-    pub(crate) db: Db,
+    db: Db,
     path: PathBuf,
     /// The repaired private copy a reading open reads (dropped after `db`, which removes it).
     _copy: Option<open::PrivateFile>,
