@@ -19,9 +19,9 @@ pub use stdout::StdoutSink;
 /// A sink failed; `acked` leading records of the batch did arrive.
 #[derive(Debug)]
 pub struct SinkError {
-    pub acked: usize,
+    acked: usize,
     /// Boxed: an error travels through every `Result` of the forward path, the cause is big.
-    pub cause: Box<SinkFailure>,
+    cause: Box<SinkFailure>,
 }
 
 impl SinkError {
@@ -30,6 +30,16 @@ impl SinkError {
             acked,
             cause: Box::new(cause.into()),
         }
+    }
+
+    /// Leading records of the batch the sink did take (the cursor moves over them).
+    pub fn acked(&self) -> usize {
+        self.acked
+    }
+
+    /// Why the sink did not take the rest.
+    pub fn cause(&self) -> &SinkFailure {
+        &self.cause
     }
 }
 

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::operation::send_message_batch::builders::SendMessageBatchFluentBuilder;
+use aws_sdk_sqs::types::{BatchResultErrorEntry, QueueAttributeName, SendMessageBatchRequestEntry};
 use futures::StreamExt;
 
 use super::{SinkError, SinkFailure};
@@ -368,6 +369,26 @@ impl SqsSink {
         d
     }
 
+    /// The `SendMessageBatch` request of `pending` (ids are their positions).
+    fn batch_request(
+        &self,
+        pending: &[(usize, Entry)],
+    ) -> Result<SendMessageBatchFluentBuilder, SqsError> {
+        let mut req = self.client.send_message_batch().queue_url(&self.queue_url);
+        for (i, e) in pending {
+            let mut b = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&e.body);
+            if self.fifo {
+                b = b
+                    .message_deduplication_id(e.action_id.to_string())
+                    .message_group_id(&self.cfg.group_id);
+            }
+            req = req.entries(b.build()?);
+        }
+        Ok(req)
+    }
+
     /// Sends one batch until every entry is taken or refused for good; returns the refused ones
     /// (by position) with SQS's reason.
     async fn send_batch(&self, entries: Vec<(usize, Entry)>) -> BatchOutcome {
@@ -383,18 +404,7 @@ impl SqsSink {
                 ))
                 .await;
             }
-            let mut req = self.client.send_message_batch().queue_url(&self.queue_url);
-            for (i, e) in &pending {
-                let mut b = SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(&e.body);
-                if self.fifo {
-                    b = b
-                        .message_deduplication_id(e.action_id.to_string())
-                        .message_group_id(&self.cfg.group_id);
-                }
-                req = req.entries(b.build()?);
-            }
+            let req = self.batch_request(&pending)?;
             self.calls.fetch_add(1, Ordering::Relaxed);
             match req.send().await {
                 Ok(out) => {
@@ -403,32 +413,9 @@ impl SqsSink {
                         refused.sort_unstable_by_key(|(i, _)| *i);
                         return Ok(refused);
                     }
-                    let why = |f: &aws_sdk_sqs::types::BatchResultErrorEntry| {
-                        format!("{} ({})", f.code(), f.message().unwrap_or(""))
-                    };
                     last = failed.iter().map(why).collect::<Vec<_>>().join(", ");
                     last_error = None;
-                    // A sender fault is about the entry itself: sending it again cannot help.
-                    let faults: std::collections::HashMap<&str, String> = failed
-                        .iter()
-                        .filter(|f| f.sender_fault())
-                        .map(|f| (f.id(), why(f)))
-                        .collect();
-                    let retry: std::collections::HashSet<&str> = failed
-                        .iter()
-                        .filter(|f| !f.sender_fault())
-                        .map(|f| f.id())
-                        .collect();
-                    let mut keep = Vec::new();
-                    for (i, e) in pending {
-                        let id = i.to_string();
-                        if let Some(reason) = faults.get(id.as_str()) {
-                            refused.push((i, reason.clone()));
-                        } else if retry.contains(id.as_str()) {
-                            keep.push((i, e));
-                        }
-                    }
-                    pending = keep;
+                    pending = sort_failed(failed, pending, &mut refused);
                     if pending.is_empty() {
                         refused.sort_unstable_by_key(|(i, _)| *i);
                         return Ok(refused);
@@ -452,6 +439,41 @@ impl SqsSink {
             source: last_error,
         })
     }
+}
+
+/// A failed entry in brief: its code and message.
+fn why(f: &BatchResultErrorEntry) -> String {
+    format!("{} ({})", f.code(), f.message().unwrap_or(""))
+}
+
+/// Sorts the entries of a partly failed batch: those SQS refused for themselves (a sender
+/// fault: sending again cannot help) go to `refused` with the reason; the others that failed
+/// are returned to send again; those not named were taken.
+fn sort_failed(
+    failed: &[BatchResultErrorEntry],
+    pending: Vec<(usize, Entry)>,
+    refused: &mut Vec<(usize, String)>,
+) -> Vec<(usize, Entry)> {
+    let faults: std::collections::HashMap<&str, String> = failed
+        .iter()
+        .filter(|f| f.sender_fault())
+        .map(|f| (f.id(), why(f)))
+        .collect();
+    let retry: std::collections::HashSet<&str> = failed
+        .iter()
+        .filter(|f| !f.sender_fault())
+        .map(|f| f.id())
+        .collect();
+    let mut keep = Vec::new();
+    for (i, e) in pending {
+        let id = i.to_string();
+        if let Some(reason) = faults.get(id.as_str()) {
+            refused.push((i, reason.clone()));
+        } else if retry.contains(id.as_str()) {
+            keep.push((i, e));
+        }
+    }
+    keep
 }
 
 /// The SQS body of a record: its JSON line, with the characters SQS refuses escaped.
