@@ -53,16 +53,27 @@ pub enum AppError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Http(#[from] reqwest::Error),
+    /// A replay stopped: the sink failed (its cursor `name` keeps how far it got).
+    #[error(
+        "replay {name}: {source}; {sent} records were sent, run the same command again to resume"
+    )]
+    Replay {
+        name: String,
+        sent: u64,
+        source: crate::forward::SinkError,
+    },
     /// A dead letter replay stopped: the sink did not answer.
     #[error(
         "replaying dead letters to {target}: {source}; {delivered} were delivered, run the same \
          command again to go on"
     )]
-    Replay {
+    DeadLetterReplay {
         target: String,
         delivered: u64,
         source: Box<SinkFailure>,
     },
+    #[error(transparent)]
+    Remote(#[from] crate::app::journal::RemoteError),
     /// A blocking or spawned task panicked or was cancelled.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),

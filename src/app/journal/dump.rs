@@ -192,7 +192,7 @@ pub(super) fn write_error(e: std::io::Error) -> Result<(), AppError> {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         Ok(())
     } else {
-        Err(failed(format!("writing the dump: {e}")))
+        Err(AppError::io("writing the dump", e))
     }
 }
 

@@ -9,6 +9,7 @@ mod stats;
 use dump::dump;
 pub use dump::{dump_pairs, write_csv_dump, write_dump, DumpRequest};
 use prune::prune;
+pub use remote::RemoteError;
 use replay::replay;
 use stats::stats;
 

@@ -33,7 +33,7 @@ pub(super) fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {
     })?;
     let mut j = Arc::try_unwrap(j).map_err(|_| failed("journal still shared"))?;
     let spin = crate::progress::Spinner::start("compacting the journal");
-    let compacted = j.compact().map_err(failed);
+    let compacted = j.compact();
     spin.finish();
     compacted?;
     let size = std::fs::metadata(&cli.journal)

@@ -4,10 +4,32 @@ use std::io::Write;
 use std::sync::Arc;
 
 use super::dump::write_error;
-use crate::app::{failed, AppError};
+use crate::app::AppError;
 use crate::cli::Cli;
 use crate::journal::Journal;
 use crate::record_csv::CsvDump;
+
+/// What went wrong asking the running service.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The address in the owner record does not make a URL.
+    #[error("{0}")]
+    BadAddress(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the running harvester at {addr} did not answer: {source}")]
+    NoAnswer {
+        addr: String,
+        source: reqwest::Error,
+    },
+    #[error("the running harvester answered {status}: {text}")]
+    Status {
+        status: reqwest::StatusCode,
+        text: String,
+    },
+    #[error("the running harvester sent a line that is not a record ({0})")]
+    NotARecord(#[source] serde_json::Error),
+    #[error("the running harvester's answer ended in the middle of a record")]
+    Truncated,
+}
 
 /// The journal, or the running service that holds it.
 pub(super) enum Access {
@@ -44,20 +66,24 @@ pub(super) async fn remote_get(
     path: &str,
     pairs: &[(String, String)],
 ) -> Result<reqwest::Response, AppError> {
-    let mut url = reqwest::Url::parse(&format!("http://{addr}{path}")).map_err(failed)?;
+    let mut url = reqwest::Url::parse(&format!("http://{addr}{path}"))
+        .map_err(|e| RemoteError::BadAddress(e.into()))?;
     url.query_pairs_mut().extend_pairs(pairs);
-    let resp = api_get(url).send().await.map_err(|e| {
-        failed(format!(
-            "the running harvester at {addr} did not answer: {e}"
-        ))
-    })?;
+    let resp = api_get(url)
+        .send()
+        .await
+        .map_err(|source| RemoteError::NoAnswer {
+            addr: addr.to_string(),
+            source,
+        })?;
     if !resp.status().is_success() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        return Err(failed(format!(
-            "the running harvester answered {status}: {}",
-            text.trim()
-        )));
+        return Err(RemoteError::Status {
+            status,
+            text: text.trim().to_string(),
+        }
+        .into());
     }
     Ok(resp)
 }
@@ -95,11 +121,8 @@ pub(super) async fn remote_csv(addr: &str, pairs: &[(String, String)]) -> Result
         while let Some(n) = pending[start..].iter().position(|b| *b == b'\n') {
             let line = &pending[start..start + n];
             start += n + 1;
-            let v: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-                failed(format!(
-                    "the running harvester sent a line that is not a record ({e})"
-                ))
-            })?;
+            let v: serde_json::Value =
+                serde_json::from_slice(line).map_err(RemoteError::NotARecord)?;
             if let Err(e) = csv.value(&v) {
                 return write_error(e);
             }
@@ -107,9 +130,7 @@ pub(super) async fn remote_csv(addr: &str, pairs: &[(String, String)]) -> Result
         pending.drain(..start);
     }
     if !pending.is_empty() {
-        return Err(failed(
-            "the running harvester's answer ended in the middle of a record",
-        ));
+        return Err(RemoteError::Truncated.into());
     }
     csv.finish().map(drop).or_else(write_error)
 }

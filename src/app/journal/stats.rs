@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::remote::{access, api_get, Access};
+use super::remote::{access, remote_get, Access};
 use crate::app::{failed, AppError};
 use crate::cli::{Cli, StatsArgs};
 use crate::config::ConfigError;
@@ -44,21 +44,10 @@ pub(super) async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
         }
         Access::Local(j) => inspect::stats(&j)?,
         Access::Remote(addr) => {
-            let url = format!("http://{addr}/journal/stats");
-            let resp = api_get(&url).send().await.map_err(|e| {
-                failed(format!(
-                    "the running harvester at {addr} did not answer: {e}"
-                ))
-            })?;
-            if !resp.status().is_success() {
-                let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
-                return Err(failed(format!(
-                    "the running harvester answered {status}: {}",
-                    text.trim()
-                )));
-            }
-            resp.json::<inspect::Stats>().await?
+            remote_get(&addr, "/journal/stats", &[])
+                .await?
+                .json::<inspect::Stats>()
+                .await?
         }
     };
     if a.json {
