@@ -208,7 +208,9 @@ fn decode_error(what: String, source: CodecError) -> JournalError {
 macro_rules! storage_from {
     ($($t:ty),*) => {$(
         impl From<$t> for JournalError {
-            fn from(e: $t) -> Self { classify(e.into()) }
+            fn from(e: $t) -> Self {
+                classify(e.into())
+            }
         }
     )*};
 }
