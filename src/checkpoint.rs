@@ -18,7 +18,11 @@ pub struct S3Error {
     pub bucket: String,
     pub key: String,
     pub what: String,
+    /// The cause in brief (for an SDK error, [`crate::aws::describe`]: the service's code and
+    /// message, or the root of the chain).
     pub detail: String,
+    /// The cause itself.
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// The checkpoint object of one deployment.
@@ -38,12 +42,18 @@ impl S3Checkpoint {
         }
     }
 
-    fn err(&self, what: &str, detail: String) -> S3Error {
+    fn err(
+        &self,
+        what: &str,
+        detail: String,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> S3Error {
         S3Error {
             bucket: self.bucket.clone(),
             key: self.key.clone(),
             what: what.into(),
             detail,
+            source: source.into(),
         }
     }
 
@@ -63,19 +73,19 @@ impl S3Checkpoint {
                 if matches!(code, "NoSuchKey" | "NoSuchBucket") {
                     return Ok(None);
                 }
-                return Err(self.err("cannot read", describe(&e)));
+                return Err(self.err("cannot read", describe(&e), e));
             }
         };
         let bytes = out
             .body
             .collect()
             .await
-            .map_err(|e| self.err("cannot read the body", e.to_string()))?
+            .map_err(|e| self.err("cannot read the body", e.to_string(), e))?
             .into_bytes();
         let text = String::from_utf8_lossy(&bytes).trim().to_string();
         timefmt::parse_compact(&text, tz)
             .map(Some)
-            .map_err(|e| self.err("holds no usable timestamp", e.to_string()))
+            .map_err(|e| self.err("holds no usable timestamp", e.to_string(), e))
     }
 
     /// Writes the checkpoint, creating the bucket when it is missing.
@@ -99,7 +109,7 @@ impl S3Checkpoint {
                         self.create_bucket().await?;
                         continue;
                     }
-                    return Err(self.err("cannot write", describe(&e)));
+                    return Err(self.err("cannot write", describe(&e), e));
                 }
             }
         }
@@ -122,7 +132,7 @@ impl S3Checkpoint {
                 if matches!(code, "NoSuchKey" | "NoSuchBucket") {
                     Ok(())
                 } else {
-                    Err(self.err("cannot delete", describe(&e)))
+                    Err(self.err("cannot delete", describe(&e), e))
                 }
             }
         }
@@ -151,7 +161,7 @@ impl S3Checkpoint {
                 if matches!(code, "BucketAlreadyOwnedByYou" | "BucketAlreadyExists") {
                     Ok(())
                 } else {
-                    Err(self.err("cannot create the bucket", describe(&e)))
+                    Err(self.err("cannot create the bucket", describe(&e), e))
                 }
             }
         }

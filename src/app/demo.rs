@@ -26,7 +26,7 @@ pub async fn sim(args: &SimArgs) -> Result<(), AppError> {
     let (user, actions) = (cfg.user.clone(), cfg.data.actions);
     let handle = sim::spawn(cfg, addr)
         .await
-        .map_err(|e| failed(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| AppError::io(format!("cannot listen on {addr}"), e))?;
     eprintln!(
         "simulated Opencast on {} (user {user}): {actions} actions from {} to {} ({tz}); Ctrl-C stops it",
         handle.url(),
@@ -50,7 +50,7 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
     for suffix in ["", ".lock"] {
         let p = format!("{}{suffix}", args.demo_journal.display());
         if Path::new(&p).exists() {
-            std::fs::remove_file(&p).map_err(|e| failed(format!("cannot replace {p}: {e}")))?;
+            std::fs::remove_file(&p).map_err(|e| AppError::io(format!("cannot replace {p}"), e))?;
         }
     }
     let journal = open_journal(&args.demo_journal)?;
@@ -73,11 +73,9 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
         ..HarvestOptions::default()
     };
     let harvester = Harvester::new(opencast, episodes, journal.clone(), opts);
-    let s = harvester.harvest(&[(start, end)]).await.map_err(failed)?;
+    let s = harvester.harvest(&[(start, end)]).await?;
     let mut sink = Sink::Stdout(StdoutSink::default());
-    let f = forward::forward(&journal, &mut sink, "stdout")
-        .await
-        .map_err(failed)?;
+    let f = forward::forward(&journal, &mut sink, "stdout").await?;
     handle.stop().await;
     s.log(f.forwarded, tz);
     tracing::info!(
@@ -110,10 +108,7 @@ pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppErro
     };
     let harvester = Harvester::new(opencast, episodes, journal, opts);
     let t = std::time::Instant::now();
-    let (pages, bytes) = harvester
-        .fetch_only(start, end, args.decode.into())
-        .await
-        .map_err(failed)?;
+    let (pages, bytes) = harvester.fetch_only(start, end, args.decode.into()).await?;
     tracing::info!(
         pages,
         bytes,

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use clap::CommandFactory;
 
-use super::{failed, AppError};
+use super::AppError;
 use crate::cli::{Cli, CompletionsArgs, ManArgs};
 
 /// Writes the completion script of `args.shell` to stdout.
@@ -22,19 +22,16 @@ pub fn man(args: &ManArgs) -> Result<(), AppError> {
     match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
-                .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| AppError::io(format!("cannot create {}", dir.display()), e))?;
             clap_mangen::generate_to(cmd, dir).map_err(|e| {
-                failed(format!(
-                    "cannot write the pages into {}: {e}",
-                    dir.display()
-                ))
+                AppError::io(format!("cannot write the pages into {}", dir.display()), e)
             })
         }
         None => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(cmd)
                 .render(&mut buf)
-                .map_err(|e| failed(format!("rendering the manual: {e}")))?;
+                .map_err(|e| AppError::io("rendering the manual", e))?;
             to_stdout(&buf)
         }
     }
@@ -45,7 +42,7 @@ fn to_stdout(buf: &[u8]) -> Result<(), AppError> {
     let mut out = std::io::stdout().lock();
     match out.write_all(buf).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(failed(format!("writing to stdout: {e}")))
+            Err(AppError::io("writing to stdout", e))
         }
         _ => Ok(()),
     }

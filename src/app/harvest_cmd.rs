@@ -70,7 +70,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "harvest stopped; what was journaled before stays, and is forwarded");
-            errors.push(failed(e));
+            errors.push(e.into());
             None
         }
     };
@@ -149,12 +149,13 @@ async fn plan_windows(
         args.catch_up,
     ) {
         SpanVerdict::TooLarge { span, max } => {
-            return Err(failed(HarvestError::SpanTooLarge {
+            return Err(HarvestError::SpanTooLarge {
                 start: timefmt::format_compact(start, tz),
                 end: timefmt::format_compact(end, tz),
                 span,
                 max,
-            }))
+            }
+            .into())
         }
         SpanVerdict::CatchUp { max, .. } => Some(max),
         _ => None,
@@ -292,7 +293,7 @@ async fn follow(
             if let ForwardError::Sink { forwarded: n, .. } = &mut e {
                 *n += forwarded;
             }
-            Err(failed(e))
+            Err(e.into())
         }
     }
 }

@@ -111,8 +111,7 @@ pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppErr
         &templates::name_for("episodes", &glob),
         templates::episodes(&glob),
     )
-    .await
-    .map_err(failed)?;
+    .await?;
 
     let mut job = Job {
         oc,
@@ -183,11 +182,7 @@ impl Job<'_> {
                 tracing::info!(created_from = %from, "listing episodes created since");
                 let mut offset = 0;
                 loop {
-                    let page = self
-                        .oc
-                        .episodes_created_from(&from, PAGE, offset)
-                        .await
-                        .map_err(failed)?;
+                    let page = self.oc.episodes_created_from(&from, PAGE, offset).await?;
                     let n = page.len() as u64;
                     if n == 0 {
                         break;
@@ -202,11 +197,7 @@ impl Job<'_> {
             }
             Selection::Ids(ids) => self.load_ids(ids).await?,
             Selection::SourceIndices(pattern) => {
-                let ids = self
-                    .es
-                    .distinct_values(&pattern, "mpid", 1000)
-                    .await
-                    .map_err(failed)?;
+                let ids = self.es.distinct_values(&pattern, "mpid", 1000).await?;
                 tracing::info!(pattern = %pattern, media_packages = ids.len(), "media package ids found in action indices");
                 self.load_ids(ids).await?;
             }
@@ -232,8 +223,7 @@ impl Job<'_> {
                 .map(|id| async move { oc.episode(id).await.map(|m| (id.clone(), m)) })
                 .buffered(self.args.concurrency as usize)
                 .try_collect()
-                .await
-                .map_err(failed)?;
+                .await?;
             let mut metas = Vec::new();
             let mut unknown = Vec::new();
             for (id, m) in found {
@@ -257,10 +247,7 @@ impl Job<'_> {
                 self.tally.episodes += unknown.len() as u64;
                 self.progress.inc(unknown.len() as u64);
                 let j = self.journal.clone();
-                tokio::task::spawn_blocking(move || j.put_episode_docs(&unknown))
-                    .await
-                    .map_err(failed)?
-                    .map_err(failed)?;
+                tokio::task::spawn_blocking(move || j.put_episode_docs(&unknown)).await??;
             }
             self.load(metas).await?;
         }
@@ -303,7 +290,7 @@ impl Job<'_> {
             })
             .try_collect()
             .await
-            .map_err(failed)
+            .map_err(AppError::from)
     }
 
     /// The metadata and documents, journaled before they are indexed.
@@ -329,10 +316,7 @@ impl Job<'_> {
             })
             .collect();
         let j = self.journal.clone();
-        tokio::task::spawn_blocking(move || j.put_episode_docs(&entries))
-            .await
-            .map_err(failed)?
-            .map_err(failed)?;
+        tokio::task::spawn_blocking(move || j.put_episode_docs(&entries)).await??;
         Ok(())
     }
 
@@ -407,10 +391,7 @@ impl Job<'_> {
             "Elasticsearch rejected episode documents; they are in the dead-letter table (harvester journal dump --dead-letters)"
         );
         let j = self.journal.clone();
-        tokio::task::spawn_blocking(move || j.add_dead_letters(dead))
-            .await
-            .map_err(failed)?
-            .map_err(failed)?;
+        tokio::task::spawn_blocking(move || j.add_dead_letters(dead)).await??;
         Ok(())
     }
 }

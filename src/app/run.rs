@@ -28,12 +28,12 @@ use std::time::Duration;
 use chrono_tz::Tz;
 
 use super::{
-    check_sink_settings, failed, owner, parse_outputs, s3_checkpoint, s3_client_if, AppError,
+    check_sink_settings, journal_error, parse_outputs, s3_checkpoint, s3_client_if, AppError,
     Output,
 };
 use crate::cli::{Cli, RunArgs};
 use crate::config::{self, ConfigError};
-use crate::journal::{Journal, JournalError};
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::retry;
 use crate::shutdown::{Shutdown, Trigger};
@@ -132,17 +132,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let path = cli.journal.as_path();
     // A journal that cannot be used (in use, of a newer format) fails the command; one that
     // meets an I/O error (a full disk) is waited out, as one met later is.
-    let first = try_open(path, args).await?;
-    if let Err(e) = &first {
-        if !e.needs_reopen() {
-            return Err(match (e, owner::read(path)) {
-                (JournalError::InUse { .. }, Some(o)) => {
-                    failed(format!("{e} (held by {})", owner::describe(&o)))
-                }
-                _ => failed(e),
-            });
-        }
-    }
+    let first = match try_open(path, args).await? {
+        Err(e) if !e.needs_reopen() => return Err(journal_error(path, e)),
+        first => first,
+    };
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
 
     let slot = JournalSlot::default();
@@ -182,7 +175,7 @@ async fn serve_http(
 ) -> Result<tokio::task::JoinHandle<()>, AppError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| failed(format!("cannot listen on METRICS_ADDR {addr}: {e}")))?;
+        .map_err(|e| AppError::io(format!("cannot listen on METRICS_ADDR {addr}"), e))?;
     let access = RecordAccess::for_addr(&addr, token);
     let app = http::router(metrics, slot, access);
     Ok(tokio::spawn(async move {

@@ -12,8 +12,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::SinkError;
+use super::{SinkError, SinkFailure};
 use crate::enrich::SinkEnricher;
+use crate::es::BulkFailure;
 use crate::es::{templates, BulkLines, BulkPolicy, EsClient, EsError};
 use crate::journal::{DeadLetter, Journal, SinkRefusal};
 use crate::record::Record;
@@ -295,18 +296,21 @@ impl EsSink {
                         "Elasticsearch rejected records for their content; they are in the dead-letter table (harvester journal dump --dead-letters)"
                     );
                 }
-                Err(e) => {
+                Err(source) => {
                     // Not stored: acknowledge nothing, so they are sent (and rejected) again.
-                    return Err(SinkError {
-                        acked: 0,
-                        message: format!("cannot store rejected records as dead letters: {e}"),
-                    });
+                    return Err(SinkError::new(
+                        0,
+                        SinkFailure::DeadLetterStore {
+                            what: "rejected records",
+                            source,
+                        },
+                    ));
                 }
             }
         }
         match report.failed {
             None => Ok(()),
-            Some((acked, message)) => Err(SinkError { acked, message }),
+            Some((acked, failure)) => Err(SinkError::new(acked, failure)),
         }
     }
 }
@@ -320,7 +324,7 @@ impl EsSink {
         index: &str,
         action_id: i64,
         doc: &str,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, BulkFailure> {
         let mut lines = BulkLines::with_capacity(1, doc.len() + 128);
         lines.push_create(index, &action_id.to_string(), |out| {
             out.extend_from_slice(doc.as_bytes())

@@ -17,11 +17,71 @@ pub use sqs::{SqsConfig, SqsSink};
 pub use stdout::StdoutSink;
 
 /// A sink failed; `acked` leading records of the batch did arrive.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[derive(Debug)]
 pub struct SinkError {
-    pub acked: usize,
-    pub message: String,
+    acked: usize,
+    /// Boxed: an error travels through every `Result` of the forward path, the cause is big.
+    cause: Box<SinkFailure>,
+}
+
+impl SinkError {
+    pub fn new(acked: usize, cause: impl Into<SinkFailure>) -> SinkError {
+        SinkError {
+            acked,
+            cause: Box::new(cause.into()),
+        }
+    }
+
+    /// Leading records of the batch the sink did take (the cursor moves over them).
+    pub fn acked(&self) -> usize {
+        self.acked
+    }
+
+    /// Why the sink did not take the rest.
+    pub fn cause(&self) -> &SinkFailure {
+        &self.cause
+    }
+}
+
+/// Shown as its cause, whose source it passes on (the cause is what went wrong; `acked` is
+/// what the forwarder needs to know).
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.cause.fmt(f)
+    }
+}
+
+impl std::error::Error for SinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.cause)
+    }
+}
+
+/// Why a sink did not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkFailure {
+    #[error("writing to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
+    #[error(transparent)]
+    Sqs(#[from] sqs::SqsError),
+    #[error(transparent)]
+    Es(#[from] crate::es::BulkFailure),
+    /// Records the sink will never take could not be kept in the dead-letter table (so they
+    /// are not acknowledged either); `what`: "records SQS refused", "rejected records".
+    #[error("cannot store {what} as dead letters: {source}")]
+    DeadLetterStore {
+        what: &'static str,
+        source: StoreError,
+    },
+}
+
+/// Why records could not be stored in the dead-letter table.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Where records go.
@@ -76,12 +136,9 @@ impl Sink {
 pub(crate) async fn store_refusals(
     journal: &Arc<Journal>,
     letters: Vec<(crate::journal::DeadLetter, crate::journal::SinkRefusal)>,
-) -> Result<u64, String> {
+) -> Result<u64, StoreError> {
     let j = journal.clone();
-    tokio::task::spawn_blocking(move || j.add_sink_dead_letters(letters))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
+    Ok(tokio::task::spawn_blocking(move || j.add_sink_dead_letters(letters)).await??)
 }
 
 /// What stopped a forward.
@@ -96,7 +153,7 @@ pub enum ForwardError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("internal task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// Figures of one forward.
@@ -150,7 +207,7 @@ pub async fn forward_observed(
         let chunk = sink.chunk();
         let (first, records) = tokio::task::spawn_blocking(move || j.read_from(pos, chunk))
             .await
-            .map_err(|e| ForwardError::Task(e.to_string()))??;
+            .map_err(ForwardError::Task)??;
         if records.is_empty() {
             break;
         }
@@ -169,7 +226,7 @@ pub async fn forward_observed(
             let name = cursor.to_string();
             tokio::task::spawn_blocking(move || j.advance_cursor(&name, to))
                 .await
-                .map_err(|e| ForwardError::Task(e.to_string()))??;
+                .map_err(ForwardError::Task)??;
             sum.forwarded += to - first;
             pos = to;
             sum.cursor = pos;

@@ -18,10 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::operation::send_message_batch::builders::SendMessageBatchFluentBuilder;
+use aws_sdk_sqs::types::{BatchResultErrorEntry, QueueAttributeName, SendMessageBatchRequestEntry};
 use futures::StreamExt;
 
-use super::SinkError;
+use super::{SinkError, SinkFailure};
 use crate::aws::describe;
 use crate::enrich::SinkEnricher;
 use crate::journal::{DeadLetter, Journal, SinkRefusal};
@@ -90,11 +91,40 @@ pub struct Delivery {
     /// Entries (by position) SQS will never take, with its reason; all below `acked`.
     pub refused: Vec<(usize, String)>,
     /// Why the entries from `acked` on were not delivered.
-    pub failed: Option<String>,
+    pub failed: Option<SqsError>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong with the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum SqsError {
+    /// Finding, creating or reading the queue failed (`what`: "cannot look it up"…).
+    #[error(
+        "SQS queue '{queue}': {what}: {detail}; check SQS_QUEUE_NAME, AWS credentials/region \
+         and AWS_ENDPOINT_URL"
+    )]
+    Queue {
+        queue: String,
+        what: &'static str,
+        /// The SDK error in brief ([`crate::aws::describe`]).
+        detail: String,
+        source: BoxError,
+    },
+    /// A batch still failed after every retry: `last` is the SDK error in brief, or the
+    /// entries SQS failed (with `source` `None`).
+    #[error("SQS SendMessageBatch kept failing after {attempts} attempts: {last}")]
+    Exhausted {
+        attempts: u32,
+        last: String,
+        source: Option<BoxError>,
+    },
+    #[error(transparent)]
+    Entry(#[from] aws_sdk_sqs::error::BuildError),
 }
 
 /// Entries (by position) SQS will never take, with its reason; or why a batch failed.
-type BatchOutcome = Result<Vec<(usize, String)>, String>;
+type BatchOutcome = Result<Vec<(usize, String)>, SqsError>;
 
 /// A batch to send, or an entry refused before sending.
 enum Unit {
@@ -109,14 +139,14 @@ impl SqsSink {
         client: aws_sdk_sqs::Client,
         cfg: SqsConfig,
         journal: Arc<Journal>,
-    ) -> Result<SqsSink, SinkError> {
+    ) -> Result<SqsSink, SqsError> {
         let name = cfg.queue_name.clone();
         let fifo = name.ends_with(".fifo");
-        let fail = |what: &str, e: String| {
-            SinkError {
-            acked: 0,
-            message: format!("SQS queue '{name}': {what}: {e}; check SQS_QUEUE_NAME, AWS credentials/region and AWS_ENDPOINT_URL"),
-        }
+        let fail = |what: &'static str, detail: String, source: BoxError| SqsError::Queue {
+            queue: name.clone(),
+            what,
+            detail,
+            source,
         };
         let url = match client.get_queue_url().queue_name(&name).send().await {
             Ok(out) => out.queue_url().unwrap_or_default().to_string(),
@@ -133,12 +163,12 @@ impl SqsSink {
                 }
                 req.send()
                     .await
-                    .map_err(|e| fail("cannot create it", describe(&e)))?
+                    .map_err(|e| fail("cannot create it", describe(&e), e.into()))?
                     .queue_url()
                     .unwrap_or_default()
                     .to_string()
             }
-            Err(e) => return Err(fail("cannot look it up", describe(&e))),
+            Err(e) => return Err(fail("cannot look it up", describe(&e), e.into())),
         };
         let attrs = client
             .get_queue_attributes()
@@ -146,7 +176,7 @@ impl SqsSink {
             .attribute_names(QueueAttributeName::MaximumMessageSize)
             .send()
             .await
-            .map_err(|e| fail("cannot read its attributes", describe(&e)))?;
+            .map_err(|e| fail("cannot read its attributes", describe(&e), e.into()))?;
         let max_message_bytes = attrs
             .attributes()
             .and_then(|a| a.get(&QueueAttributeName::MaximumMessageSize))
@@ -258,20 +288,23 @@ impl SqsSink {
                         "SQS will never take some records; they are in the dead-letter table (harvester journal dump --dead-letters)"
                     );
                 }
-                Err(e) => {
+                Err(source) => {
                     // Not stored: acknowledge only what precedes the first of them, so they are
                     // sent (and refused) again next time.
                     acked = acked.min(d.refused[0].0);
-                    return Err(SinkError {
+                    return Err(SinkError::new(
                         acked,
-                        message: format!("cannot store records SQS refused as dead letters: {e}"),
-                    });
+                        SinkFailure::DeadLetterStore {
+                            what: "records SQS refused",
+                            source,
+                        },
+                    ));
                 }
             }
         }
         match d.failed {
             None => Ok(()),
-            Some(message) => Err(SinkError { acked, message }),
+            Some(failure) => Err(SinkError::new(acked, failure)),
         }
     }
 
@@ -327,13 +360,33 @@ impl SqsSink {
                     d.acked += n;
                     d.refused.extend(refused);
                 }
-                Err(message) => {
-                    d.failed = Some(message);
+                Err(failure) => {
+                    d.failed = Some(failure);
                     break;
                 }
             }
         }
         d
+    }
+
+    /// The `SendMessageBatch` request of `pending` (ids are their positions).
+    fn batch_request(
+        &self,
+        pending: &[(usize, Entry)],
+    ) -> Result<SendMessageBatchFluentBuilder, SqsError> {
+        let mut req = self.client.send_message_batch().queue_url(&self.queue_url);
+        for (i, e) in pending {
+            let mut b = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&e.body);
+            if self.fifo {
+                b = b
+                    .message_deduplication_id(e.action_id.to_string())
+                    .message_group_id(&self.cfg.group_id);
+            }
+            req = req.entries(b.build()?);
+        }
+        Ok(req)
     }
 
     /// Sends one batch until every entry is taken or refused for good; returns the refused ones
@@ -342,6 +395,7 @@ impl SqsSink {
         let mut pending = entries;
         let mut refused = Vec::new();
         let mut last = String::new();
+        let mut last_error: Option<BoxError> = None;
         for attempt in 0..=self.cfg.retries {
             if attempt > 0 {
                 let ms = (100u64 << (attempt - 1).min(6)).min(5_000);
@@ -350,18 +404,7 @@ impl SqsSink {
                 ))
                 .await;
             }
-            let mut req = self.client.send_message_batch().queue_url(&self.queue_url);
-            for (i, e) in &pending {
-                let mut b = SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(&e.body);
-                if self.fifo {
-                    b = b
-                        .message_deduplication_id(e.action_id.to_string())
-                        .message_group_id(&self.cfg.group_id);
-                }
-                req = req.entries(b.build().map_err(|e| e.to_string())?);
-            }
+            let req = self.batch_request(&pending)?;
             self.calls.fetch_add(1, Ordering::Relaxed);
             match req.send().await {
                 Ok(out) => {
@@ -370,31 +413,9 @@ impl SqsSink {
                         refused.sort_unstable_by_key(|(i, _)| *i);
                         return Ok(refused);
                     }
-                    let why = |f: &aws_sdk_sqs::types::BatchResultErrorEntry| {
-                        format!("{} ({})", f.code(), f.message().unwrap_or(""))
-                    };
                     last = failed.iter().map(why).collect::<Vec<_>>().join(", ");
-                    // A sender fault is about the entry itself: sending it again cannot help.
-                    let faults: std::collections::HashMap<&str, String> = failed
-                        .iter()
-                        .filter(|f| f.sender_fault())
-                        .map(|f| (f.id(), why(f)))
-                        .collect();
-                    let retry: std::collections::HashSet<&str> = failed
-                        .iter()
-                        .filter(|f| !f.sender_fault())
-                        .map(|f| f.id())
-                        .collect();
-                    let mut keep = Vec::new();
-                    for (i, e) in pending {
-                        let id = i.to_string();
-                        if let Some(reason) = faults.get(id.as_str()) {
-                            refused.push((i, reason.clone()));
-                        } else if retry.contains(id.as_str()) {
-                            keep.push((i, e));
-                        }
-                    }
-                    pending = keep;
+                    last_error = None;
+                    pending = sort_failed(failed, pending, &mut refused);
                     if pending.is_empty() {
                         refused.sort_unstable_by_key(|(i, _)| *i);
                         return Ok(refused);
@@ -408,14 +429,51 @@ impl SqsSink {
                 Err(e) => {
                     last = describe(&e);
                     tracing::warn!(attempt, error = %last, "SQS SendMessageBatch failed");
+                    last_error = Some(e.into());
                 }
             }
         }
-        Err(format!(
-            "SQS SendMessageBatch kept failing after {} attempts: {last}",
-            self.cfg.retries + 1
-        ))
+        Err(SqsError::Exhausted {
+            attempts: self.cfg.retries + 1,
+            last,
+            source: last_error,
+        })
     }
+}
+
+/// A failed entry in brief: its code and message.
+fn why(f: &BatchResultErrorEntry) -> String {
+    format!("{} ({})", f.code(), f.message().unwrap_or(""))
+}
+
+/// Sorts the entries of a partly failed batch: those SQS refused for themselves (a sender
+/// fault: sending again cannot help) go to `refused` with the reason; the others that failed
+/// are returned to send again; those not named were taken.
+fn sort_failed(
+    failed: &[BatchResultErrorEntry],
+    pending: Vec<(usize, Entry)>,
+    refused: &mut Vec<(usize, String)>,
+) -> Vec<(usize, Entry)> {
+    let faults: std::collections::HashMap<&str, String> = failed
+        .iter()
+        .filter(|f| f.sender_fault())
+        .map(|f| (f.id(), why(f)))
+        .collect();
+    let retry: std::collections::HashSet<&str> = failed
+        .iter()
+        .filter(|f| !f.sender_fault())
+        .map(|f| f.id())
+        .collect();
+    let mut keep = Vec::new();
+    for (i, e) in pending {
+        let id = i.to_string();
+        if let Some(reason) = faults.get(id.as_str()) {
+            refused.push((i, reason.clone()));
+        } else if retry.contains(id.as_str()) {
+            keep.push((i, e));
+        }
+    }
+    keep
 }
 
 /// The SQS body of a record: its JSON line, with the characters SQS refuses escaped.

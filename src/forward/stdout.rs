@@ -12,7 +12,7 @@ use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 
-use super::SinkError;
+use super::{SinkError, SinkFailure};
 use crate::enrich::SinkEnricher;
 use crate::record::Record;
 
@@ -41,10 +41,7 @@ impl StdoutSink {
     }
 
     pub fn send(&mut self, records: &[Record]) -> Result<(), SinkError> {
-        let fail = |e: std::io::Error| SinkError {
-            acked: 0,
-            message: format!("writing to stdout: {e}"),
-        };
+        let fail = |e: std::io::Error| SinkError::new(0, SinkFailure::Stdout(e));
         // Anything std's own stdout buffer holds goes first (normally nothing).
         std::io::stdout().lock().flush().map_err(fail)?;
         if !self.checked_tail {

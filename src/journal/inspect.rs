@@ -149,7 +149,7 @@ pub fn for_each(
     if let Some(e) = io_err {
         // A closed pipe (`| head`) is a normal way to stop reading.
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(JournalError::Storage(format!("writing the dump: {e}")));
+            return Err(JournalError::Dump(e));
         }
     }
     Ok(sum)

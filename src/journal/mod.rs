@@ -88,8 +88,34 @@ pub enum JournalError {
         path.as_deref().map(|p| format!(" {}", p.display())).unwrap_or_default()
     )]
     NeedsReopen { path: Option<PathBuf> },
+    /// redb refused an operation for a reason other than I/O (a full table, a damaged page…).
     #[error("journal storage error: {0}")]
-    Storage(String),
+    Storage(#[source] redb::Error),
+    #[error("journal storage error: compaction: {0}")]
+    Compaction(#[source] redb::CompactionError),
+    /// A stored value (`what`: "dead letter 7", "meta checkpoint"…) does not decode.
+    #[error("journal storage error: {what}: {source}")]
+    Decode { what: String, source: CodecError },
+    /// A file operation around the journal (`what`: "cannot create directory"…) failed.
+    #[error("journal storage error: {what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "journal storage error: cannot copy journal {} to {} for reading: {source} (set TMPDIR \
+         to a directory with room)",
+        path.display(),
+        target.display()
+    )]
+    CopyForReading {
+        path: PathBuf,
+        target: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal storage error: writing the dump: {0}")]
+    Dump(#[source] std::io::Error),
     #[error(
         "journal record at sequence {seq} cannot be read: {source}; run `harvester journal \
          salvage` to set the damaged block aside and learn how to harvest its records again"
@@ -170,14 +196,21 @@ fn classify(e: redb::Error) -> JournalError {
         redb::Error::PreviousIo | redb::Error::DatabaseClosed => {
             JournalError::NeedsReopen { path: None }
         }
-        other => JournalError::Storage(other.to_string()),
+        other => JournalError::Storage(other),
     }
+}
+
+/// A stored value that does not decode, with what it is.
+fn decode_error(what: String, source: CodecError) -> JournalError {
+    JournalError::Decode { what, source }
 }
 
 macro_rules! storage_from {
     ($($t:ty),*) => {$(
         impl From<$t> for JournalError {
-            fn from(e: $t) -> Self { classify(e.into()) }
+            fn from(e: $t) -> Self {
+                classify(e.into())
+            }
         }
     )*};
 }
@@ -241,7 +274,7 @@ impl Db {
 
 /// A handle on the open journal file. Cheap to share behind an `Arc`.
 pub struct Journal {
-    pub(crate) db: Db,
+    db: Db,
     path: PathBuf,
     /// The repaired private copy a reading open reads (dropped after `db`, which removes it).
     _copy: Option<open::PrivateFile>,
@@ -253,8 +286,10 @@ impl Journal {
     /// A new journal is created with mode 0600.
     pub fn open(path: &Path) -> Result<Journal> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                JournalError::Storage(format!("cannot create directory {}: {e}", dir.display()))
+            std::fs::create_dir_all(dir).map_err(|source| JournalError::File {
+                what: "cannot create directory",
+                path: dir.to_path_buf(),
+                source,
             })?;
         }
         let db = match open::open_existing(path)? {
@@ -500,7 +535,7 @@ impl Journal {
         for row in t.iter()? {
             let (k, v) = row?;
             let r = codec::decode_value(v.value())
-                .map_err(|e| JournalError::Storage(format!("sink refusal {}: {e}", k.value())))?;
+                .map_err(|e| decode_error(format!("sink refusal {}", k.value()), e))?;
             out.insert(k.value(), r);
         }
         Ok(out)
@@ -516,8 +551,7 @@ impl Journal {
                 .get(n)?
                 .map(|v| codec::decode_value::<SinkRefusal>(v.value()));
             if let Some(r) = found {
-                let mut r =
-                    r.map_err(|e| JournalError::Storage(format!("sink refusal {n}: {e}")))?;
+                let mut r = r.map_err(|e| decode_error(format!("sink refusal {n}"), e))?;
                 tx.open_table(DEAD_KEYS)?.remove(r.key.as_str())?;
                 r.delivered_at_us = Some(at_us);
                 t.insert(n, codec::encode_value(&r).as_slice())?;
@@ -558,9 +592,7 @@ impl Journal {
     /// Gives the space of removed data back to the file system.
     pub fn compact(&mut self) -> Result<bool> {
         match &mut self.db {
-            Db::Write(db) => db
-                .compact()
-                .map_err(|e| JournalError::Storage(format!("compaction: {e}"))),
+            Db::Write(db) => db.compact().map_err(JournalError::Compaction),
             Db::Read(_) => Err(JournalError::ReadOnly),
         }
     }
@@ -644,7 +676,7 @@ impl Journal {
         };
         codec::decode_value(v.value())
             .map(Some)
-            .map_err(|e| JournalError::Storage(format!("episode {mpid}: {e}")))
+            .map_err(|e| decode_error(format!("episode {mpid}"), e))
     }
 
     /// Every journaled episode, in media package id order.
@@ -827,7 +859,7 @@ impl Journal {
         for row in t.iter()? {
             let (k, v) = row?;
             let d = codec::decode_value(v.value())
-                .map_err(|e| JournalError::Storage(format!("dead letter {}: {e}", k.value())))?;
+                .map_err(|e| decode_error(format!("dead letter {}", k.value()), e))?;
             out.push((k.value(), d));
         }
         Ok(out)
@@ -873,7 +905,7 @@ fn decode_meta<T: Decode<()>>(
         None => Ok(None),
         Some(v) => codec::decode_value(v.value())
             .map(Some)
-            .map_err(|e| JournalError::Storage(format!("meta {key}: {e}"))),
+            .map_err(|e| decode_error(format!("meta {key}"), e)),
     }
 }
 

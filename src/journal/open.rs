@@ -62,10 +62,11 @@ fn check_file(path: &Path) -> Result<std::fs::Metadata> {
             })
         }
         Err(e) => {
-            return Err(JournalError::Storage(format!(
-                "cannot read journal {}: {e}",
-                path.display()
-            )))
+            return Err(JournalError::File {
+                what: "cannot read journal",
+                path: path.to_path_buf(),
+                source: e,
+            })
         }
     };
     if !m.is_file() {
@@ -161,10 +162,13 @@ pub(crate) fn create_new(path: &Path, init: impl FnOnce(Database) -> Result<()>)
         .unwrap_or_else(|| "journal".into());
     let tmp_path = dir.join(format!(".{name}.new-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp_path); // left by a process of ours that died
-    let storage = |what: &str, e: std::io::Error| {
-        JournalError::Storage(format!("cannot {what} {}: {e}", tmp_path.display()))
+    let storage = |what: &'static str, source: std::io::Error| JournalError::File {
+        what,
+        path: tmp_path.clone(),
+        source,
     };
-    let (tmp, _file) = PrivateFile::create(tmp_path.clone()).map_err(|e| storage("create", e))?;
+    let (tmp, _file) =
+        PrivateFile::create(tmp_path.clone()).map_err(|e| storage("cannot create", e))?;
     let db = guarded(|| {
         Database::builder()
             .set_cache_size(CACHE_BYTES)
@@ -176,10 +180,11 @@ pub(crate) fn create_new(path: &Path, init: impl FnOnce(Database) -> Result<()>)
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => {
-            return Err(JournalError::Storage(format!(
-                "cannot create journal {}: {e}",
-                path.display()
-            )))
+            return Err(JournalError::File {
+                what: "cannot create journal",
+                path: path.to_path_buf(),
+                source: e,
+            })
         }
     }
     // The new name must survive a crash as the data committed under it will.
@@ -238,12 +243,10 @@ fn repaired_copy(path: &Path) -> Result<PrivateFile> {
          reading a repaired private copy, removed afterwards (set TMPDIR for another place); \
          the journal itself is not changed"
     );
-    let fail = |e: std::io::Error| {
-        JournalError::Storage(format!(
-            "cannot copy journal {} to {} for reading: {e} (set TMPDIR to a directory with room)",
-            path.display(),
-            target.display()
-        ))
+    let fail = |source: std::io::Error| JournalError::CopyForReading {
+        path: path.to_path_buf(),
+        target: target.clone(),
+        source,
     };
     let (copy, mut out) = PrivateFile::create(target.clone()).map_err(fail)?;
     let mut src = File::open(path).map_err(fail)?;

@@ -140,36 +140,7 @@ impl Journal {
         let mut out = Vec::new();
         {
             let mut blocks = tx.open_table(BLOCKS)?;
-            let mut found: Vec<(u64, Found)> = Vec::new();
-            // Per 64-id chunk, the ids readable blocks hold.
-            let mut held: HashMap<i64, u64> = HashMap::new();
-            for row in blocks.iter()? {
-                let (k, v) = row?;
-                let bytes = v.value();
-                let f = match codec::decode_block(bytes) {
-                    Ok(records) if !records.is_empty() => {
-                        for r in &records {
-                            *held.entry(r.action_id.div_euclid(64)).or_default() |=
-                                1u64 << r.action_id.rem_euclid(64);
-                        }
-                        let ids = records.iter().map(|r| r.action_id);
-                        let created = records.iter().map(|r| r.created_us);
-                        Found::Readable(Readable {
-                            min_id: ids.clone().min().unwrap_or(0),
-                            max_id: ids.max().unwrap_or(0),
-                            min_created_us: created.clone().min().unwrap_or(0),
-                            max_created_us: created.max().unwrap_or(0),
-                        })
-                    }
-                    Ok(_) => continue,
-                    Err(e) => Found::Unreadable {
-                        bytes: bytes.to_vec(),
-                        reason: e.to_string(),
-                        header: codec::block_header(bytes).ok(),
-                    },
-                };
-                found.push((k.value(), f));
-            }
+            let (found, held) = survey(&blocks)?;
             let cursors = read_cursors(&tx)?;
             let mut ids = tx.open_table(ACTION_IDS)?;
             let mut quarantine = tx.open_table(QUARANTINE)?;
@@ -192,16 +163,7 @@ impl Journal {
                 else {
                     continue;
                 };
-                let window = match header {
-                    Some(h) if plausible(h) => Some((h.min_created_us, h.max_created_us)),
-                    _ => match (prev, next) {
-                        (Some(p), Some(n)) => Some((
-                            p.max_created_us.min(n.min_created_us),
-                            p.max_created_us.max(n.min_created_us),
-                        )),
-                        _ => None,
-                    },
-                };
+                let window = time_window(header.as_ref(), prev, next);
                 let q = QuarantinedBlock {
                     end_seq,
                     reason: reason.clone(),
@@ -229,6 +191,63 @@ impl Journal {
         }
         tx.commit()?;
         Ok(out)
+    }
+}
+
+/// Every non-empty block by first sequence, readable (its id and time ranges) or not (its
+/// bytes, why, its header); and per 64-id chunk the ids the readable blocks hold.
+#[allow(clippy::type_complexity)]
+fn survey(
+    blocks: &impl ReadableTable<u64, &'static [u8]>,
+) -> Result<(Vec<(u64, Found)>, HashMap<i64, u64>)> {
+    let mut found: Vec<(u64, Found)> = Vec::new();
+    let mut held: HashMap<i64, u64> = HashMap::new();
+    for row in blocks.iter()? {
+        let (k, v) = row?;
+        let bytes = v.value();
+        let f = match codec::decode_block(bytes) {
+            Ok(records) if !records.is_empty() => {
+                for r in &records {
+                    *held.entry(r.action_id.div_euclid(64)).or_default() |=
+                        1u64 << r.action_id.rem_euclid(64);
+                }
+                let ids = records.iter().map(|r| r.action_id);
+                let created = records.iter().map(|r| r.created_us);
+                Found::Readable(Readable {
+                    min_id: ids.clone().min().unwrap_or(0),
+                    max_id: ids.max().unwrap_or(0),
+                    min_created_us: created.clone().min().unwrap_or(0),
+                    max_created_us: created.max().unwrap_or(0),
+                })
+            }
+            Ok(_) => continue,
+            Err(e) => Found::Unreadable {
+                bytes: bytes.to_vec(),
+                reason: e.to_string(),
+                header: codec::block_header(bytes).ok(),
+            },
+        };
+        found.push((k.value(), f));
+    }
+    Ok((found, held))
+}
+
+/// The times an unreadable block's records were created in: its header's when plausible, else
+/// between its readable neighbours'.
+fn time_window(
+    header: Option<&BlockHeader>,
+    prev: Option<&Readable>,
+    next: Option<&Readable>,
+) -> Option<(i64, i64)> {
+    match header {
+        Some(h) if plausible(h) => Some((h.min_created_us, h.max_created_us)),
+        _ => match (prev, next) {
+            (Some(p), Some(n)) => Some((
+                p.max_created_us.min(n.min_created_us),
+                p.max_created_us.max(n.min_created_us),
+            )),
+            _ => None,
+        },
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::super::{failed, owner, refuse_damage, AppError};
+use super::super::{owner, refuse_damage, AppError};
 use crate::cli::RunArgs;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::Metrics;
@@ -34,9 +34,7 @@ pub(super) async fn try_open(
     args: &RunArgs,
 ) -> Result<Result<Arc<Journal>, JournalError>, AppError> {
     let p = path.to_path_buf();
-    let res = tokio::task::spawn_blocking(move || Journal::open(&p))
-        .await
-        .map_err(failed)?;
+    let res = tokio::task::spawn_blocking(move || Journal::open(&p)).await?;
     match res {
         Ok(j) => {
             owner::claim(path, "run", Some(&args.metrics_addr));

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::super::{default_start, sync_checkpoint, Output};
 use super::forwarder::forward_loop;
+use crate::app::AppError;
 use crate::checkpoint::S3Checkpoint;
 use crate::cli::RunArgs;
 use crate::episodes::EpisodeCache;
@@ -62,7 +63,12 @@ enum Cycle {
     Done(HarvestSummary),
     Interrupted,
     JournalFault(JournalError),
-    Failed(String),
+    Failed(AppError),
+    /// Opencast answered an error status: the body it sent stays in the log, off /healthz.
+    OpencastStatus {
+        url: String,
+        status: u16,
+    },
 }
 
 impl Service<'_> {
@@ -107,6 +113,12 @@ impl Service<'_> {
                     break;
                 }
                 Cycle::Failed(e) => {
+                    self.metrics.harvest_failed(&e.to_string());
+                    tracing::error!(error = %e, "harvest cycle failed; retrying next cycle");
+                }
+                Cycle::OpencastStatus { url, status } => {
+                    let e =
+                        format!("Opencast answered {status} for {url} (the log has its answer)");
                     self.metrics.harvest_failed(&e);
                     tracing::error!(error = %e, "harvest cycle failed; retrying next cycle");
                 }
@@ -224,7 +236,7 @@ impl Service<'_> {
         .await
         {
             Ok(s) => s,
-            Err(e) => return Cycle::Failed(e.to_string()),
+            Err(e) => return Cycle::Failed(e),
         };
         let end = timefmt::floor_second(timefmt::now_us());
         let windows = harvest::windows(
@@ -244,11 +256,9 @@ impl Service<'_> {
             Err(HarvestError::Journal(e)) => fault_or_failed(e),
             // The body Opencast sent with an error status stays in the log, off /healthz.
             Err(HarvestError::Opencast(OpencastError::Status { url, status, .. })) => {
-                Cycle::Failed(format!(
-                    "Opencast answered {status} for {url} (the log has its answer)"
-                ))
+                Cycle::OpencastStatus { url, status }
             }
-            Err(e) => Cycle::Failed(e.to_string()),
+            Err(e) => Cycle::Failed(e.into()),
         }
     }
 
@@ -271,6 +281,6 @@ fn fault_or_failed(e: JournalError) -> Cycle {
     if e.needs_reopen() {
         Cycle::JournalFault(e)
     } else {
-        Cycle::Failed(e.to_string())
+        Cycle::Failed(e.into())
     }
 }
