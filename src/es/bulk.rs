@@ -300,13 +300,8 @@ impl EsClient {
             }
             tracing::warn!(attempt, retrying = pending.len(), error = %last_error, "Elasticsearch bulk request incomplete; retrying the failed items");
             report.retried_items += pending.len() as u64;
-            let jitter = rand::random_range(0.8..1.2);
-            tokio::time::sleep(
-                policy
-                    .backoff
-                    .mul_f64(2f64.powi(attempt as i32 - 1) * jitter),
-            )
-            .await;
+            let backoff = crate::retry::ES_BULK.with_first(policy.backoff);
+            tokio::time::sleep(backoff.delay(attempt - 1)).await;
         }
     }
 }

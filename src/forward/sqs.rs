@@ -16,7 +16,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_sqs::operation::send_message_batch::builders::SendMessageBatchFluentBuilder;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, QueueAttributeName, SendMessageBatchRequestEntry};
@@ -398,11 +397,7 @@ impl SqsSink {
         let mut last_error: Option<BoxError> = None;
         for attempt in 0..=self.cfg.retries {
             if attempt > 0 {
-                let ms = (100u64 << (attempt - 1).min(6)).min(5_000);
-                tokio::time::sleep(Duration::from_millis(
-                    ms / 2 + rand::random::<u64>() % (ms / 2 + 1),
-                ))
-                .await;
+                tokio::time::sleep(crate::retry::SQS_BATCH.delay(attempt - 1)).await;
             }
             let req = self.batch_request(&pending)?;
             self.calls.fetch_add(1, Ordering::Relaxed);
