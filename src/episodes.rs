@@ -62,8 +62,7 @@ pub struct EpisodeCache {
     requests: Arc<tokio::sync::Semaphore>,
 }
 
-/// Episode requests to Opencast in flight at most, across all pages, unless the harvest shares
-/// its own limit ([`EpisodeCache::share_request_limit`]).
+/// Episode requests to Opencast in flight at most, across all pages.
 const MAX_EPISODE_REQUESTS: usize = 32;
 
 impl EpisodeCache {
@@ -80,13 +79,6 @@ impl EpisodeCache {
             fetched: Arc::new(AtomicU64::new(0)),
             requests: Arc::new(tokio::sync::Semaphore::new(MAX_EPISODE_REQUESTS)),
         }
-    }
-
-    /// Has look-ups take their permits from `requests`, shared with the harvest's page requests:
-    /// `--max-in-flight` then bounds every request to Opencast, not each kind on its own.
-    pub fn share_request_limit(mut self, requests: Arc<tokio::sync::Semaphore>) -> EpisodeCache {
-        self.requests = requests;
-        self
     }
 
     /// Episodes fetched from Opencast so far (not from the cache or the journal).

@@ -215,16 +215,6 @@ impl Harvester {
         self
     }
 
-    /// The options it harvests with.
-    pub fn options(&self) -> &HarvestOptions {
-        &self.opts
-    }
-
-    /// The journal it writes to.
-    pub fn journal(&self) -> &Arc<Journal> {
-        &self.journal
-    }
-
     fn stopping(&self) -> bool {
         self.shutdown.is_shutdown()
     }

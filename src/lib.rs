@@ -5,28 +5,33 @@
 //! durable, deduplicated), [`forward`] drains it to stdout or SQS with a cursor per sink, and
 //! [`checkpoint`] keeps the original's S3 timestamp object in step. [`sim`] is a faithful
 //! simulated Opencast for tests, the demo and benchmarks.
+//!
+//! The binary (`main.rs`) needs [`app`], [`cli`], [`config`], [`logging`] and [`progress`]; the
+//! integration tests and benches reach also the journal, records, the Opencast wire format,
+//! the sinks, enrichment, the simulator and time formatting. Everything else is private to the
+//! crate.
 
 pub mod app;
-pub mod aws;
-pub mod checkpoint;
+mod aws;
+mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod enrich;
-pub mod episode_doc;
-pub mod episode_meta;
-pub mod episodes;
-pub mod es;
+mod episode_doc;
+mod episode_meta;
+mod episodes;
+mod es;
 pub mod forward;
-pub mod harvest;
+mod harvest;
 pub mod journal;
 pub mod logging;
-pub mod metrics;
+mod metrics;
 pub mod opencast;
 pub mod progress;
 pub mod record;
 pub mod record_csv;
-pub mod retry;
-pub mod secret;
-pub mod shutdown;
+mod retry;
+mod secret;
+mod shutdown;
 pub mod sim;
 pub mod timefmt;

@@ -21,26 +21,8 @@
 //! A caller with its own configured first delay (the Elasticsearch sink's `backoff`, the
 //! Opencast client's `ClientConfig`) builds its policy with [`Backoff::new`] or
 //! [`Backoff::with_first`]. A bounded loop that counts its attempts asks [`Backoff::delay`] for
-//! retry `attempt - 1`; an unbounded one keeps a [`Retries`] and resets it after a success:
-//!
-//! ```
-//! # use harvester::retry::{self, Backoff};
-//! # use std::time::Duration;
-//! // The SQS sink, before sending the failed entries again (attempt 1, 2, ...):
-//! let attempt = 1;
-//! let d = retry::SQS_BATCH.delay(attempt - 1);
-//! assert!(d <= Duration::from_millis(100));
-//! // The Elasticsearch bulk engine, from its configured first delay:
-//! let configured = Duration::from_millis(250);
-//! let d = retry::ES_BULK.with_first(configured).delay(attempt - 1);
-//! assert!(d <= configured);
-//! // A forwarder whose sink is down:
-//! let mut backoff = retry::FORWARD.retries();
-//! let first = backoff.next_delay(); // up to 500 ms
-//! let second = backoff.next_delay(); // up to 1 s
-//! backoff.reset(); // after a success
-//! # let _ = (first, second);
-//! ```
+//! retry `attempt - 1`; an unbounded one keeps a [`Retries`] and resets it after a success
+//! (the test `callers_use_it_as_documented` shows each kind).
 
 use std::time::Duration;
 
@@ -84,11 +66,6 @@ impl Backoff {
             cap,
             factor: 2,
         }
-    }
-
-    /// The same policy, growing by `factor` per retry.
-    pub const fn with_factor(self, factor: u32) -> Backoff {
-        Backoff { factor, ..self }
     }
 
     /// The same policy with another first delay (a sink's configured `backoff`).
@@ -144,15 +121,6 @@ impl Retries {
     pub fn reset(&mut self) {
         self.n = 0;
     }
-
-    /// Retries counted since the last reset.
-    pub fn count(&self) -> u32 {
-        self.n
-    }
-
-    pub fn policy(&self) -> &Backoff {
-        &self.policy
-    }
 }
 
 #[cfg(test)]
@@ -172,7 +140,7 @@ mod tests {
         for n in [7, 31, 32, 64, 1000, u32::MAX] {
             assert_eq!(P.ceiling(n), Duration::from_secs(10), "retry {n}");
         }
-        let p3 = P.with_factor(3);
+        let p3 = Backoff { factor: 3, ..P };
         assert_eq!(p3.ceiling(2), Duration::from_millis(1800));
     }
 
@@ -214,10 +182,10 @@ mod tests {
         for _ in 0..10 {
             rng_free_max = rng_free_max.max(r.next_delay());
         }
-        assert_eq!(r.count(), 10);
+        assert_eq!(r.n, 10);
         assert!(rng_free_max <= FORWARD.cap);
         r.reset();
-        assert_eq!(r.count(), 0);
+        assert_eq!(r.n, 0);
         for _ in 0..50 {
             let mut fresh = r.clone();
             assert!(fresh.next_delay() <= FORWARD.first);
@@ -228,5 +196,23 @@ mod tests {
     fn a_zero_policy_never_sleeps() {
         let p = Backoff::new(Duration::ZERO, Duration::ZERO);
         assert_eq!(p.delay(3), Duration::ZERO);
+    }
+
+    /// How each kind of caller uses the policy.
+    #[test]
+    fn callers_use_it_as_documented() {
+        // The SQS sink, before sending the failed entries again (attempt 1, 2, ...):
+        let attempt = 1;
+        assert!(SQS_BATCH.delay(attempt - 1) <= Duration::from_millis(100));
+        // The Elasticsearch bulk engine, from its configured first delay:
+        let configured = Duration::from_millis(250);
+        assert!(ES_BULK.with_first(configured).delay(attempt - 1) <= configured);
+        // A forwarder whose sink is down: up to 500 ms, then up to 1 s; after a success, from
+        // the first again.
+        let mut backoff = FORWARD.retries();
+        assert!(backoff.next_delay() <= Duration::from_millis(500));
+        assert!(backoff.next_delay() <= Duration::from_secs(1));
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(500));
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 pub struct Trigger(watch::Sender<bool>);
 
 impl Trigger {
-    /// A trigger and the first handle on it (more with [`Trigger::subscribe`] or
+    /// A trigger and the first handle on it (more with
     /// [`Shutdown::clone`]).
     pub fn new() -> (Trigger, Shutdown) {
         let (tx, rx) = watch::channel(false);
@@ -26,15 +26,6 @@ impl Trigger {
     /// Asks every handle to stop (again: a no-op).
     pub fn fire(&self) {
         self.0.send_replace(true);
-    }
-
-    pub fn is_fired(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Another handle.
-    pub fn subscribe(&self) -> Shutdown {
-        Shutdown(Some(self.0.subscribe()))
     }
 }
 
@@ -125,7 +116,7 @@ mod tests {
     async fn every_handle_sees_the_trigger() {
         let (trigger, a) = Trigger::new();
         let b = a.clone();
-        let c = trigger.subscribe();
+        let c = Shutdown(Some(trigger.0.subscribe()));
         assert!(!a.is_shutdown() && !b.is_shutdown() && !c.is_shutdown());
         let waiter = tokio::spawn(async move { b.wait().await });
         trigger.fire();

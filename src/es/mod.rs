@@ -10,9 +10,9 @@ mod client;
 pub mod templates;
 mod url;
 
-pub use bulk::{BulkFailure, BulkItem, BulkLines, BulkPolicy, BulkReport};
+pub use bulk::{BulkFailure, BulkLines, BulkPolicy};
 pub use client::EsClient;
-pub use url::{parse_host, redact};
+pub use url::parse_host;
 
 /// Something went wrong talking to Elasticsearch.
 #[derive(Debug, thiserror::Error)]
