@@ -437,10 +437,10 @@ impl From<&EnrichArgs> for crate::enrich::EnrichSettings {
 impl EnrichArgs {
     /// Opens the database and compiles the parser these settings ask for (once per process).
     pub fn check(&self) -> Result<(), crate::config::ConfigError> {
-        crate::enrich::Scope::parse(&self.enrich_sinks).map_err(crate::config::ConfigError)?;
+        crate::enrich::Scope::parse(&self.enrich_sinks).map_err(crate::config::ConfigError::new)?;
         self.enricher
             .init(&crate::enrich::EnrichSettings::from(self))
-            .map_err(|e| crate::config::ConfigError(e.to_string()))
+            .map_err(|e| crate::config::ConfigError::new(e.to_string()))
     }
 
     /// The enricher of a sink (see [`crate::enrich::EnricherSlot::for_sink`]).

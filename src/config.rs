@@ -14,10 +14,53 @@ pub use crate::secret::Secret;
 use crate::sim::{DataConfig, Faults, SimConfig};
 use crate::timefmt;
 
-/// A setting is missing or wrong; the message says which and how to fix it.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+/// A setting is missing or wrong; the message says which and how to fix it. A wrong value that
+/// another parser refused keeps that parser's error as its `source()`, and the message is
+/// formatted from both only when it is shown.
+#[derive(Debug)]
+pub struct ConfigError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ConfigError {
+    /// A setting is wrong, and `message` says which and why.
+    pub fn new(message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// `context` (the setting, say `--start`) was refused by `source`; shown as
+    /// `context: source`.
+    pub fn caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> ConfigError {
+        ConfigError {
+            message: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{}: {e}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Loads `.env` from the working directory into the environment, never overriding a variable
 /// that is already set (so the environment wins over the file).
@@ -32,8 +75,9 @@ pub fn load_dotenv() -> Result<(), ConfigError> {
 /// Loads one env file; a line it cannot parse is named by file, line number and key, and its
 /// value (a password, say) is never shown.
 pub fn load_dotenv_from(path: &Path) -> Result<(), ConfigError> {
-    let io =
-        |e: &dyn std::fmt::Display| ConfigError(format!("cannot read {}: {e}", path.display()));
+    let io = |e: &dyn std::fmt::Display| {
+        ConfigError::new(format!("cannot read {}: {e}", path.display()))
+    };
     // A dry run first: dotenvy's own error quotes the whole line, value included.
     let mut last_key: Option<String> = None;
     for item in dotenvy::from_path_iter(path).map_err(|e| io(&e))? {
@@ -41,7 +85,7 @@ pub fn load_dotenv_from(path: &Path) -> Result<(), ConfigError> {
             Ok((key, _)) => last_key = Some(key),
             Err(dotenvy::Error::LineParse(line, _)) => {
                 let text = std::fs::read_to_string(path).unwrap_or_default();
-                return Err(ConfigError(describe_bad_line(
+                return Err(ConfigError::new(describe_bad_line(
                     path,
                     &text,
                     &line,
@@ -53,7 +97,7 @@ pub fn load_dotenv_from(path: &Path) -> Result<(), ConfigError> {
     }
     dotenvy::from_path(path).map_err(|e| match e {
         dotenvy::Error::LineParse(..) => {
-            ConfigError(format!("{}: a line cannot be parsed", path.display()))
+            ConfigError::new(format!("{}: a line cannot be parsed", path.display()))
         }
         e => io(&e),
     })
@@ -103,7 +147,7 @@ fn describe_bad_line(path: &Path, text: &str, failed: &str, last_key: Option<&st
 /// Parses an IANA zone name.
 pub fn parse_tz(name: &str, setting: &str) -> Result<Tz, ConfigError> {
     name.trim().parse::<Tz>().map_err(|_| {
-        ConfigError(format!(
+        ConfigError::new(format!(
             "{setting}='{name}' is not a time zone name; use an IANA name such as UTC or America/New_York"
         ))
     })
@@ -128,30 +172,26 @@ pub fn opencast(
     admin_host: Option<&str>,
 ) -> Result<Opencast, ConfigError> {
     let engage = args.engage_host.as_deref().filter(|h| !h.trim().is_empty()).ok_or_else(|| {
-        ConfigError("no Opencast engage host: set MATTERHORN_ENGAGE_HOST (in .env) or pass -H/--engage-host".into())
+        ConfigError::new("no Opencast engage host: set MATTERHORN_ENGAGE_HOST (in .env) or pass -H/--engage-host")
     })?;
-    let engage =
-        base_url(engage).map_err(|e| ConfigError(format!("MATTERHORN_ENGAGE_HOST: {e}")))?;
+    let engage = base_url(engage).map_err(|e| ConfigError::caused("MATTERHORN_ENGAGE_HOST", e))?;
     let admin = match admin_host.filter(|h| !h.trim().is_empty()) {
-        Some(h) => {
-            Some(base_url(h).map_err(|e| ConfigError(format!("MATTERHORN_ADMIN_HOST: {e}")))?)
-        }
+        Some(h) => Some(base_url(h).map_err(|e| ConfigError::caused("MATTERHORN_ADMIN_HOST", e))?),
         None => None,
     };
     let user = args.user.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
-        ConfigError(
-            "no Opencast REST user: set MATTERHORN_REST_USER (in .env) or pass -u/--user".into(),
+        ConfigError::new(
+            "no Opencast REST user: set MATTERHORN_REST_USER (in .env) or pass -u/--user",
         )
     })?;
     let password = args.password.as_ref().ok_or_else(|| {
-        ConfigError(
-            "no Opencast REST password: set MATTERHORN_REST_PASS (in .env) or pass -p/--password"
-                .into(),
+        ConfigError::new(
+            "no Opencast REST password: set MATTERHORN_REST_PASS (in .env) or pass -p/--password",
         )
     })?;
     if args.timeout_secs == 0 {
-        return Err(ConfigError(
-            "OPENCAST_TIMEOUT must be at least 1 second".into(),
+        return Err(ConfigError::new(
+            "OPENCAST_TIMEOUT must be at least 1 second",
         ));
     }
     let mut cfg = ClientConfig::new(&user, password.expose());
@@ -191,13 +231,13 @@ pub fn sim_config(a: &SimSettings) -> Result<SimConfig, ConfigError> {
         match v {
             None => Ok(default),
             Some(s) => timefmt::parse_compact(s, Tz::UTC)
-                .map_err(|e| ConfigError(format!("--{name}: {e}"))),
+                .map_err(|e| ConfigError::caused(format!("--{name}"), e)),
         }
     };
     let start = parse(&a.from, "from", now - 3_600_000_000)?;
     let end = parse(&a.to, "to", now)?;
     if end <= start {
-        return Err(ConfigError("--to must be after --from".into()));
+        return Err(ConfigError::new("--to must be after --from"));
     }
     let mut data = DataConfig::new(a.seed, a.actions, start, end);
     data.episodes = a.episodes;
@@ -221,6 +261,20 @@ pub fn sim_config(a: &SimSettings) -> Result<SimConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refused value keeps the parser's error as its source, typed, and the message shows
+    /// both once: `context: cause`.
+    #[test]
+    fn a_wrapped_cause_stays_typed() {
+        use std::error::Error;
+        let cause = crate::timefmt::parse_compact("2016x", Tz::UTC).unwrap_err();
+        let shown = format!("--start: {cause}");
+        let e = ConfigError::caused("--start", cause);
+        assert_eq!(e.to_string(), shown);
+        let src = e.source().expect("the cause is kept");
+        assert!(src.downcast_ref::<crate::timefmt::TimeError>().is_some());
+        assert!(ConfigError::new("no user").source().is_none());
+    }
 
     #[test]
     fn a_bad_env_line_is_named_without_its_value() {

@@ -75,8 +75,9 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
     } else {
         l
     };
-    EnvFilter::try_new(&directive)
-        .map_err(|e| ConfigError(format!("LOG_LEVEL='{level}' is not a level or filter: {e}")))
+    EnvFilter::try_new(&directive).map_err(|e| {
+        ConfigError::caused(format!("LOG_LEVEL='{level}' is not a level or filter"), e)
+    })
 }
 
 /// The level the logs are filtered at. `--quiet` means warnings and errors only, unless

@@ -164,20 +164,20 @@ fn settings(args: &CheckArgs) -> Result<Settings, Vec<String>> {
     let mut errors = Vec::new();
     let mut keep = |r: Result<(), ConfigError>| {
         if let Err(e) = r {
-            errors.push(e.0);
+            errors.push(e.to_string());
         }
     };
     let tz = config::parse_tz(&a.opencast.conn.opencast_timezone, "OPENCAST_TIMEZONE");
     let outputs = parse_outputs(&a.output, &a.sink);
     keep(check_sink_formats(&a.sink));
     if !(a.wait.is_finite() && a.wait >= 0.0) {
-        keep(Err(ConfigError(
-            "--wait takes a number of seconds, 0 or more".into(),
+        keep(Err(ConfigError::new(
+            "--wait takes a number of seconds, 0 or more",
         )));
     }
     if a.interval == 0 {
-        keep(Err(ConfigError(
-            "DEFAULT_INTERVAL/--interval must be at least 1 minute".into(),
+        keep(Err(ConfigError::new(
+            "DEFAULT_INTERVAL/--interval must be at least 1 minute",
         )));
     }
     let opencast = config::opencast(&a.opencast.settings(), None);
@@ -190,9 +190,9 @@ fn settings(args: &CheckArgs) -> Result<Settings, Vec<String>> {
         Ok(tz) => window_times(args, *tz, &mut errors),
         Err(_) => (None, None),
     };
-    let tz = tz.map_err(|e| errors.push(e.0)).ok();
-    let outputs = outputs.map_err(|e| errors.push(e.0)).ok();
-    let opencast = opencast.map_err(|e| errors.push(e.0)).ok();
+    let tz = tz.map_err(|e| errors.push(e.to_string())).ok();
+    let outputs = outputs.map_err(|e| errors.push(e.to_string())).ok();
+    let opencast = opencast.map_err(|e| errors.push(e.to_string())).ok();
     match (tz, outputs, opencast) {
         (Some(tz), Some(outputs), Some(opencast)) if errors.is_empty() => Ok(Settings {
             tz,
@@ -210,19 +210,19 @@ fn run_settings(args: &CheckArgs) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     if let Some(every) = &args.every {
         if let Err(e) = crate::cli::secs_in(0.1, 86_400.0, "HARVEST_EVERY")(every) {
-            errors.push(ConfigError(format!("HARVEST_EVERY/--every: {e}")));
+            errors.push(ConfigError::new(format!("HARVEST_EVERY/--every: {e}")));
         }
     }
     if let Some(size) = &args.journal_warn_size {
         if let Err(e) = crate::cli::int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE")(size)
         {
-            errors.push(ConfigError(format!(
+            errors.push(ConfigError::new(format!(
                 "JOURNAL_WARN_SIZE/--journal-warn-size: {e}"
             )));
         }
     }
     if args.metrics_addr.parse::<SocketAddr>().is_err() {
-        errors.push(ConfigError(format!(
+        errors.push(ConfigError::new(format!(
             "METRICS_ADDR '{}' is not an address like 127.0.0.1:9898",
             args.metrics_addr
         )));
@@ -305,7 +305,7 @@ async fn checks(cli: &Cli, args: &CheckArgs, r: &mut Report) -> Result<(), AppEr
                     "fix the setting named (a flag, the environment or .env, read as `harvest` reads them)",
                 );
             }
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "{} setting(s) wrong; nothing else was checked",
                 errors.len()
             ))

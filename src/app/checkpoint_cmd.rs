@@ -12,7 +12,7 @@ pub async fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<(), AppError
     let set = args
         .set
         .as_deref()
-        .map(|s| timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("--set: {e}"))))
+        .map(|s| timefmt::parse_compact(s, tz).map_err(|e| ConfigError::caused("--set", e)))
         .transpose()?;
     let journal = open_journal(&cli.journal)?;
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);

@@ -16,7 +16,7 @@ use crate::{sim, timefmt};
 pub async fn sim(args: &SimArgs) -> Result<(), AppError> {
     let cfg = config::sim_config(&(&args.data).into())?;
     let addr: SocketAddr = args.listen.parse().map_err(|_| {
-        ConfigError(format!(
+        ConfigError::new(format!(
             "--listen '{}' is not an address like 127.0.0.1:8080",
             args.listen
         ))
@@ -89,7 +89,7 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
 pub async fn bench_fetch(cli: &Cli, args: &BenchFetchArgs) -> Result<(), AppError> {
     let tz = config::parse_tz(&args.opencast.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let parse = |s: &str, flag: &str| {
-        timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}")))
+        timefmt::parse_compact(s, tz).map_err(|e| ConfigError::caused(flag.to_string(), e))
     };
     let (start, end) = (parse(&args.start, "--start")?, parse(&args.end, "--end")?);
     let opencast = config::opencast(&args.opencast.settings(), None)?;

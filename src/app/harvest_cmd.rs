@@ -34,16 +34,18 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let outputs = parse_outputs(&args.output, &args.sink)?;
     check_sink_settings(&args.sink)?;
     if !(args.wait.is_finite() && args.wait >= 0.0) {
-        return Err(ConfigError("--wait takes a number of seconds, 0 or more".into()).into());
+        return Err(ConfigError::new("--wait takes a number of seconds, 0 or more").into());
     }
     if args.interval == 0 {
         return Err(
-            ConfigError("DEFAULT_INTERVAL/--interval must be at least 1 minute".into()).into(),
+            ConfigError::new("DEFAULT_INTERVAL/--interval must be at least 1 minute").into(),
         );
     }
     let parse_opt = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
         v.as_deref()
-            .map(|s| timefmt::parse_compact(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}"))))
+            .map(|s| {
+                timefmt::parse_compact(s, tz).map_err(|e| ConfigError::caused(flag.to_string(), e))
+            })
             .transpose()
     };
     let start_flag = parse_opt(&args.start, "--start")?;
@@ -134,7 +136,7 @@ async fn plan_windows(
     };
     let end = end_flag.unwrap_or(now);
     if end < start {
-        return Err(ConfigError(format!(
+        return Err(ConfigError::new(format!(
             "the window ends before it starts ({}..{}); check --start/--end",
             timefmt::format_compact(start, tz),
             timefmt::format_compact(end, tz)

@@ -60,8 +60,8 @@ fn setup(a: &LoadEpisodesArgs) -> Result<Setup, ConfigError> {
     let tz = config::parse_tz(&a.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let admin = a.admin_host.as_deref().filter(|h| !h.trim().is_empty());
     if admin.is_none() {
-        return Err(ConfigError(
-            "load-episodes reads live-stream times from the admin node: set MATTERHORN_ADMIN_HOST (in .env) or pass -A/--admin-host".into(),
+        return Err(ConfigError::new(
+            "load-episodes reads live-stream times from the admin node: set MATTERHORN_ADMIN_HOST (in .env) or pass -A/--admin-host"
         ));
     }
     let oc = config::opencast(
@@ -72,19 +72,24 @@ fn setup(a: &LoadEpisodesArgs) -> Result<Setup, ConfigError> {
         .settings(),
         admin,
     )
-    .map_err(|e| ConfigError(e.0.replace("-H/--engage-host", "-E/--engage-host")))?;
+    .map_err(|e| {
+        ConfigError::new(
+            e.to_string()
+                .replace("-H/--engage-host", "-E/--engage-host"),
+        )
+    })?;
     let es = EsClient::new(&a.es_host, Duration::from_secs(a.es_timeout.max(1)))
-        .map_err(|e| ConfigError(format!("{e} (set ELASTICSEARCH_HOST or -e/--es-host)")))?;
+        .map_err(|e| ConfigError::new(format!("{e} (set ELASTICSEARCH_HOST or -e/--es-host)")))?;
     if a.es_index.contains('%') {
-        return Err(ConfigError(
-            "EPISODE_INDEX_NAME is one index name, without %-fields".into(),
+        return Err(ConfigError::new(
+            "EPISODE_INDEX_NAME is one index name, without %-fields",
         ));
     }
     crate::forward::es::check_index_pattern(&a.es_index)
-        .map_err(|e| ConfigError(format!("EPISODE_INDEX_NAME: {e}")))?;
+        .map_err(|e| ConfigError::new(format!("EPISODE_INDEX_NAME: {e}")))?;
     if !a.wait.is_finite() || a.wait < 0.0 {
-        return Err(ConfigError(
-            "--wait takes a number of seconds, 0 or more".into(),
+        return Err(ConfigError::new(
+            "--wait takes a number of seconds, 0 or more",
         ));
     }
     Ok(Setup {
@@ -149,7 +154,7 @@ fn selection(a: &LoadEpisodesArgs) -> Result<Selection, ConfigError> {
     if !a.mpid.is_empty() {
         let mut ids: Vec<String> = a.mpid.iter().map(|m| m.trim().to_string()).collect();
         if ids.iter().any(String::is_empty) {
-            return Err(ConfigError("--mpid takes a media package id".into()));
+            return Err(ConfigError::new("--mpid takes a media package id"));
         }
         ids.dedup();
         Ok(Selection::Ids(ids))
@@ -157,7 +162,7 @@ fn selection(a: &LoadEpisodesArgs) -> Result<Selection, ConfigError> {
         let p = if p.trim().is_empty() {
             let yesterday = timefmt::now_us() - 86_400_000_000;
             crate::forward::es::format_index(&a.es_action_index, yesterday).ok_or_else(|| {
-                ConfigError(format!(
+                ConfigError::new(format!(
                     "ES_ACTION_INDEX '{}' has an invalid %-field",
                     a.es_action_index
                 ))

@@ -84,23 +84,22 @@ impl Settings {
         let outputs = parse_outputs(&args.output, &args.sink)?;
         check_sink_settings(&args.sink)?;
         if args.interval == 0 {
-            return Err(ConfigError(
-                "DEFAULT_INTERVAL/--interval must be at least 1 minute".into(),
-            )
-            .into());
+            return Err(
+                ConfigError::new("DEFAULT_INTERVAL/--interval must be at least 1 minute").into(),
+            );
         }
         let every = match args.every {
             Some(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s),
             Some(_) => {
-                return Err(ConfigError(
-                    "HARVEST_EVERY/--every takes a number of seconds above 0".into(),
+                return Err(ConfigError::new(
+                    "HARVEST_EVERY/--every takes a number of seconds above 0",
                 )
                 .into())
             }
             None => Duration::from_secs(args.interval * 60),
         };
         let addr: SocketAddr = args.metrics_addr.parse().map_err(|_| {
-            ConfigError(format!(
+            ConfigError::new(format!(
                 "METRICS_ADDR '{}' is not an address like 127.0.0.1:9898",
                 args.metrics_addr
             ))

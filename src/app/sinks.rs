@@ -30,7 +30,7 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
             "es" | "elasticsearch" => Output::Es,
             "none" | "journal" => continue,
             other => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::new(format!(
                     "--output '{other}' is not a sink; use sqs, - (stdout), es, a list such as sqs,es, or none"
                 )))
             }
@@ -43,8 +43,8 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
                 .unwrap_or("")
                 .is_empty()
         {
-            return Err(ConfigError(
-                "output sqs needs a queue: set SQS_QUEUE_NAME (in .env) or pass -q/--queue-name, or use -o - for stdout".into(),
+            return Err(ConfigError::new(
+                "output sqs needs a queue: set SQS_QUEUE_NAME (in .env) or pass -q/--queue-name, or use -o - for stdout"
             ));
         }
         if !out.contains(&o) {
@@ -64,13 +64,13 @@ pub(crate) fn check_sink_settings(sink: &SinkArgs) -> Result<(), ConfigError> {
 /// The part of [`check_sink_settings`] that reads no file: every format and range.
 pub(crate) fn check_sink_formats(sink: &SinkArgs) -> Result<(), ConfigError> {
     crate::es::parse_host(&sink.es_host)
-        .map_err(|e| ConfigError(format!("{e} (set ELASTICSEARCH_HOST or --es-host)")))?;
-    crate::enrich::Scope::parse(&sink.enrich.enrich_sinks).map_err(ConfigError)?;
+        .map_err(|e| ConfigError::new(format!("{e} (set ELASTICSEARCH_HOST or --es-host)")))?;
+    crate::enrich::Scope::parse(&sink.enrich.enrich_sinks).map_err(ConfigError::new)?;
     forward::es::check_index_pattern(&sink.es_action_index)
-        .map_err(|e| ConfigError(format!("ES_ACTION_INDEX: {e}")))?;
+        .map_err(|e| ConfigError::new(format!("ES_ACTION_INDEX: {e}")))?;
     let n = sink.sqs_max_batch_bytes;
     if !(1024..=forward::sqs::MAX_BATCH_BYTES).contains(&n) {
-        return Err(ConfigError(format!(
+        return Err(ConfigError::new(format!(
             "SQS_MAX_BATCH_BYTES={n} is out of range; SQS takes 1024 to {} bytes per batch",
             forward::sqs::MAX_BATCH_BYTES
         )));
@@ -108,7 +108,7 @@ pub(crate) async fn make_sink(
                 &sink.es_host,
                 std::time::Duration::from_secs(sink.es_timeout.max(1)),
             )
-            .map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(|e| ConfigError::new(e.to_string()))?;
             let cfg = EsConfig {
                 max_docs: sink.es_bulk_docs as usize,
                 max_bytes: sink.es_bulk_bytes.max(1024),

@@ -85,7 +85,7 @@ impl DumpRequest {
         let limit = get("limit")
             .map(|l| {
                 l.parse::<u64>()
-                    .map_err(|_| ConfigError(format!("--limit '{l}' is not a number")))
+                    .map_err(|_| ConfigError::new(format!("--limit '{l}' is not a number")))
             })
             .transpose()?;
         Ok(DumpRequest {
@@ -226,7 +226,7 @@ pub(super) fn check_csv(a: &DumpArgs) -> Result<(), ConfigError> {
         None
     };
     match other {
-        Some(what) => Err(ConfigError(format!(
+        Some(what) => Err(ConfigError::new(format!(
             "--format csv writes the records only; {what} is dumped as JSON lines: leave out --format csv"
         ))),
         None => Ok(()),

@@ -36,7 +36,7 @@ pub async fn run(cli: &Cli, args: &JournalArgs) -> Result<(), AppError> {
 /// Parses `A..B`, `A..`, `..B` or `A` (inclusive).
 pub fn parse_seq(s: &str) -> Result<(u64, u64), ConfigError> {
     let bad = || {
-        ConfigError(format!(
+        ConfigError::new(format!(
             "--seq '{s}' is not a range like 1000..1999, 1000.. or ..1999"
         ))
     };
@@ -64,7 +64,7 @@ pub fn parse_seq(s: &str) -> Result<(u64, u64), ConfigError> {
 pub fn parse_duration(s: &str) -> Result<i64, ConfigError> {
     let t = s.trim();
     let bad = || {
-        ConfigError(format!(
+        ConfigError::new(format!(
             "'{s}' is not a duration like 90d, 12h, 30m, 3600s or 2w"
         ))
     };
@@ -82,7 +82,9 @@ pub fn parse_duration(s: &str) -> Result<i64, ConfigError> {
     // At most 100 years: the cutoff is computed in microseconds, where more would overflow.
     n.checked_mul(mult)
         .filter(|secs| *secs <= 3_155_760_000)
-        .ok_or_else(|| ConfigError(format!("'{s}' is out of range: at most 36500d (100 years)")))
+        .ok_or_else(|| {
+            ConfigError::new(format!("'{s}' is out of range: at most 36500d (100 years)"))
+        })
 }
 
 pub(super) fn filter(r: &RangeArgs) -> Result<(Filter, Tz), ConfigError> {
@@ -90,7 +92,8 @@ pub(super) fn filter(r: &RangeArgs) -> Result<(Filter, Tz), ConfigError> {
     let t = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
         v.as_deref()
             .map(|s| {
-                timefmt::parse_user_time(s, tz).map_err(|e| ConfigError(format!("{flag}: {e}")))
+                timefmt::parse_user_time(s, tz)
+                    .map_err(|e| ConfigError::caused(flag.to_string(), e))
             })
             .transpose()
     };
@@ -105,7 +108,7 @@ pub(super) fn filter(r: &RangeArgs) -> Result<(Filter, Tz), ConfigError> {
     });
     if let (Some(f), Some(t)) = (from_us, to_us) {
         if t < f {
-            return Err(ConfigError("--to is before --from".into()));
+            return Err(ConfigError::new("--to is before --from"));
         }
     }
     let seq = r.seq.as_deref().map(parse_seq).transpose()?;

@@ -9,8 +9,8 @@ use crate::config::ConfigError;
 use crate::timefmt;
 
 pub(super) fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {
-    let secs =
-        parse_duration(&a.older_than).map_err(|e| ConfigError(format!("--older-than: {}", e.0)))?;
+    let secs = parse_duration(&a.older_than)
+        .map_err(|e| ConfigError::new(format!("--older-than: {e}")))?;
     let cutoff = timefmt::now_us() - secs * 1_000_000;
     let j = open_journal(&cli.journal)?;
     let cursors: Vec<(String, u64)> = j

@@ -23,9 +23,7 @@ pub(super) async fn replay(cli: &Cli, a: &ReplayArgs) -> Result<(), AppError> {
     }
     let (f, _) = filter(&a.range)?;
     if f.from_us.is_none() && f.to_us.is_none() && f.seq.is_none() {
-        return Err(
-            ConfigError("journal replay needs a range: --from/--to or --seq".into()).into(),
-        );
+        return Err(ConfigError::new("journal replay needs a range: --from/--to or --seq").into());
     }
     let (sink_args, output) = replay_sink(a)?;
     let j = open_journal(&cli.journal)?;
@@ -82,11 +80,11 @@ fn replay_sink(a: &ReplayArgs) -> Result<(SinkArgs, Output), AppError> {
     check_sink_settings(&sink_args)?;
     let [output] = outputs.as_slice() else {
         return Err(
-            ConfigError("journal replay sends to one sink: -o sqs, -o - or -o es".into()).into(),
+            ConfigError::new("journal replay sends to one sink: -o sqs, -o - or -o es").into(),
         );
     };
     if a.es_index.is_some() && *output != Output::Es {
-        return Err(ConfigError("--es-index goes with -o es".into()).into());
+        return Err(ConfigError::new("--es-index goes with -o es").into());
     }
     let output = output.clone();
     Ok((sink_args, output))
@@ -182,9 +180,8 @@ pub(super) async fn replay_dead_letters(cli: &Cli, a: &ReplayArgs) -> Result<(),
 /// The sink a dead letter replay sends to (`-o sqs` or `-o es`, nothing else) and its kind.
 fn dead_letter_sink(a: &ReplayArgs) -> Result<(Output, &'static str), AppError> {
     if a.range.from.is_some() || a.range.to.is_some() || a.range.seq.is_some() {
-        return Err(ConfigError(
+        return Err(ConfigError::new(
             "journal replay --dead-letters takes no --from/--to/--seq (choose with --dead-letter N)"
-                .into(),
         )
         .into());
     }
@@ -193,9 +190,8 @@ fn dead_letter_sink(a: &ReplayArgs) -> Result<(Output, &'static str), AppError> 
     match outputs.as_slice() {
         [Output::Sqs] => Ok((Output::Sqs, "sqs")),
         [Output::Es] => Ok((Output::Es, "es")),
-        _ => Err(ConfigError(
-            "journal replay --dead-letters sends to the sink that refused them: -o sqs or -o es"
-                .into(),
+        _ => Err(ConfigError::new(
+            "journal replay --dead-letters sends to the sink that refused them: -o sqs or -o es",
         )
         .into()),
     }
@@ -214,14 +210,14 @@ fn dead_letters_to_replay(
         match refusals.get(n) {
             Some(r) if r.sink == kind => {}
             Some(r) => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::new(format!(
                     "dead letter {n} was refused by {}, not {kind}: use -o {}",
                     r.sink, r.sink
                 ))
                 .into())
             }
             None => {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::new(format!(
                 "dead letter {n} is not a record a sink refused (see journal dump --dead-letters)"
             ))
                 .into())

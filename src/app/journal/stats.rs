@@ -64,8 +64,8 @@ pub(super) fn enrich_figures(
     e: Option<&Arc<crate::enrich::Enricher>>,
 ) -> Result<crate::enrich::EnrichFigures, AppError> {
     let Some(e) = e else {
-        return Err(ConfigError(
-            "journal stats --enrich needs GEOIP_DATABASE and/or PARSE_USERAGENT=1".into(),
+        return Err(ConfigError::new(
+            "journal stats --enrich needs GEOIP_DATABASE and/or PARSE_USERAGENT=1",
         )
         .into());
     };

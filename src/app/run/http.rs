@@ -36,7 +36,7 @@ impl ApiToken {
             Ok(v) if v.is_empty() => Ok(None),
             Ok(v) => ApiToken::parse(&v).map(Some),
             Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError(format!(
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::new(format!(
                 "{TOKEN_VAR} must be 16 to 4096 printable ASCII characters without spaces"
             ))),
         }
@@ -46,7 +46,7 @@ impl ApiToken {
     pub fn parse(v: &str) -> Result<ApiToken, ConfigError> {
         let ok_chars = v.bytes().all(|b| b.is_ascii_graphic());
         if !(16..=4096).contains(&v.len()) || !ok_chars {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::new(format!(
                 "{TOKEN_VAR} must be 16 to 4096 printable ASCII characters without spaces \
                  (the one given has {} characters{})",
                 v.chars().count(),
