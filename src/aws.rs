@@ -4,7 +4,20 @@
 //! per-service forms); the region defaults to `us-east-1` like the original's boto setup, and an
 //! endpoint override (a local S3 such as moto) gets path-style bucket addressing.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// The longest one attempt of an S3 or SQS request may take. The SDK sets no read timeout of
+/// its own, so an endpoint that accepts a connection and never answers (a service out of memory,
+/// a proxy gone silent) held a forward there for good; the SDK's own retries and the sinks'
+/// then take over. A `SendMessageBatch` of at most 1 MiB or a checkpoint object takes well
+/// under a second on a working link.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Establishing a connection (the SDK's default is 3.1 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Loads the SDK configuration from the environment.
 pub async fn sdk_config() -> SdkConfig {
@@ -12,6 +25,12 @@ pub async fn sdk_config() -> SdkConfig {
         .or_else(Region::new("us-east-1"));
     aws_config::defaults(BehaviorVersion::latest())
         .region(region)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        )
         .load()
         .await
 }

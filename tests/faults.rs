@@ -183,3 +183,86 @@ async fn s3_resetting_connections_keeps_the_checkpoint_in_the_journal_until_it_h
     let out = run_async(c).await;
     assert_ok(&out);
 }
+
+/// A TCP front of `upstream` whose first connection is taken and never answered (kept open,
+/// read from, silent); every later connection is passed through.
+async fn silent_first_connection(upstream: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            if std::mem::take(&mut first) {
+                tokio::spawn(async move {
+                    let mut sink = tokio::io::sink();
+                    let _ = tokio::io::copy(&mut conn, &mut sink).await;
+                });
+                continue;
+            }
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// An SQS endpoint that takes the connection and never answers (a service out of memory, a
+/// proxy gone silent): the attempt is abandoned after `ATTEMPT_TIMEOUT` and sent again, instead
+/// of holding the forward there for good (as it did while the SDK had no read timeout).
+#[tokio::test(flavor = "multi_thread")]
+async fn sqs_that_never_answers_is_abandoned_and_retried() {
+    let Some(a) = aws() else {
+        return;
+    };
+    let (_, sqs) = sdk(&a).await;
+    let sim = start_sim(SimConfig::new(data(300, 300))).await;
+    let dir = scratch();
+    let mut c = harvester_for(dir.path(), &sim);
+    harvest_window(&mut c, 300_000_000, "none");
+    assert_ok(&run_async(c).await);
+
+    let queue = unique("faults-hang");
+    sqs.create_queue().queue_name(&queue).send().await.unwrap();
+    let front = silent_first_connection(a.sqs.trim_start_matches("http://").to_string()).await;
+    let mut c = with_aws(harvester(dir.path()), &a);
+    c.env("AWS_ENDPOINT_URL_SQS", &front)
+        .env("SQS_QUEUE_NAME", &queue)
+        .args(["forward", "-o", "sqs"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
+    let mut child = c.spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the forward still waits for an answer that never comes, two minutes on");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(
+        started.elapsed() >= harvester_attempt_timeout(),
+        "the silent connection was not the one used first"
+    );
+    let url = queue_url(&sqs, &queue).await;
+    let (bodies, counts) = drain(&sqs, &url).await;
+    assert_eq!(bodies.len(), 300);
+    assert!(counts.values().all(|n| *n == 1), "a record arrived twice");
+}
+
+/// `harvester::aws::ATTEMPT_TIMEOUT` (the module is private to the crate).
+fn harvester_attempt_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(20)
+}
