@@ -72,6 +72,13 @@ pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
         "error" | "warn" | "info" | "debug" | "trace" | "off"
     ) {
         format!("warn,harvester={l}")
+    } else if l.is_empty() || !l.contains(['=', ',', ':', '[']) {
+        // A lone word that is no level (`loud`, `verbose`) would be read as a module name and
+        // silently turn every log line off; an empty value likewise.
+        return Err(ConfigError::new(format!(
+            "LOG_LEVEL='{level}' is not a level: use error, warn (warning), info, debug, trace \
+             or off, or a filter such as warn,harvester=debug"
+        )));
     } else {
         l
     };
@@ -300,6 +307,29 @@ mod tests {
         fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
             let target = event.metadata().target().to_string();
             self.0.lock().unwrap().push(target);
+        }
+    }
+
+    /// A word that is no level used to be taken for a module name: every log line was off
+    /// and the command went on (`LOG_LEVEL=loud`, `LOG_LEVEL=`). Now a settings error.
+    #[test]
+    fn a_word_that_is_no_level_is_refused() {
+        for bad in ["loud", "verbose", "", "  "] {
+            let e = filter(bad).expect_err(bad).to_string();
+            assert!(
+                e.contains("LOG_LEVEL") && e.contains("is not a level"),
+                "{e}"
+            );
+        }
+        for good in [
+            "INFO",
+            "warning",
+            "Critical",
+            "off",
+            "warn,harvester=debug",
+            "harvester::harvest=trace",
+        ] {
+            assert!(filter(good).is_ok(), "{good}");
         }
     }
 

@@ -65,3 +65,40 @@ fn a_closed_pipe_is_no_panic() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Stdout whose reader is gone before the command starts (as `| head` after its lines): every
+/// write gets EPIPE, deterministically.
+fn closed_pipe() -> Stdio {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills both descriptors; the read end is closed at once and the write end
+    // is owned by the returned Stdio.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        Stdio::from(std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+/// The reports of `checkpoint`, `journal stats` and `journal verify` were written with
+/// `println!`, which panics on a closed pipe.
+#[test]
+fn reports_to_a_closed_pipe_end_quietly() {
+    let dir = scratch();
+    let mut c = harvester(dir.path());
+    c.args(["checkpoint", "--set", "20160301000000"]);
+    assert_ok(&run(c));
+    for args in [
+        &["checkpoint"][..],
+        &["journal", "stats"][..],
+        &["journal", "stats", "--json"][..],
+        &["journal", "verify"][..],
+    ] {
+        let mut c = harvester(dir.path());
+        c.args(args).stdout(closed_pipe());
+        let out = c.output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+    }
+}

@@ -286,10 +286,10 @@ pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<(), AppError> {
             failed: r.failures(),
             checks: &r.checks,
         };
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&v).unwrap_or_else(|_| "{}".into())
-        );
+        )?;
     }
     result
 }

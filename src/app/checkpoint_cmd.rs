@@ -44,13 +44,13 @@ pub async fn checkpoint(cli: &Cli, args: &CheckpointArgs) -> Result<(), AppError
         us.map(|u| timefmt::format_compact(u, tz))
             .unwrap_or_else(|| "none".into())
     };
-    println!("journal: {}", show(local.map(|c| c.last_action_us)));
+    say!("journal: {}", show(local.map(|c| c.last_action_us)))?;
     if let Some(cp) = local {
-        println!("synced to S3: {}", cp.synced_to_s3);
+        say!("synced to S3: {}", cp.synced_to_s3)?;
     }
     match remote {
-        Some(r) => println!("s3: {}", show(r)),
-        None => println!("s3: not configured (S3_HARVEST_TS_BUCKET unset)"),
+        Some(r) => say!("s3: {}", show(r))?,
+        None => say!("s3: not configured (S3_HARVEST_TS_BUCKET unset)")?,
     }
     Ok(())
 }

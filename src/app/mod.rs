@@ -1,5 +1,14 @@
 //! The commands: each wires settings, journal, source and sinks together for one job.
 
+/// Prints one line of a command's report on stdout, like `println!`, but a reader that went
+/// away (`harvester journal stats | head -1`) ends the report quietly instead of panicking;
+/// another write error is the command's error. Evaluates to `Result<(), AppError>`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::app::write_report(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod check;
 mod checkpoint_cmd;
 mod demo;
@@ -33,3 +42,14 @@ pub(crate) use sinks::{
 };
 pub use sinks::{parse_outputs, Output};
 pub(crate) use start::{default_start, start_of, StartFrom};
+
+/// The writer behind [`say!`]: stdout, a closed pipe ignored.
+pub(crate) fn write_report(text: std::fmt::Arguments<'_>) -> Result<(), AppError> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(AppError::io("writing the report to stdout", e))
+        }
+        _ => Ok(()),
+    }
+}

@@ -146,14 +146,15 @@ fn verify(cli: &Cli) -> Result<(), AppError> {
         } else {
             String::new()
         };
-        println!(
+        say!(
             "ok: {} records in {} blocks, every one readable, tables consistent{q}",
-            rep.records, rep.blocks
-        );
+            rep.records,
+            rep.blocks
+        )?;
         return Ok(());
     }
     for p in &rep.problems {
-        println!("problem: {p}");
+        say!("problem: {p}")?;
     }
     Err(failed(format!(
         "journal {} has {} problem(s) (listed above); `journal dump` skips unreadable blocks and goes on",
@@ -167,13 +168,13 @@ fn salvage(cli: &Cli, a: &SalvageArgs) -> Result<(), AppError> {
     let j = open_journal(&cli.journal)?;
     let done = j.salvage()?;
     if done.is_empty() {
-        println!("no unreadable blocks: nothing to salvage");
+        say!("no unreadable blocks: nothing to salvage")?;
         return Ok(());
     }
     let mut windows: Vec<(i64, i64)> = Vec::new();
     let mut unknown = false;
     for s in &done {
-        println!(
+        say!(
             "quarantined the block at sequence {}..{} ({}); forgot {} action ids{}",
             s.first_seq,
             s.end_seq,
@@ -187,7 +188,7 @@ fn salvage(cli: &Cli, a: &SalvageArgs) -> Result<(), AppError> {
                     s.acknowledged_by.join(", ")
                 )
             }
-        );
+        )?;
         match s.window {
             Some(w) => windows.push(w),
             None => unknown = true,
@@ -203,19 +204,19 @@ fn salvage(cli: &Cli, a: &SalvageArgs) -> Result<(), AppError> {
             _ => merged.push((a, b)),
         }
     }
-    println!("to bring their records back, harvest again (OPENCAST_TIMEZONE={tz}):");
+    say!("to bring their records back, harvest again (OPENCAST_TIMEZONE={tz}):")?;
     for (a, b) in &merged {
-        println!(
+        say!(
             "  harvester harvest -s {} -e {} --no-update-last-ts",
             timefmt::format_compact(*a, tz),
             timefmt::format_compact(*b, tz)
-        );
+        )?;
     }
     if unknown {
-        println!(
+        say!(
             "  (a block's time range could not be read: harvest again from before the first \
              record you miss, with -s/-e and --no-update-last-ts)"
-        );
+        )?;
     }
     Ok(())
 }

@@ -39,10 +39,10 @@ pub(super) fn prune(cli: &Cli, a: &PruneArgs) -> Result<(), AppError> {
     let size = std::fs::metadata(&cli.journal)
         .map(|m| m.len())
         .unwrap_or(0);
-    println!(
+    say!(
         "pruned {records} records ({blocks} blocks) older than {}; journal now {size} bytes",
         timefmt::format_rfc3339(cutoff)
-    );
+    )?;
     if held_back > 0 {
         let who = if cursors.is_empty() {
             "no sink has forwarded anything yet".to_string()

@@ -1,5 +1,6 @@
 //! `journal stats`: the journal's figures, locally or from the running service.
 
+use crate::app::write_report;
 use std::sync::Arc;
 
 use super::remote::{access, remote_get, Access};
@@ -21,11 +22,11 @@ pub(super) async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
             if a.json {
                 let mut v = serde_json::to_value(&s)?;
                 v["enrichment"] = serde_json::to_value(f)?;
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                say!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                print!("{s}");
+                write_report(format_args!("{s}"))?;
                 let rate = crate::enrich::EnrichFigures::rate;
-                println!(
+                say!(
                     "enrichment: {} located, {} not located, {} user agents parsed, {} without; cache hit rates: addresses {:.1}%, user agents {:.1}%",
                     f.located,
                     f.not_located,
@@ -33,7 +34,7 @@ pub(super) async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
                     f.ua_missing,
                     100.0 * rate(f.ip_cache_hits, f.ip_cache_misses),
                     100.0 * rate(f.ua_cache_hits, f.ua_cache_misses)
-                );
+                )?;
             }
             return Ok(());
         }
@@ -51,9 +52,9 @@ pub(super) async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
         }
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        say!("{}", serde_json::to_string_pretty(&s)?)?;
     } else {
-        print!("{s}");
+        write_report(format_args!("{s}"))?;
     }
     Ok(())
 }
