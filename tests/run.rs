@@ -306,3 +306,48 @@ async fn journal_dump_and_stats_work_while_run_holds_the_journal() {
     sigterm(&child);
     assert_eq!(wait_exit(child, 5).await.code(), Some(0));
 }
+
+/// An Opencast that does not answer (each answer delayed a minute): SIGTERM used to wait for
+/// the request and its retries (three minutes with the defaults, past systemd's 90 s stop
+/// timeout); the harvest now gets a short grace to finish its page and is then left.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_opencast_does_not_answer_stops_within_seconds() {
+    let mut cfg = SimConfig::new(harvester::sim::DataConfig::new(
+        3,
+        1_000,
+        timefmt::now_us() - 600_000_000,
+        timefmt::now_us() - 1_000_000,
+    ));
+    cfg.faults.delay = Duration::from_secs(60);
+    let sim = start_sim(cfg).await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args(run_service_args("none", &addr));
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = c.spawn().unwrap();
+    // The service is up and its first page request is waiting for an answer.
+    let t = Instant::now();
+    while metric(&addr, "harvester_harvest_runs_total")
+        .await
+        .is_none()
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no /metrics within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t = Instant::now();
+    sigterm(&child);
+    let status = wait_exit(child, 30).await;
+    assert_eq!(status.code(), Some(0));
+    eprintln!("stopped {:?} after SIGTERM", t.elapsed());
+    let j = harvester::journal::Journal::open(&journal_path(dir.path())).unwrap();
+    assert_eq!(
+        j.next_seq().unwrap(),
+        0,
+        "nothing was answered, nothing journaled"
+    );
+}

@@ -99,7 +99,7 @@ impl Service<'_> {
         let mut warned_size = false;
         let mut healthy_cycles = 0;
         while !session.is_shutdown() {
-            match self.cycle(&harvester, &journal).await {
+            match self.cycle(&harvester, &journal, &session).await {
                 Cycle::Done(s) => {
                     self.record(&s);
                     healthy_cycles += 1;
@@ -221,7 +221,7 @@ impl Service<'_> {
     }
 
     /// One harvest from the checkpoint to now.
-    async fn cycle(&self, harvester: &Harvester, journal: &Journal) -> Cycle {
+    async fn cycle(&self, harvester: &Harvester, journal: &Journal, session: &Shutdown) -> Cycle {
         // A poisoned handle shows here first when the last cycle's write failed elsewhere.
         if let Err(e) = journal.checkpoint() {
             return fault_or_failed(e);
@@ -250,7 +250,7 @@ impl Service<'_> {
                 "behind by more than MAX_START_END_SPAN: catching up window by window"
             );
         }
-        match harvester.harvest(&windows).await {
+        match harvest_until_stopped(harvester, &windows, session).await {
             Ok(s) => Cycle::Done(s),
             Err(HarvestError::Interrupted) => Cycle::Interrupted,
             Err(HarvestError::Journal(e)) => fault_or_failed(e),
@@ -282,5 +282,29 @@ fn fault_or_failed(e: JournalError) -> Cycle {
         Cycle::JournalFault(e)
     } else {
         Cycle::Failed(e.into())
+    }
+}
+
+/// How long a harvest may go on after shutdown is asked for: the page in hand commits, but a
+/// request Opencast does not answer (or answers only after retries) is not waited out, which
+/// would outlast a service manager's stop timeout (systemd's is 90 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The harvest of `windows`; once `session` shuts down it has [`SHUTDOWN_GRACE`] to stop at a
+/// page boundary by itself, then it is dropped. Dropping it loses only pages not yet committed
+/// (a commit already running on the blocking pool completes on its own), so the checkpoint
+/// never passes what is not in the journal.
+async fn harvest_until_stopped(
+    harvester: &Harvester,
+    windows: &[(i64, i64)],
+    session: &Shutdown,
+) -> Result<HarvestSummary, HarvestError> {
+    let harvest = harvester.harvest(windows);
+    tokio::pin!(harvest);
+    tokio::select! {
+        r = &mut harvest => r,
+        _ = session.wait() => tokio::time::timeout(SHUTDOWN_GRACE, &mut harvest)
+            .await
+            .unwrap_or(Err(HarvestError::Interrupted)),
     }
 }
