@@ -22,6 +22,19 @@ async fn recent_sim(n: u64) -> harvester::sim::SimHandle {
     .await
 }
 
+/// `n` actions over the last ten minutes, each answer delayed by `delay`.
+async fn slow_sim(n: u64, delay: Duration) -> harvester::sim::SimHandle {
+    let now = timefmt::now_us();
+    let mut cfg = SimConfig::new(harvester::sim::DataConfig::new(
+        3,
+        n,
+        now - 600_000_000,
+        now - 1_000_000,
+    ));
+    cfg.faults.delay = delay;
+    start_sim(cfg).await
+}
+
 fn sigterm(child: &Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -114,14 +127,7 @@ async fn sigterm_commits_and_exits_zero_with_everything_forwarded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_harvest_stops_within_seconds() {
-    let mut cfg = SimConfig::new(harvester::sim::DataConfig::new(
-        3,
-        50_000,
-        timefmt::now_us() - 600_000_000,
-        timefmt::now_us() - 1_000_000,
-    ));
-    cfg.faults.delay = Duration::from_millis(200);
-    let sim = start_sim(cfg).await;
+    let sim = slow_sim(50_000, Duration::from_millis(200)).await;
     let dir = scratch();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = harvester_for(dir.path(), &sim);
@@ -312,14 +318,7 @@ async fn journal_dump_and_stats_work_while_run_holds_the_journal() {
 /// timeout); the harvest now gets a short grace to finish its page and is then left.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_while_opencast_does_not_answer_stops_within_seconds() {
-    let mut cfg = SimConfig::new(harvester::sim::DataConfig::new(
-        3,
-        1_000,
-        timefmt::now_us() - 600_000_000,
-        timefmt::now_us() - 1_000_000,
-    ));
-    cfg.faults.delay = Duration::from_secs(60);
-    let sim = start_sim(cfg).await;
+    let sim = slow_sim(1_000, Duration::from_secs(60)).await;
     let dir = scratch();
     let addr = format!("127.0.0.1:{}", free_port());
     let mut c = harvester_for(dir.path(), &sim);

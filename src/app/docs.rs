@@ -1,11 +1,9 @@
 //! `harvester completions SHELL` and `harvester man`: clap's own generators, so the completions
 //! and the manual always say what the flags are.
 
-use std::io::Write;
-
 use clap::CommandFactory;
 
-use super::AppError;
+use super::{to_stdout, AppError};
 use crate::cli::{Cli, CompletionsArgs, ManArgs};
 
 /// Writes the completion script of `args.shell` to stdout.
@@ -34,16 +32,5 @@ pub fn man(args: &ManArgs) -> Result<(), AppError> {
                 .map_err(|e| AppError::io("rendering the manual", e))?;
             to_stdout(&buf)
         }
-    }
-}
-
-/// A closed pipe (`| head`) is a normal way to stop reading.
-fn to_stdout(buf: &[u8]) -> Result<(), AppError> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(buf).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(AppError::io("writing to stdout", e))
-        }
-        _ => Ok(()),
     }
 }

@@ -5,7 +5,7 @@
 /// another write error is the command's error. Evaluates to `Result<(), AppError>`.
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::app::write_report(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::app::to_stdout(format!("{}\n", format_args!($($arg)*)).as_bytes())
     };
 }
 
@@ -43,12 +43,14 @@ pub(crate) use sinks::{
 pub use sinks::{parse_outputs, Output};
 pub(crate) use start::{default_start, start_of, StartFrom};
 
-/// The writer behind [`say!`]: stdout, a closed pipe ignored.
-pub(crate) fn write_report(text: std::fmt::Arguments<'_>) -> Result<(), AppError> {
+/// Writes `buf` to stdout (the writer behind [`say!`] and the generated docs). A closed pipe
+/// (`| head`) is a normal way to stop reading.
+pub(crate) fn to_stdout(buf: &[u8]) -> Result<(), AppError> {
     use std::io::Write;
-    match std::io::stdout().lock().write_fmt(text) {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(buf).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(AppError::io("writing the report to stdout", e))
+            Err(AppError::io("writing to stdout", e))
         }
         _ => Ok(()),
     }

@@ -1,6 +1,6 @@
 //! `journal stats`: the journal's figures, locally or from the running service.
 
-use crate::app::write_report;
+use crate::app::to_stdout;
 use std::sync::Arc;
 
 use super::remote::{access, remote_get, Access};
@@ -24,7 +24,7 @@ pub(super) async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
                 v["enrichment"] = serde_json::to_value(f)?;
                 say!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
-                write_report(format_args!("{s}"))?;
+                to_stdout(s.to_string().as_bytes())?;
                 let rate = crate::enrich::EnrichFigures::rate;
                 say!(
                     "enrichment: {} located, {} not located, {} user agents parsed, {} without; cache hit rates: addresses {:.1}%, user agents {:.1}%",
@@ -54,7 +54,7 @@ pub(super) async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
     if a.json {
         say!("{}", serde_json::to_string_pretty(&s)?)?;
     } else {
-        write_report(format_args!("{s}"))?;
+        to_stdout(s.to_string().as_bytes())?;
     }
     Ok(())
 }
