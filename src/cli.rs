@@ -295,6 +295,7 @@ impl From<&OpencastArgs> for crate::config::OpencastSettings {
             password: a.conn.password.clone(),
             timeout_secs: a.conn.opencast_timeout,
             retries: a.conn.opencast_retries,
+            api: a.conn.opencast_api.into(),
         }
     }
 }
@@ -335,6 +336,12 @@ pub struct OpencastConn {
     #[arg(long, env = "OPENCAST_RETRIES", default_value_t = 5,
           value_parser = int_in(0u32, 100, "retries", "OPENCAST_RETRIES"))]
     pub opencast_retries: u32,
+
+    /// How user actions are asked for: `windowed` (start/end, the build the original harvester
+    /// ran against), `stock` (day=YYYYMMDD, every stock release from Matterhorn 1.4 to Opencast
+    /// 17), or `auto` (a probe tells them apart, and never takes a stock server for windowed).
+    #[arg(long, env = "OPENCAST_API", value_enum, default_value_t = ApiArg::Auto)]
+    pub opencast_api: ApiArg,
 }
 
 /// Where forwarded records go.
@@ -715,6 +722,22 @@ pub struct SimDataArgs {
     /// The simulated server's time zone.
     #[arg(long, default_value = "UTC")]
     pub sim_timezone: String,
+    /// The Opencast to play: `dce` (the build the original harvester ran against, which reads
+    /// start/end), a family (mh1.4-1.6, oc2-7, oc6-7, oc8-11, oc12, oc13-15, oc16-17) or a release
+    /// (1.4 to 17.x).
+    #[arg(long, default_value = "dce")]
+    pub opencast: String,
+    /// Row order of a stock release's actions queries: created (an index scan), id, or
+    /// shuffled (a new order for every query).
+    #[arg(long, default_value = "created")]
+    pub row_order: String,
+    /// Leave usertracking's plugin off (13+: the endpoint is a 404, as Opencast ships it).
+    #[arg(long)]
+    pub usertracking_off: bool,
+    /// Run the server's clock this many seconds ahead of this machine's (negative: behind).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-86_400..=86_400))]
+    pub clock_offset: i64,
 }
 
 impl From<&SimDataArgs> for crate::config::SimSettings {
@@ -735,6 +758,10 @@ impl From<&SimDataArgs> for crate::config::SimSettings {
             password: a.sim_password.clone(),
             realm: a.realm.clone(),
             timezone: a.sim_timezone.clone(),
+            opencast: a.opencast.clone(),
+            row_order: a.row_order.clone(),
+            usertracking_off: a.usertracking_off,
+            clock_offset_s: a.clock_offset,
         }
     }
 }
@@ -776,6 +803,27 @@ pub struct BenchFetchArgs {
     /// JSON (the least any harvester must do), or the harvest's own decoding and judging.
     #[arg(long, value_enum, default_value_t = FetchDecode::None)]
     pub decode: FetchDecode,
+}
+
+/// `OPENCAST_API`: the flag's side of [`crate::config::ApiChoice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// Probe the server: windowed only when it provably reads start/end.
+    Auto,
+    /// start/end (the build the original harvester was written for).
+    Windowed,
+    /// day=YYYYMMDD (every stock release, Matterhorn 1.4 to Opencast 17).
+    Stock,
+}
+
+impl From<ApiArg> for crate::config::ApiChoice {
+    fn from(a: ApiArg) -> crate::config::ApiChoice {
+        match a {
+            ApiArg::Auto => crate::config::ApiChoice::Auto,
+            ApiArg::Windowed => crate::config::ApiChoice::Windowed,
+            ApiArg::Stock => crate::config::ApiChoice::Stock,
+        }
+    }
 }
 
 /// `bench-fetch --decode`: the flag's side of [`crate::harvest::FetchDecode`].

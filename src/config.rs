@@ -164,6 +164,20 @@ pub struct OpencastSettings {
     pub timeout_secs: u64,
     /// Retries of a request after a transient fault.
     pub retries: u32,
+    /// How user actions are asked for (`OPENCAST_API`).
+    pub api: ApiChoice,
+}
+
+/// `OPENCAST_API`: how user actions are asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApiChoice {
+    /// Probe the server: windowed only when it provably reads `start`/`end`.
+    #[default]
+    Auto,
+    /// `start`/`end` (the DCE build the original harvester was written for).
+    Windowed,
+    /// `day=YYYYMMDD` (every stock release).
+    Stock,
 }
 
 /// Builds the Opencast client from the connection settings (the admin host is optional).
@@ -222,6 +236,14 @@ pub struct SimSettings {
     pub realm: String,
     /// The simulated server's time zone (IANA name).
     pub timezone: String,
+    /// The Opencast played (`dce`, a family such as `oc16-17`, or a release such as `16.6`).
+    pub opencast: String,
+    /// Row order of a stock server's actions queries (`created`, `id`, `shuffled`).
+    pub row_order: String,
+    /// Usertracking's plugin is off (13+).
+    pub usertracking_off: bool,
+    /// The server's clock offset from this machine's, in seconds.
+    pub clock_offset_s: i64,
 }
 
 /// Turns the simulator settings into its configuration.
@@ -247,6 +269,18 @@ pub fn sim_config(a: &SimSettings) -> Result<SimConfig, ConfigError> {
     cfg.password = a.password.clone();
     cfg.realm = a.realm.clone();
     cfg.tz = parse_tz(&a.timezone, "--sim-timezone")?;
+    cfg.release = crate::sim::Release::parse(&a.opencast).ok_or_else(|| {
+        let families: Vec<&str> = crate::sim::FAMILIES.iter().map(|(n, _)| *n).collect();
+        ConfigError::new(format!(
+            "--opencast takes dce, a family ({}) or a release from 1.4 to 17.x, not '{}'",
+            families.join(", "),
+            a.opencast
+        ))
+    })?;
+    cfg.order = crate::sim::RowOrder::parse(&a.row_order)
+        .ok_or_else(|| ConfigError::new("--row-order takes created, id or shuffled"))?;
+    cfg.usertracking_enabled = !a.usertracking_off;
+    cfg.clock_offset_s = a.clock_offset_s;
     cfg.faults = Faults {
         fail_every: a.fail_every,
         truncate_every: a.truncate_every,

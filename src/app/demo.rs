@@ -60,6 +60,7 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
         password: Some(password),
         timeout_secs: 30,
         retries: 5,
+        api: config::ApiChoice::Auto,
     };
     let opencast = config::opencast(&settings, None)?;
     let episodes = EpisodeCache::new(

@@ -7,6 +7,7 @@
 
 pub mod data;
 mod digest;
+pub mod family;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use chrono_tz::Tz;
 use crate::timefmt;
 pub use data::{Data, DataConfig, SimAction};
 use digest::Credentials;
+pub use family::{Release, RowOrder, FAMILIES};
 
 /// Faults to inject, each off at 0.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +54,14 @@ pub struct SimConfig {
     /// The server's zone: how it reads `start`/`end`.
     pub tz: Tz,
     pub faults: Faults,
+    /// The Opencast played: the DCE build (the default) or a stock release.
+    pub release: Release,
+    /// The order of the rows of a stock server's actions queries.
+    pub order: RowOrder,
+    /// Usertracking's plugin is enabled (13+; off there by default in Opencast itself).
+    pub usertracking_enabled: bool,
+    /// The server's clock runs this many seconds ahead of this machine's (negative: behind).
+    pub clock_offset_s: i64,
 }
 
 impl SimConfig {
@@ -63,6 +73,10 @@ impl SimConfig {
             realm: "Opencast".into(),
             tz: Tz::UTC,
             faults: Faults::default(),
+            release: Release::Dce,
+            order: RowOrder::Created,
+            usertracking_enabled: true,
+            clock_offset_s: 0,
         }
     }
 }
