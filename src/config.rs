@@ -288,6 +288,7 @@ pub fn sim_config(a: &SimSettings) -> Result<SimConfig, ConfigError> {
         overlap: a.overlap,
         nonce_uses: a.nonce_uses,
         shuffle: false,
+        total_extra: 0,
     };
     Ok(cfg)
 }

@@ -130,6 +130,10 @@ pub struct Metrics {
     s3_errors: Counter,
     journal_faults: Counter,
     journal_reopens: Counter,
+    /// Stock Opencast: windows holding a day's first instant, which no `day` query reaches.
+    unreachable_windows: Counter,
+    /// Stock Opencast: days read again because the quick read did not add up.
+    day_rereads: Counter,
     /// Per cursor (`stdout`, `sqs:QUEUE`, `es:PATTERN`); connection failures per kind.
     forwarded: Family<SinkLabel, Counter>,
     sink_errors: Family<SinkLabel, Counter>,
@@ -164,6 +168,8 @@ impl Metrics {
             s3_errors: Counter::default(),
             journal_faults: Counter::default(),
             journal_reopens: Counter::default(),
+            unreachable_windows: Counter::default(),
+            day_rereads: Counter::default(),
             forwarded: Family::default(),
             sink_errors: Family::default(),
             sink_dead_letters: Family::default(),
@@ -224,6 +230,17 @@ impl Metrics {
                 "harvester_journal_reopen_attempts",
                 "Attempts to open the journal again after an I/O error",
                 &self.journal_reopens,
+            ),
+            (
+                "harvester_stock_unreachable_windows",
+                "Windows holding a day's first instant (00:00:00 server time), which stock \
+                 Opencast's day query cannot read",
+                &self.unreachable_windows,
+            ),
+            (
+                "harvester_stock_day_rereads",
+                "Stock Opencast: days read again from the first row because a read did not add up",
+                &self.day_rereads,
             ),
         ] {
             r.register(name, help, c.clone());
@@ -287,6 +304,8 @@ impl Metrics {
         self.actions_harvested.inc_by(s.actions);
         self.duplicates_skipped.inc_by(s.duplicates);
         self.dead_letters.inc_by(s.dead_letters);
+        self.unreachable_windows.inc_by(s.unreachable_windows);
+        self.day_rereads.inc_by(s.day_rereads);
     }
 
     pub fn harvest_ok(&self) {

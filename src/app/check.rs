@@ -337,6 +337,7 @@ async fn checks(cli: &Cli, args: &CheckArgs, r: &mut Report) -> Result<(), AppEr
     let s3_cp = check_s3(args, s.tz, r).await;
     let window = check_window(args, &s, journal_cp, s3_cp, r);
     check_opencast(args, &s, window, r).await;
+    check_api(args, &s, r).await;
     if s.outputs.contains(&Output::Sqs) {
         check_sqs(args, r).await;
     }
@@ -913,6 +914,60 @@ async fn check_opencast(
         ),
     }
     report_clock(&probe, sent_us, a.pace.overlap, r);
+}
+
+/// Which dialect of `/usertracking/actions.json` a harvest would speak (`OPENCAST_API`), by the
+/// same probe `auto` uses, and what the `day` bug means for a stock server.
+async fn check_api(args: &CheckArgs, s: &Settings, r: &mut Report) {
+    use crate::config::ApiChoice;
+    use crate::opencast::Api;
+    let choice = args.harvest.opencast.settings().api;
+    let now = timefmt::format_compact(timefmt::now_us() + 86_400_000_000, s.tz);
+    let probe = match s.opencast.probe_api(&now, false).await {
+        Ok(p) => p,
+        Err(OpencastError::Status { status: 404, .. }) => {
+            r.fail(
+                "opencast api",
+                "Opencast has no /usertracking endpoint (404)",
+ "from Opencast 13 usertracking is a plugin, off by default: set `opencast-plugin-usertracking = on` in etc/org.opencastproject.plugin.impl.PluginManagerImpl.cfg on the engage node and restart it; else check MATTERHORN_ENGAGE_HOST",
+            );
+            return;
+        }
+        Err(e) => {
+            r.skip("opencast api", format!("not probed: {e}"));
+            return;
+        }
+    };
+    let used = match choice {
+        ApiChoice::Auto => probe.api,
+        ApiChoice::Windowed => Api::Windowed,
+        ApiChoice::Stock => Api::Stock,
+    };
+    if used == Api::Windowed && probe.api == Api::Stock && probe.proven {
+        r.fail(
+            "opencast api",
+            format!("OPENCAST_API=windowed, but this server does not read start/end ({})", probe.evidence),
+            "set OPENCAST_API=auto (or stock): every harvest would page the whole user-action table",
+        );
+        return;
+    }
+    let how = match used {
+        Api::Windowed => "windowed: start/end, as the original harvester asked".to_string(),
+ Api::Stock => "stock: day=YYYYMMDD, each day proven complete against Opencast's count; the first and last minute of a day are read at the server clock's second 0 and 59 (the day bug), and actions created at exactly 00:00:00 (server time) cannot be read by any day query (README: \"The day bug\")"
+            .to_string(),
+    };
+    r.pass(
+        "opencast api",
+        format!(
+            "{how} (OPENCAST_API={}; probe: {})",
+            match choice {
+                ApiChoice::Auto => "auto",
+                ApiChoice::Windowed => "windowed",
+                ApiChoice::Stock => "stock",
+            },
+            probe.evidence
+        ),
+    );
 }
 
 /// What to do when Opencast refused or failed the probe.

@@ -112,6 +112,7 @@ fn harvester(args: &HarvestArgs, opencast: Opencast, journal: Arc<Journal>, tz: 
             tz,
             update_checkpoint: !args.no_update_last_ts,
             prefetch: args.pace.max_in_flight,
+            api: args.opencast.settings().api,
             ..HarvestOptions::default()
         },
     )

@@ -10,6 +10,7 @@
 //! Records get consecutive sequence numbers; a block is keyed by the sequence of its first record.
 
 pub mod codec;
+pub mod days;
 pub mod inspect;
 mod open;
 pub mod salvage;
@@ -50,6 +51,12 @@ pub(crate) const EPISODES: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const EPISODE_DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("episode_docs");
 pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Action ids a stock `day` query returned outside the window harvested (seen, not journaled),
+/// as bitmaps like [`ACTION_IDS`]: they count in the day counts once, and not again when a
+/// later window journals them.
+pub(crate) const SEEN_IDS: TableDefinition<i64, u64> = TableDefinition::new("seen_id_bits");
+/// [`days::DayStats`] by `YYYYMMDD` in the zone named by `META_DAY_ZONE`.
+pub(crate) const DAY_STATS: TableDefinition<u32, &[u8]> = TableDefinition::new("day_stats");
 /// Blocks `journal salvage` found unreadable, moved here (never deleted), by first sequence.
 pub(crate) const QUARANTINE: TableDefinition<u64, &[u8]> = TableDefinition::new("quarantine");
 
@@ -58,6 +65,12 @@ const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_DEAD: &str = "next_dead_letter";
 const META_CHECKPOINT: &str = "checkpoint";
 const META_POSITION: &str = "harvest_position";
+/// The zone the day counts are kept in (an IANA name).
+const META_DAY_ZONE: &str = "day_stats_zone";
+/// Records with a sequence below this one are in the day counts.
+const META_DAY_SEQ: &str = "day_stats_seq";
+/// How Opencast's user actions were last found to be asked for (`windowed`/`stock`).
+const META_API: &str = "opencast_api";
 
 /// What can go wrong with the journal, each naming the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +291,9 @@ pub struct Journal {
     path: PathBuf,
     /// The repaired private copy a reading open reads (dropped after `db`, which removes it).
     _copy: Option<open::PrivateFile>,
+    /// The zone the day counts are kept in, once a harvest has said it
+    /// ([`Journal::ensure_day_stats`]); without it commits leave the counts behind.
+    day_zone: std::sync::Mutex<Option<days::DayZone>>,
 }
 
 impl Journal {
@@ -309,6 +325,7 @@ impl Journal {
             db: Db::Write(db),
             path: path.to_path_buf(),
             _copy: None,
+            day_zone: std::sync::Mutex::new(None),
         };
         j.init()?;
         Ok(j)
@@ -323,6 +340,7 @@ impl Journal {
             db: Db::Read(ro.db),
             path: path.to_path_buf(),
             _copy: ro.copy,
+            day_zone: std::sync::Mutex::new(None),
         };
         let found = j.format_version()?;
         if found > codec::FORMAT_VERSION {
@@ -384,6 +402,8 @@ impl Journal {
             tx.open_table(EPISODE_DOCS)?;
             tx.open_table(CURSORS)?;
             tx.open_table(QUARANTINE)?;
+            tx.open_table(DAY_STATS)?;
+            tx.open_table(SEEN_IDS)?;
         }
         tx.commit()?;
         Ok(())
@@ -406,16 +426,22 @@ impl Journal {
 
     fn write_pages(&self, pages: Vec<PageCommit>) -> Result<PageOutcome> {
         let mut out = PageOutcome::default();
+        let mut zone = self.day_zone.lock().expect("day zone lock");
         let tx = self.db.begin_write()?;
         for page in pages {
-            out += Self::apply_page(&tx, page)?;
+            out += Self::apply_page(&tx, page, zone.as_mut())?;
         }
         tx.commit()?;
         Ok(out)
     }
 
-    fn apply_page(tx: &WriteTransaction, page: PageCommit) -> Result<PageOutcome> {
+    fn apply_page(
+        tx: &WriteTransaction,
+        page: PageCommit,
+        zone: Option<&mut days::DayZone>,
+    ) -> Result<PageOutcome> {
         let mut out = PageOutcome::default();
+        let mut counted = DayCounter::new(tx, zone)?;
         {
             let mut meta = tx.open_table(META)?;
             let mut ids = tx.open_table(ACTION_IDS)?;
@@ -437,6 +463,33 @@ impl Journal {
                     out.duplicates += 1;
                 }
                 fresh_flags.push(fresh);
+            }
+            if let Some(c) = counted.as_mut() {
+                let seen = tx.open_table(SEEN_IDS)?;
+                for (i, _) in fresh_flags.iter().enumerate().filter(|(_, f)| **f) {
+                    // An action seen outside an earlier window is counted already.
+                    if !has_bit(&seen, page.ids[i])? {
+                        c.add(page.created.get(i).copied(), page.query_day.as_ref());
+                    }
+                }
+            }
+            if !page.seen_only.is_empty() {
+                let mut seen = tx.open_table(SEEN_IDS)?;
+                for &(id, created) in &page.seen_only {
+                    let (chunk, bit) = (id.div_euclid(64), 1u64 << id.rem_euclid(64));
+                    let held = match chunks.get(&chunk) {
+                        Some((bits, _)) => bits & bit != 0,
+                        None => ids.get(chunk)?.is_some_and(|g| g.value() & bit != 0),
+                    };
+                    let known = seen.get(chunk)?.map(|g| g.value()).unwrap_or(0);
+                    if held || known & bit != 0 {
+                        continue;
+                    }
+                    seen.insert(chunk, known | bit)?;
+                    if let Some(c) = counted.as_mut() {
+                        c.add(Some(created), page.query_day.as_ref());
+                    }
+                }
             }
             for (chunk, (bits, dirty)) in chunks {
                 if dirty {
@@ -465,9 +518,20 @@ impl Journal {
                 out.appended = n_fresh as u64;
             }
             if !page.dead_letters.is_empty() {
-                let (added, dup) = insert_dead_letters(tx, &mut meta, page.dead_letters)?;
-                out.dead_letters += added;
-                out.duplicates += dup;
+                let created = page.dead_created;
+                let fresh = insert_dead_letters(tx, &mut meta, page.dead_letters)?;
+                for (i, new) in fresh.into_iter().enumerate() {
+                    if !new {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    out.dead_letters += 1;
+                    if let Some(c) = counted.as_mut() {
+                        // A dead letter a `day` query returned counts for that day, in the
+                        // minute its time says when it can be read.
+                        c.add(created.get(i).copied().flatten(), page.query_day.as_ref());
+                    }
+                }
             }
             if !page.episodes.is_empty() {
                 let mut eps = tx.open_table(EPISODES)?;
@@ -487,6 +551,9 @@ impl Journal {
                 meta.insert(META_CHECKPOINT, codec::encode_value(&cp).as_slice())?;
             }
         }
+        if let Some(c) = counted {
+            c.finish(tx)?;
+        }
         Ok(out)
     }
 
@@ -496,7 +563,10 @@ impl Journal {
         let tx = self.db.begin_write()?;
         let added = {
             let mut meta = tx.open_table(META)?;
-            insert_dead_letters(&tx, &mut meta, letters)?.0
+            insert_dead_letters(&tx, &mut meta, letters)?
+                .into_iter()
+                .filter(|f| *f)
+                .count() as u64
         };
         tx.commit()?;
         Ok(added)
@@ -512,7 +582,7 @@ impl Journal {
             let mut added = 0;
             for (d, r) in letters {
                 let n = get_u64(&meta, META_NEXT_DEAD)?;
-                if insert_dead_letters(&tx, &mut meta, vec![(r.key.clone(), d)])?.0 == 1 {
+                if insert_dead_letters(&tx, &mut meta, vec![(r.key.clone(), d)])?[0] {
                     refusals.insert(n, codec::encode_value(&r).as_slice())?;
                     added += 1;
                 }
@@ -865,6 +935,108 @@ impl Journal {
         Ok(out)
     }
 
+    /// Keeps the day counts in `tz` from now on, and brings them up to date first: a journal
+    /// written by an older build, or whose counts are in another zone, has its records counted
+    /// (dead letters written before cannot be placed; a stock harvest then reads their day
+    /// whole once). Returns how many records were counted now.
+    pub fn ensure_day_stats(&self, tz: chrono_tz::Tz) -> Result<u64> {
+        let (zone, from) = {
+            let tx = self.db.begin_read()?;
+            match read_table(&tx, META)? {
+                Some(meta) => (
+                    decode_meta::<String>(&meta, META_DAY_ZONE)?,
+                    get_u64(&meta, META_DAY_SEQ)?,
+                ),
+                None => (None, 0),
+            }
+        };
+        let same_zone = zone.as_deref() == Some(tz.name());
+        let from = if same_zone { from } else { 0 };
+        let next = self.next_seq()?;
+        let mut counted = 0u64;
+        if !same_zone || from < next {
+            let mut dz = days::DayZone::new(tz);
+            let mut stats: HashMap<u32, (days::DayRange, days::DayStats)> = HashMap::new();
+            self.scan(
+                from,
+                |_, _| true,
+                |first, recs| {
+                    if let Ok(recs) = recs {
+                        for (i, r) in recs.iter().enumerate() {
+                            if first + (i as u64) < from {
+                                continue;
+                            }
+                            let d = dz.day(r.created_us);
+                            stats
+                                .entry(d.key)
+                                .or_insert_with(|| (d, days::DayStats::default()))
+                                .1
+                                .add(&d, Some(r.created_us));
+                            counted += 1;
+                        }
+                    }
+                    true
+                },
+            )?;
+            let tx = self.db.begin_write()?;
+            {
+                let mut t = tx.open_table(DAY_STATS)?;
+                if !same_zone {
+                    // Counted in another zone: the days are other days. What was seen outside
+                    // windows cannot be placed again (its times are not kept): forgotten.
+                    t.retain(|_, _| false)?;
+                    tx.open_table(SEEN_IDS)?.retain(|_, _| false)?;
+                }
+                for (key, (_, add)) in stats {
+                    let mut s: days::DayStats = match t.get(key)? {
+                        Some(v) => codec::decode_value(v.value())
+                            .map_err(|e| decode_error(format!("day count {key}"), e))?,
+                        None => days::DayStats::default(),
+                    };
+                    merge_day(&mut s, &add);
+                    t.insert(key, codec::encode_value(&s).as_slice())?;
+                }
+                let mut meta = tx.open_table(META)?;
+                meta.insert(
+                    META_DAY_ZONE,
+                    codec::encode_value(&tz.name().to_string()).as_slice(),
+                )?;
+                put_u64(&mut meta, META_DAY_SEQ, next)?;
+            }
+            tx.commit()
+                .map_err(|e| JournalError::from(e).at(&self.path))?;
+        }
+        *self.day_zone.lock().expect("day zone lock") = Some(days::DayZone::new(tz));
+        Ok(counted)
+    }
+
+    /// The actions held of day `key` (`YYYYMMDD` in the zone of [`Journal::ensure_day_stats`]).
+    pub fn day_stats(&self, key: u32) -> Result<days::DayStats> {
+        let tx = self.db.begin_read()?;
+        let Some(t) = read_table(&tx, DAY_STATS)? else {
+            return Ok(days::DayStats::default());
+        };
+        match t.get(key)? {
+            Some(v) => codec::decode_value(v.value())
+                .map_err(|e| decode_error(format!("day count {key}"), e)),
+            None => Ok(days::DayStats::default()),
+        }
+    }
+
+    /// How Opencast's actions were last found to be asked for (`windowed` or `stock`).
+    pub fn opencast_api(&self) -> Result<Option<String>> {
+        self.get_meta::<String>(META_API)
+    }
+
+    /// Remembers how Opencast's actions are asked for.
+    pub fn set_opencast_api(&self, api: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(META)?
+            .insert(META_API, codec::encode_value(&api.to_string()).as_slice())?;
+        tx.commit()
+            .map_err(|e| JournalError::from(e).at(&self.path))
+    }
+
     /// Number of distinct action ids ever journaled.
     pub fn known_action_ids(&self) -> Result<u64> {
         let tx = self.db.begin_read()?;
@@ -910,26 +1082,101 @@ fn decode_meta<T: Decode<()>>(
 }
 
 /// Inserts dead letters not yet stored under their key; returns (added, duplicates).
+/// Whether `id`'s bit is set in a bitmap table.
+fn has_bit(t: &impl ReadableTable<i64, u64>, id: i64) -> Result<bool> {
+    let (chunk, bit) = (id.div_euclid(64), 1u64 << id.rem_euclid(64));
+    Ok(t.get(chunk)?.is_some_and(|g| g.value() & bit != 0))
+}
+
+/// Stores each letter once per key; says for each whether it was new.
 fn insert_dead_letters(
     tx: &redb::WriteTransaction,
     meta: &mut redb::Table<&'static str, &'static [u8]>,
     letters: Vec<(String, DeadLetter)>,
-) -> Result<(u64, u64)> {
+) -> Result<Vec<bool>> {
     let mut keys = tx.open_table(DEAD_KEYS)?;
     let mut dead = tx.open_table(DEAD_LETTERS)?;
     let mut next = get_u64(meta, META_NEXT_DEAD)?;
-    let (mut added, mut dup) = (0, 0);
+    let mut fresh = Vec::with_capacity(letters.len());
     for (key, d) in letters {
         if keys.insert(key.as_str(), ())?.is_some() {
-            dup += 1;
+            fresh.push(false);
             continue;
         }
         dead.insert(next, codec::encode_value(&d).as_slice())?;
         next += 1;
-        added += 1;
+        fresh.push(true);
     }
     put_u64(meta, META_NEXT_DEAD, next)?;
-    Ok((added, dup))
+    Ok(fresh)
+}
+
+/// Counts a commit's new actions per day ([`days::DayStats`]), when the journal knows its zone
+/// and its counts are up to date (else [`Journal::ensure_day_stats`] brings them up later).
+struct DayCounter<'z> {
+    zone: &'z mut days::DayZone,
+    stats: HashMap<u32, (days::DayRange, days::DayStats)>,
+}
+
+impl<'z> DayCounter<'z> {
+    fn new(tx: &WriteTransaction, zone: Option<&'z mut days::DayZone>) -> Result<Option<Self>> {
+        let Some(zone) = zone else { return Ok(None) };
+        let meta = tx.open_table(META)?;
+        let up_to_date = get_u64(&meta, META_DAY_SEQ)? == get_u64(&meta, META_NEXT_SEQ)?
+            && decode_meta::<String>(&meta, META_DAY_ZONE)?.as_deref() == Some(zone.tz().name());
+        Ok(up_to_date.then(|| DayCounter {
+            zone,
+            stats: HashMap::new(),
+        }))
+    }
+
+    /// One new action created at `created_us`; without a time, it counts for `query_day`.
+    fn add(&mut self, created_us: Option<i64>, query_day: Option<&days::DayRange>) {
+        let day = match (created_us, query_day) {
+            (Some(t), _) => self.zone.day(t),
+            (None, Some(d)) => *d,
+            (None, None) => return,
+        };
+        self.stats
+            .entry(day.key)
+            .or_insert_with(|| (day, days::DayStats::default()))
+            .1
+            .add(&day, created_us);
+    }
+
+    /// Adds the counts to the table and marks them current.
+    fn finish(self, tx: &WriteTransaction) -> Result<()> {
+        let mut t = tx.open_table(DAY_STATS)?;
+        for (key, (_, add)) in self.stats {
+            let mut s: days::DayStats = match t.get(key)? {
+                Some(v) => codec::decode_value(v.value())
+                    .map_err(|e| decode_error(format!("day count {key}"), e))?,
+                None => days::DayStats::default(),
+            };
+            merge_day(&mut s, &add);
+            t.insert(key, codec::encode_value(&s).as_slice())?;
+        }
+        let mut meta = tx.open_table(META)?;
+        let next = get_u64(&meta, META_NEXT_SEQ)?;
+        put_u64(&mut meta, META_DAY_SEQ, next)?;
+        Ok(())
+    }
+}
+
+fn merge_day(into: &mut days::DayStats, add: &days::DayStats) {
+    into.count += add.count;
+    if into.minutes.len() < add.minutes.len() {
+        into.minutes.resize(add.minutes.len(), 0);
+    }
+    for (a, b) in into.minutes.iter_mut().zip(&add.minutes) {
+        *a = a.saturating_add(*b);
+    }
+    for (a, b) in into.head.iter_mut().zip(&add.head) {
+        *a = a.saturating_add(*b);
+    }
+    for (a, b) in into.tail.iter_mut().zip(&add.tail) {
+        *a = a.saturating_add(*b);
+    }
 }
 
 fn get_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<u64> {

@@ -64,6 +64,15 @@ pub struct PageCommit {
     pub position: Option<HarvestPosition>,
     /// New checkpoint (the newest `created` held), set only with the last page of a window.
     pub checkpoint: Option<i64>,
+    /// `created` of each record, parallel to `ids`: the day counts ([`super::days`]).
+    pub created: Vec<i64>,
+    /// `created` of each dead letter when it could be read, parallel to `dead_letters`.
+    pub dead_created: Vec<Option<i64>>,
+    /// Actions a stock `day` query returned outside the window (id, `created`): not journaled,
+    /// but counted as seen in the day counts.
+    pub seen_only: Vec<(i64, i64)>,
+    /// The day of the stock `day` query the page answered, if it answered one.
+    pub query_day: Option<super::days::DayRange>,
 }
 
 /// What a page commit did.

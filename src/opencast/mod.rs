@@ -3,11 +3,13 @@
 //! `wire` is the lenient decoding of Opencast's JSON, `types` the strict types made from it,
 //! `digest` the authentication both the client and the simulator share, `client` the HTTP layer.
 
+pub mod actions;
 pub mod client;
 pub mod digest;
 pub mod types;
 pub mod wire;
 
+pub use actions::{ActionsQuery, Api, ApiProbe};
 pub use client::{base_url, Client, ClientConfig, OpencastError};
 pub use types::{Action, Attachment, EpisodeMeta, JudgedPage, Operation, Workflow};
 pub use wire::ActionsPage;

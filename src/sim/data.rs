@@ -41,6 +41,8 @@ pub struct DataConfig {
     /// Every Nth action is malformed (no session, or a bad date), for dead-letter tests (0: never).
     pub malformed_every: u64,
     pub first_id: i64,
+    /// `created` in whole seconds, as MySQL/MariaDB's `DATETIME` column keeps it (stock releases).
+    pub whole_seconds: bool,
 }
 
 impl DataConfig {
@@ -55,6 +57,7 @@ impl DataConfig {
             live_every: 10,
             malformed_every: 0,
             first_id: 1000,
+            whole_seconds: false,
         }
     }
 }
@@ -186,7 +189,7 @@ impl Data {
     /// `created` of action `i`, rounded to what is rendered (ms or whole seconds); non-decreasing.
     pub fn created(&self, i: u64) -> i64 {
         let raw = self.created_raw(i);
-        if i % 2 == 1 {
+        if i % 2 == 1 && !self.cfg.whole_seconds {
             raw.div_euclid(1000) * 1000
         } else {
             timefmt::floor_second(raw)
@@ -198,6 +201,26 @@ impl Data {
         let lo = self.first_at_or_after(timefmt::floor_second(start_us));
         let hi = self.first_at_or_after(timefmt::floor_second(end_us) + 1_000_000);
         lo..hi.max(lo)
+    }
+
+    /// Index range of actions whose `created` lies in `[lo_us, hi_us]` (both inclusive, to the
+    /// microsecond: a stock `day` query's bounds).
+    pub fn between(&self, lo_us: i64, hi_us: i64) -> std::ops::Range<u64> {
+        let first = |t: i64| {
+            let (mut lo, mut hi) = (0u64, self.cfg.actions);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.created(mid) < t {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        let a = first(lo_us);
+        let b = first(hi_us.saturating_add(1));
+        a..b.max(a)
     }
 
     fn first_at_or_after(&self, t: i64) -> u64 {
@@ -337,7 +360,7 @@ impl Data {
             is_playing,
             created_us: self.created(i),
             offset_min: [-300, 0, 60][(i % 3) as usize],
-            millis: i % 2 == 1,
+            millis: i % 2 == 1 && !self.cfg.whole_seconds,
             malformed,
         }
     }

@@ -42,6 +42,8 @@ pub struct Faults {
     pub nonce_uses: u64,
     /// Shuffle rows within a page (the server promises no order).
     pub shuffle: bool,
+    /// Add this to every `total` (a count that disagrees with the rows served).
+    pub total_extra: u64,
 }
 
 /// Everything the simulator needs to run.
@@ -136,7 +138,9 @@ impl Drop for SimHandle {
 }
 
 /// Starts the simulator on `addr` (port 0 picks a free one).
-pub async fn spawn(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+pub async fn spawn(mut cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    // A stock release on MySQL/MariaDB keeps `created` in whole seconds.
+    cfg.data.whole_seconds |= cfg.release.is_stock();
     let data = Data::new(cfg.data.clone());
     let episode_index = (0..cfg.data.episodes)
         .map(|k| (data.episode(k).mpid, k))
@@ -198,6 +202,11 @@ fn json(body: String) -> Resp {
 }
 
 impl SimState {
+    /// The server's clock: this machine's, moved by the configured offset.
+    fn now_us(&self) -> i64 {
+        timefmt::now_us() + self.cfg.clock_offset_s * 1_000_000
+    }
+
     fn challenge(&self, stale: bool) -> Resp {
         self.stats.challenges.fetch_add(1, Ordering::Relaxed);
         let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
@@ -310,6 +319,11 @@ async fn actions(
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Resp {
+    let release = st.cfg.release;
+    if release.usertracking_plugin() && !st.cfg.usertracking_enabled {
+        // Opencast 13+ with `opencast-plugin-usertracking = off`: no such endpoint.
+        return plain(StatusCode::NOT_FOUND, "<html><body>Not Found</body></html>");
+    }
     if let Err(r) = st.authorize(&headers, &uri) {
         return *r;
     }
@@ -325,27 +339,38 @@ async fn actions(
         );
     }
     let limit = if limit == 0 { 10 } else { limit as u64 };
-    let tz = st.cfg.tz;
-    let parse = |k: &str| q.get(k).map(|v| timefmt::parse_compact(v, tz));
-    let range = match (parse("start"), parse("end")) {
-        (Some(Ok(s)), Some(Ok(e))) => st.data.window(s, e),
-        (None, None) => 0..st.cfg.data.actions,
-        _ => return plain(StatusCode::BAD_REQUEST, "start/end must be YYYYMMDDHHmmss"),
+    let rows = if release.reads_window() {
+        match window_rows(&st, &q) {
+            Ok(r) => r,
+            Err(r) => return *r,
+        }
+    } else {
+        match stock_rows(&st, &q) {
+            Ok(r) => r,
+            Err(r) => return *r,
+        }
     };
-    let total = range.end - range.start;
+    let total = rows.len();
+    let counted = total + st.cfg.faults.total_extra;
     // The overlap fault repeats rows of the previous page in front of this one.
     let from = (offset as u64)
         .saturating_sub(st.cfg.faults.overlap)
         .min(total);
-    let to = (offset as u64 + limit).min(total);
-    let mut idx: Vec<u64> = (range.start + from..range.start + to).collect();
+    let to = (offset as u64).saturating_add(limit).min(total);
+    let mut idx: Vec<u64> = (from..to).map(|k| rows.at(k)).collect();
     if st.cfg.faults.shuffle {
         idx.sort_by_key(|i| data::mix(offset as u64, *i));
     }
     let mut body = String::with_capacity(64 + idx.len() * 420);
-    body.push_str(&format!(
-        "{{\"actions\":{{\"total\":\"{total}\",\"offset\":\"{offset}\",\"limit\":\"{limit}\""
-    ));
+    if release.string_attributes() {
+        body.push_str(&format!(
+            "{{\"actions\":{{\"total\":\"{counted}\",\"offset\":\"{offset}\",\"limit\":\"{limit}\""
+        ));
+    } else {
+        body.push_str(&format!(
+            "{{\"actions\":{{\"total\":{counted},\"offset\":{offset},\"limit\":{limit}"
+        ));
+    }
     // Jettison: no key for an empty list, a bare object for a single element.
     match idx.len() {
         0 => {}
@@ -361,6 +386,141 @@ async fn actions(
     }
     body.push_str("}}");
     st.faulty(body).await
+}
+
+/// The rows an actions query matches, in the order the server returns them.
+enum Rows {
+    /// A range of action indices, in index (= `created`, = id) order.
+    Range(std::ops::Range<u64>),
+    /// A range of action indices in a permuted order: `start + (a*k + b) mod len`.
+    Permuted {
+        range: std::ops::Range<u64>,
+        a: u64,
+        b: u64,
+    },
+    /// Chosen indices (a `type` filter).
+    Listed(Vec<u64>),
+}
+
+impl Rows {
+    fn len(&self) -> u64 {
+        match self {
+            Rows::Range(r) | Rows::Permuted { range: r, .. } => r.end - r.start,
+            Rows::Listed(v) => v.len() as u64,
+        }
+    }
+
+    /// The index of the `k`th row returned.
+    fn at(&self, k: u64) -> u64 {
+        match self {
+            Rows::Range(r) => r.start + k,
+            Rows::Permuted { range, a, b } => {
+                let n = range.end - range.start;
+                range.start + ((*a as u128 * k as u128 + *b as u128) % n as u128) as u64
+            }
+            Rows::Listed(v) => v[k as usize],
+        }
+    }
+}
+
+/// The DCE build: `start`/`end` in the server's zone (whole seconds, both inclusive).
+fn window_rows(st: &SimState, q: &HashMap<String, String>) -> Result<Rows, Refusal> {
+    let tz = st.cfg.tz;
+    let parse = |k: &str| q.get(k).map(|v| timefmt::parse_compact(v, tz));
+    match (parse("start"), parse("end")) {
+        (Some(Ok(s)), Some(Ok(e))) => Ok(Rows::Range(st.data.window(s, e))),
+        (None, None) => Ok(Rows::Range(0..st.cfg.data.actions)),
+        _ => Err(Box::new(plain(
+            StatusCode::BAD_REQUEST,
+            "start/end must be YYYYMMDDHHmmss",
+        ))),
+    }
+}
+
+/// A stock release, as `UserTrackingRestService.getUserActionsAsXml` reads the query: `id` with
+/// `type`, `type` with `day`, `type`, `day`, or nothing (the whole table); `start`/`end` ignored.
+fn stock_rows(st: &SimState, q: &HashMap<String, String>) -> Result<Rows, Refusal> {
+    let nonempty = |k: &str| q.get(k).filter(|v| !v.is_empty());
+    // A row exists once its `created` has come (the generated data may reach into the future).
+    let now = st.now_us();
+    let range = match nonempty("day") {
+        Some(day) if nonempty("id").is_none() || nonempty("type").is_none() => {
+            let (lo, hi) = day_bounds(st, day)?;
+            st.data.between(lo, hi.min(now))
+        }
+        _ => st.data.between(i64::MIN, now),
+    };
+    let of_type = |i: &u64| nonempty("type").is_none_or(|t| st.data.action(*i).kind == t.as_str());
+    let of_episode = |i: &u64| {
+        nonempty("id").is_none_or(|id| nonempty("type").is_none() || st.data.action(*i).mpid == *id)
+    };
+    if nonempty("type").is_some() {
+        return Ok(Rows::Listed(
+            range.filter(|i| of_type(i) && of_episode(i)).collect(),
+        ));
+    }
+    let n = range.end - range.start;
+    match st.cfg.order {
+        RowOrder::Created | RowOrder::Id => Ok(Rows::Range(range)),
+        RowOrder::Shuffled if n > 1 => {
+            // A new order for every query, as a planner that promises none may give.
+            let k = st.nonce_counter.fetch_add(1, Ordering::Relaxed);
+            let h = data::mix(st.cfg.data.seed ^ 0x5eed, k);
+            let mut a = (h % n).max(1);
+            while gcd(a, n) != 1 {
+                a = a % n + 1;
+            }
+            Ok(Rows::Permuted {
+                range,
+                a,
+                b: (h >> 20) % n,
+            })
+        }
+        RowOrder::Shuffled => Ok(Rows::Range(range)),
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// What `getUserActionsByDay` asks the database for: `new GregorianCalendar()` (now, in the
+/// server's zone) set to `year, month, date, 0, 0` and `…, 23, 59`, which keeps the clock's
+/// seconds and milliseconds: `[D 00:00:SS.mmm, D 23:59:SS.mmm]`. A `day` Java's
+/// `Integer.parseInt(day.substring(…))` cannot read is a server error, as in Opencast.
+fn day_bounds(st: &SimState, day: &str) -> Result<(i64, i64), Refusal> {
+    let bad = || {
+        Box::new(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "java.lang.NumberFormatException",
+        ))
+    };
+    let part = |a: usize, b: usize| -> Result<i64, Refusal> {
+        day.get(a..b)
+            .and_then(|p| p.parse::<i64>().ok())
+            .ok_or_else(bad)
+    };
+    let (y, m, d) = (part(0, 4)?, part(4, 6)?, part(6, 8)?);
+    // Java's calendar is lenient: month 13 is January of the next year, day 0 the last of the
+    // month before.
+    let first = chrono::NaiveDate::from_ymd_opt(
+        (y + (m - 1).div_euclid(12)) as i32,
+        ((m - 1).rem_euclid(12) + 1) as u32,
+        1,
+    )
+    .ok_or_else(bad)?;
+    let date = first
+        .checked_add_signed(chrono::Duration::days(d - 1))
+        .ok_or_else(bad)?;
+    let day = crate::journal::days::DayRange::on(date, st.cfg.tz);
+    let now = st.now_us();
+    let frac = now.rem_euclid(60_000_000);
+    let ss = (frac / 1_000_000) as u32;
+    let ms = ((frac % 1_000_000) / 1_000) as u32;
+    Ok(day.query_bounds(ss, ms))
 }
 
 fn one_or_many(mut items: Vec<serde_json::Value>) -> Option<serde_json::Value> {

@@ -184,6 +184,7 @@ impl Service<'_> {
                 batch_size: self.args.batch_size,
                 tz: self.tz,
                 prefetch: self.args.pace.max_in_flight,
+                api: self.args.opencast.settings().api,
                 ..HarvestOptions::default()
             },
         )

@@ -5,6 +5,15 @@
 //! one a dead letter with its raw text. The page is committed as one durable transaction; only
 //! the transaction of a window's last page moves the checkpoint, so a crash never leaves the
 //! checkpoint past data the journal does not hold.
+//!
+//! Two dialects ask for the pages ([`crate::opencast::Api`]): a window (`start`/`end`, the DCE
+//! build), paged here, or days (`day=YYYYMMDD`, every stock release), read and proven complete
+//! day by day in [`stock`] with the same page pipeline.
+
+mod api;
+mod stock;
+
+pub use api::ApiChoice;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -15,11 +24,12 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::episodes::{EpisodeCache, Lookup};
+use crate::journal::days::DayRange;
 use crate::journal::{
     codec, DeadLetter, EpisodeEntry, HarvestPosition, Journal, JournalError, PageCommit,
     PageOutcome,
 };
-use crate::opencast::{ActionsPage, JudgedPage, Opencast, OpencastError};
+use crate::opencast::{ActionsPage, ActionsQuery, Api, JudgedPage, Opencast, OpencastError};
 use crate::progress::Progress;
 use crate::record::{EpisodeBlock, RecordRef};
 use crate::shutdown::Shutdown;
@@ -52,6 +62,17 @@ pub enum HarvestError {
     },
     #[error("internal task failed: {0}")]
     Task(String),
+    #[error(
+        "Opencast has no /usertracking endpoint at {url} (404). From Opencast 13 usertracking is \
+         a plugin, off by default: set `opencast-plugin-usertracking = on` in \
+         etc/org.opencastproject.plugin.impl.PluginManagerImpl.cfg on the engage node and restart \
+         it (and enable the player's tracking plugin to record anything), or check \
+         MATTERHORN_ENGAGE_HOST"
+    )]
+    UsertrackingMissing { url: String },
+    /// A stock day could not be proven complete: the checkpoint stays before it.
+    #[error("{0}")]
+    Unproven(String),
     #[error("harvest interrupted by shutdown (every committed page is kept; the checkpoint did not move past them)")]
     Interrupted,
 }
@@ -89,6 +110,8 @@ pub struct HarvestOptions {
     pub ahead: usize,
     /// Concurrent episode look-ups per page.
     pub episode_concurrency: usize,
+    /// How user actions are asked for (`OPENCAST_API`).
+    pub api: ApiChoice,
 }
 
 impl Default for HarvestOptions {
@@ -101,6 +124,7 @@ impl Default for HarvestOptions {
             prefetch: DEFAULT_MAX_IN_FLIGHT,
             ahead: 48,
             episode_concurrency: 8,
+            api: ApiChoice::Auto,
         }
     }
 }
@@ -122,6 +146,16 @@ pub struct HarvestSummary {
     pub request_retries: u64,
     pub last_action_us: Option<i64>,
     pub seconds: f64,
+    /// The dialect used: `windowed` or `stock`.
+    pub api: Option<Api>,
+    /// Stock: days read again from their first row because the quick read did not add up.
+    pub day_rereads: u64,
+    /// Stock: windows holding an instant no `day` query reaches (a day's first second).
+    pub unreachable_windows: u64,
+    /// Stock: seconds spent waiting for the server clock's second a query needed.
+    pub clock_wait_seconds: f64,
+    /// Actions whose user, address or session Opencast sent as `-omitted-`.
+    pub omitted: u64,
 }
 
 impl HarvestSummary {
@@ -135,6 +169,10 @@ impl HarvestSummary {
             duplicates_skipped = self.duplicates,
             outside_window = self.outside_window,
             episodes_fetched = self.episodes_fetched,
+            api = self.api.map(Api::name).unwrap_or("-"),
+            day_rereads = self.day_rereads,
+            unreachable_windows = self.unreachable_windows,
+            clock_wait_s = format!("{:.1}", self.clock_wait_seconds),
             forwarded,
             last_action = %self
                 .last_action_us
@@ -174,6 +212,10 @@ pub struct Harvester {
     shutdown: Shutdown,
     /// A permit per page request to Opencast in flight: `--max-in-flight`.
     requests: Arc<Semaphore>,
+    /// The server's clock, as its `Date` headers show it (stock: the `day` bug).
+    clock: std::sync::Mutex<stock::ServerClock>,
+    /// Stock: paging a whole day missed rows, so the order changes between queries.
+    order_unstable: std::sync::atomic::AtomicBool,
 }
 
 /// At most this many pages are committed in one transaction.
@@ -205,7 +247,38 @@ impl Harvester {
             opts,
             shutdown: Shutdown::never(),
             requests,
+            clock: std::sync::Mutex::new(stock::ServerClock::default()),
+            order_unstable: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    fn clock(&self) -> stock::ServerClock {
+        *self.clock.lock().expect("clock lock")
+    }
+
+    /// Learns the server's clock from a `Date` header read between `sent_us` and `received_us`.
+    fn learn_clock(&self, date: Option<&str>, sent_us: i64, received_us: i64) {
+        if let Some(c) = date.and_then(|d| stock::ServerClock::from_date(d, sent_us, received_us)) {
+            if c.offset_us != 0 {
+                tracing::warn!(
+                    offset_s = format!("{:+.1}", c.offset_us as f64 / 1e6),
+                    "Opencast's clock is off from this machine's; the first and last minute of a \
+                     day are read at the server's second 0 and 59, which works best when both \
+                     clocks are synchronised (NTP)"
+                );
+            }
+            *self.clock.lock().expect("clock lock") = c;
+        }
+    }
+
+    fn order_unstable(&self) -> bool {
+        self.order_unstable
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_order_unstable(&self) {
+        self.order_unstable
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The same harvester, stopping at the page in hand once `shutdown` fires (`run`); without
@@ -230,6 +303,20 @@ impl Harvester {
             .load(std::sync::atomic::Ordering::Relaxed);
         let fetched_before = self.episodes.fetched();
         let mut sum = HarvestSummary::default();
+        let api = self.resolve_api().await?;
+        sum.api = Some(api);
+        {
+            // The day counts a `day` query's total is checked against, in the server's zone
+            // (kept in both dialects, so that a switch to `stock` finds them current).
+            let journal = self.journal.clone();
+            let tz = self.opts.tz;
+            let counted = tokio::task::spawn_blocking(move || journal.ensure_day_stats(tz))
+                .await
+                .map_err(|e| HarvestError::Task(e.to_string()))??;
+            if counted > 0 {
+                tracing::info!(records = counted, "journal's day counts brought up to date");
+            }
+        }
         let progress = Progress::new("harvest", "actions", 0);
         let mut known = 0u64;
         for (n, (s, e)) in windows.iter().enumerate() {
@@ -245,9 +332,13 @@ impl Harvester {
                     "harvesting window"
                 );
             }
-            let res = self
-                .harvest_window(*s, *e, &mut sum, &progress, known)
-                .await;
+            let res = match api {
+                Api::Windowed => {
+                    self.harvest_window(*s, *e, &mut sum, &progress, known)
+                        .await
+                }
+                Api::Stock => self.harvest_days(*s, *e, &mut sum, &progress, known).await,
+            };
             known = progress.total();
             if res.is_err() {
                 progress.finish();
@@ -265,6 +356,16 @@ impl Harvester {
             - retries_before;
         sum.episodes_fetched = self.episodes.fetched() - fetched_before;
         sum.seconds = started.elapsed().as_secs_f64();
+        if sum.omitted > 0 {
+            tracing::warn!(
+                actions = sum.omitted,
+                "Opencast sent `-omitted-` for the user, address or session of some actions: its \
+                 privacy settings (log.user, log.ip, log.session in \
+                 etc/org.opencastproject.usertracking.impl.UserTrackingServiceImpl.cfg, false by \
+                 default from Opencast 6.0) keep them back. Records keep what Opencast sent; set \
+                 those to true on the engage node to harvest them"
+            );
+        }
         Ok(sum)
     }
 
@@ -273,14 +374,17 @@ impl Harvester {
     fn spawn_fetch(&self, w: &Window, offset: u64) -> PageFetch {
         let oc = self.opencast.clone();
         let permits = self.requests.clone();
-        let url = oc.actions_url(&w.start, &w.end, self.opts.batch_size, offset);
+        let limit = w.limit.unwrap_or(self.opts.batch_size);
+        let url = oc.actions_query_url(&w.query, limit, offset);
         let episodes = self.episodes.clone();
         let (tz, concurrency) = (self.opts.tz, self.opts.episode_concurrency.max(1));
-        let bounds = w.bounds;
-        let source = format!(
-            "usertracking/actions.json?start={}&end={}&offset={offset}",
-            w.start, w.end
-        );
+        let scope = PageScope {
+            tz,
+            bounds: w.bounds,
+            keep_only: w.keep_only,
+            day: w.day,
+            source: w.query.source(offset),
+        };
         tokio::spawn(async move {
             // A body that does not decode as a page (truncated, an HTML error page) is retried
             // like a 5xx, within the client's retry budget.
@@ -289,17 +393,21 @@ impl Harvester {
                 // A permit per request in flight, handed back as soon as the body is in: pages
                 // are requested in order, and the next request never waits for this page's
                 // processing.
-                let body = {
+                let (body, sent_us, received_us) = {
                     let _permit = permits
                         .acquire()
                         .await
                         .expect("the semaphore is never closed");
-                    oc.actions_body(&url).await?
+                    let sent_us = timefmt::now_us();
+                    let body = oc.actions_body(&url).await.map_err(api::actions_error)?;
+                    (body, sent_us, timefmt::now_us())
                 };
                 match ActionsPage::parse(&body) {
                     Ok(page) => {
                         let judged = JudgedPage::judge(page, tz);
-                        return prepare_page(judged, &episodes, concurrency, &source, bounds).await;
+                        let mut p = prepare_page(judged, &episodes, concurrency, &scope).await?;
+                        p.asked = (sent_us, received_us);
+                        return Ok(p);
                     }
                     Err(e) if attempt < oc.client().retries() => {
                         attempt += 1;
@@ -318,6 +426,7 @@ impl Harvester {
         })
     }
 
+    /// Harvests one window with `start`/`end` (the windowed dialect).
     async fn harvest_window(
         &self,
         start_us: i64,
@@ -328,18 +437,58 @@ impl Harvester {
     ) -> Result<(), HarvestError> {
         let tz = self.opts.tz;
         let w = Window {
-            start: timefmt::format_compact(start_us, tz),
-            end: timefmt::format_compact(end_us, tz),
+            query: ActionsQuery::Window {
+                start: timefmt::format_compact(start_us, tz),
+                end: timefmt::format_compact(end_us, tz),
+            },
             // Opencast's `end` is a whole second, inclusive.
             bounds: (start_us, end_us.saturating_add(999_999)),
+            keep_only: false,
+            day: None,
+            limit: None,
+            sets_checkpoint: self.opts.update_checkpoint,
         };
-        let ahead = self.pages_ahead();
+        let seen = self
+            .read_pages(&w, 0, None, sum, progress, known_before)
+            .await?;
+        seen.report(&w, tz, sum);
+        Ok(())
+    }
+
+    /// Reads the pages of `w` from `first_offset` to the end (or, with `stop_after_us`, until a
+    /// page reaches that `created`: rows in `created` order), committing each; returns what
+    /// the pages showed.
+    async fn read_pages(
+        &self,
+        w: &Window,
+        first_offset: u64,
+        stop_after_us: Option<i64>,
+        sum: &mut HarvestSummary,
+        progress: &Progress,
+        known_before: u64,
+    ) -> Result<WindowSeen, HarvestError> {
+        let (start_us, end_us) = w.bounds;
+        let ahead = if w.limit.is_some() {
+            1
+        } else {
+            self.pages_ahead()
+        };
         // The checkpoint never moves backwards, whatever window is harvested.
         let old_checkpoint = self.journal.checkpoint()?.map(|c| c.last_action_us);
         let mut inflight: VecDeque<(u64, PageFetch)> = VecDeque::new();
-        inflight.push_back((0, self.spawn_fetch(&w, 0)));
-        let mut paging = Paging::new(self.opts.batch_size);
-        let mut seen = WindowSeen::default();
+        inflight.push_back((first_offset, self.spawn_fetch(w, first_offset)));
+        let batch = w.limit.unwrap_or(self.opts.batch_size);
+        let mut paging = Paging::starting_at(batch, first_offset);
+        if w.day.is_some() {
+            // A `day` query's bounds move with the server clock's second: each second that
+            // passes drops the first minute's rows of the second gone by, and every later row
+            // moves up by as many. Pages that repeat the end of the one before lose none of them
+            // (what is read twice is skipped by id); what still slips through, the day's proof
+            // finds.
+            paging.overlap = (batch / 50).clamp(1, 100).min(batch.saturating_sub(1));
+            paging.next_offset = first_offset.saturating_add(batch - paging.overlap);
+        }
+        let mut seen = WindowSeen::new();
         // One commit runs while the next pages are prepared; commits stay in page order, so the
         // one carrying the checkpoint is always the last. Pages that are prepared together
         // join one group, committed in one transaction: one durable write for several pages
@@ -369,15 +518,23 @@ impl Harvester {
             };
             seen.add(&page);
             sum.batches += 1;
+            sum.omitted += page.omitted;
             progress.set_total(known_before + seen.total);
             progress.inc(page.rows);
-            self.follow_paging(&w, &mut paging, &mut inflight, offset, &page, seen.total);
-            self.plan_ahead(&w, &mut paging, &mut inflight, seen.total, ahead)
+            self.follow_paging(w, &mut paging, &mut inflight, offset, &page, seen.total);
+            if w.limit.is_some() || stop_after_us.is_some_and(|t| page.last_created >= Some(t)) {
+                // One page was asked for, or the rows wanted are in (in `created` order).
+                paging.ended = true;
+                for (_, f) in inflight.drain(..) {
+                    f.abort();
+                }
+            }
+            self.plan_ahead(w, &mut paging, &mut inflight, seen.total, ahead)
                 .await;
             let (rows, mut commit) = (page.rows, page.commit);
             let last = inflight.is_empty();
             commit.position = Some(seen.position((start_us, end_us), offset, rows, last));
-            if last && self.opts.update_checkpoint {
+            if last && w.sets_checkpoint {
                 commit.checkpoint = seen.checkpoint_past(old_checkpoint);
             }
             group.push(commit);
@@ -393,8 +550,7 @@ impl Harvester {
         // The group is empty here (the last page flushes it); kept so that no prepared page can
         // ever be left uncommitted.
         self.keep_prepared(pending, group, sum).await?;
-        seen.report(&w, sum);
-        Ok(())
+        Ok(seen)
     }
 
     /// Pages fetched or prepared ahead of the one being committed.
@@ -525,7 +681,8 @@ impl Harvester {
             timefmt::format_compact(end_us, tz),
         );
         let batch = self.opts.batch_size;
-        let first = self.opencast.actions_url(&start, &end, batch, 0);
+        let query = ActionsQuery::Window { start, end };
+        let first = self.opencast.actions_query_url(&query, batch, 0);
         let body = self.opencast.client().get_bytes(&first).await?;
         let total = ActionsPage::parse(&body)
             .map(|p| p.total.max(0) as u64)
@@ -536,7 +693,7 @@ impl Harvester {
         let mut fetches = futures::stream::iter(offsets)
             .map(|o| {
                 let oc = self.opencast.clone();
-                let url = oc.actions_url(&start, &end, batch, o);
+                let url = oc.actions_query_url(&query, batch, o);
                 tokio::spawn(async move {
                     let body = oc.client().get_bytes(&url).await?;
                     match decode {
@@ -574,12 +731,29 @@ pub enum FetchDecode {
     Full,
 }
 
-/// The strings and bounds of the window being harvested.
+/// One query being paged, and what to do with its rows.
 struct Window {
-    start: String,
-    end: String,
+    query: ActionsQuery,
     /// The `created` times the window asks for, both inclusive (µs).
     bounds: (i64, i64),
+    /// Rows outside `bounds` are not journaled (a `day` query answers a whole day for a window
+    /// that is part of it); they still count as seen.
+    keep_only: bool,
+    /// The day a `day` query asks for.
+    day: Option<DayRange>,
+    /// One page of this many rows, instead of paging by the batch size.
+    limit: Option<u64>,
+    /// The last page's commit moves the checkpoint (a stock day moves it once proven).
+    sets_checkpoint: bool,
+}
+
+/// What a page task needs to know of its window.
+struct PageScope {
+    tz: Tz,
+    bounds: (i64, i64),
+    keep_only: bool,
+    day: Option<DayRange>,
+    source: String,
 }
 
 /// What a window's pages showed so far.
@@ -592,15 +766,25 @@ struct WindowSeen {
     max_created: Option<i64>,
     /// Actions created outside the window's bounds.
     outside: u64,
+    /// The total of the page answered last, and when it was asked and answered (local µs).
+    last_answer: Option<(u64, i64, i64)>,
 }
 
 impl WindowSeen {
+    fn new() -> WindowSeen {
+        WindowSeen::default()
+    }
+
     fn add(&mut self, page: &Prepared) {
         self.pages += 1;
         self.total = page.total.max(0) as u64;
         self.outside += page.outside;
         if let Some(m) = page.newest {
             self.max_created = Some(self.max_created.map_or(m, |c| c.max(m)));
+        }
+        let (sent, received) = page.asked;
+        if self.last_answer.is_none_or(|(_, _, r)| received >= r) {
+            self.last_answer = Some((self.total, sent, received));
         }
     }
 
@@ -624,22 +808,24 @@ impl WindowSeen {
     }
 
     /// Adds the window to the summary and logs it.
-    fn report(&self, w: &Window, sum: &mut HarvestSummary) {
+    fn report(&self, w: &Window, tz: Tz, sum: &mut HarvestSummary) {
         if let Some(m) = self.max_created {
             sum.last_action_us = Some(sum.last_action_us.map_or(m, |c| c.max(m)));
         }
         let (outside, total, pages) = (self.outside, self.total, self.pages);
-        if outside > 0 {
+        let start = timefmt::format_compact(w.bounds.0, tz);
+        let end = timefmt::format_compact(w.bounds.1, tz);
+        if outside > 0 && !w.keep_only {
             sum.outside_window += outside;
             tracing::warn!(
                 outside,
-                start = %w.start,
-                end = %w.end,
+                start = %start,
+                end = %end,
                 "Opencast sent actions created outside the window asked for: they are journaled, \
                  but the checkpoint does not move past the window's end"
             );
         }
-        tracing::info!(start = %w.start, end = %w.end, total, pages, "window harvested");
+        tracing::info!(start = %start, end = %end, total, pages, "window harvested");
     }
 }
 
@@ -661,6 +847,9 @@ struct Paging {
     /// First id, last id and rows of the last page with ids: a server that ignores `offset`
     /// sends the same page again, and would otherwise be paged through until its `total`.
     last_page: Option<(i64, i64, u64)>,
+    /// Rows each planned page repeats of the one before (stock `day` queries, whose rows move
+    /// with the server clock's second).
+    overlap: u64,
 }
 
 /// What comes after a page.
@@ -675,12 +864,19 @@ enum Step {
 }
 
 impl Paging {
+    #[cfg(test)]
     fn new(batch: u64) -> Paging {
+        Paging::starting_at(batch, 0)
+    }
+
+    /// Paging whose first page is the one at `first` (already asked for).
+    fn starting_at(batch: u64, first: u64) -> Paging {
         let batch = batch.max(1);
         Paging {
             batch,
             stride: batch,
-            next_offset: batch,
+            next_offset: first.saturating_add(batch),
+            overlap: 0,
             ended: false,
             warned_short: false,
             last_page: None,
@@ -690,7 +886,8 @@ impl Paging {
     /// Plans the next page: its offset.
     fn plan(&mut self) -> u64 {
         let o = self.next_offset;
-        self.next_offset = o.saturating_add(self.stride);
+        let step = self.stride.saturating_sub(self.overlap).max(1);
+        self.next_offset = o.saturating_add(step);
         o
     }
 
@@ -775,6 +972,12 @@ struct Prepared {
     newest: Option<i64>,
     /// Actions on the page created outside the window's bounds.
     outside: u64,
+    /// The newest `created` on the page, inside the bounds or not.
+    last_created: Option<i64>,
+    /// When the page was asked for and answered (local µs).
+    asked: (i64, i64),
+    /// Actions whose user, address or session is Opencast's `-omitted-` (privacy settings).
+    omitted: u64,
 }
 
 /// Looks up a judged page's episodes and builds (and encodes) its commit.
@@ -783,25 +986,50 @@ async fn prepare_page(
     page: JudgedPage<'_>,
     episodes: &EpisodeCache,
     concurrency: usize,
-    source: &str,
-    (from_us, to_us): (i64, i64),
+    scope: &PageScope,
 ) -> Result<Prepared, HarvestError> {
+    let (from_us, to_us) = scope.bounds;
     let rows = (page.actions.len() + page.rejected.len()) as u64;
-    let dead = quarantine(page.rejected, source);
+    let omitted = page
+        .actions
+        .iter()
+        .filter(|a| {
+            let o = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref() == Some(OMITTED);
+            o(&a.user_id) || o(&a.user_ip) || a.session_id == OMITTED
+        })
+        .count() as u64;
+    let dead_created: Vec<Option<i64>> = page
+        .rejected
+        .iter()
+        .map(|(raw, _)| scope.day.and_then(|_| lenient_created(raw, scope.tz)))
+        .collect();
+    let dead = quarantine(page.rejected, &scope.source);
     // Records, interned strings and compact rows are made now, while the page's text is in
     // the CPU's cache; only the episodes are filled in after their look-ups.
     let total = page.total;
+    let mut seen_only = Vec::new();
+    let mut last_created = None;
     let records: Vec<RecordRef> = page
         .actions
         .into_iter()
+        .filter(|a| {
+            last_created = last_created.max(Some(a.created_us));
+            let inside = (from_us..=to_us).contains(&a.created_us);
+            if !inside && scope.keep_only {
+                seen_only.push((a.id, a.created_us));
+            }
+            inside || !scope.keep_only
+        })
         .map(|a| RecordRef::new(a, None))
         .collect();
     let mut ids: Vec<i64> = Vec::with_capacity(records.len());
+    let mut created: Vec<i64> = Vec::with_capacity(records.len());
     let mut newest = None;
-    let mut outside = 0u64;
+    let mut outside = seen_only.len() as u64;
     let mut builder = codec::BlockBuilder::with_capacity(records.len());
     for r in &records {
         ids.push(r.action_id);
+        created.push(r.created_us);
         // An action outside the window (a server's bad clock, `9999-12-31`) is kept, but
         // only those inside it can move the checkpoint.
         if (from_us..=to_us).contains(&r.created_us) {
@@ -822,6 +1050,10 @@ async fn prepare_page(
         episodes: new_episodes,
         position: None,
         checkpoint: None,
+        created,
+        dead_created,
+        seen_only,
+        query_day: scope.day,
     };
     Ok(Prepared {
         total,
@@ -829,7 +1061,24 @@ async fn prepare_page(
         commit,
         newest,
         outside,
+        last_created,
+        asked: (0, 0),
+        omitted,
     })
+}
+
+/// What Opencast writes for a user, address or session its privacy settings keep back.
+const OMITTED: &str = "-omitted-";
+
+/// The `created` of a raw action that did not become a record, when it can be read: the day
+/// counts place it.
+fn lenient_created(raw: &str, tz: Tz) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct CreatedOnly {
+        created: Option<String>,
+    }
+    let c = serde_json::from_str::<CreatedOnly>(raw).ok()?.created?;
+    timefmt::parse_xsd(&c, tz).ok()
 }
 
 /// A page's rejected actions as dead letters, each under its key.
