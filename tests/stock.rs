@@ -247,7 +247,8 @@ async fn auto_tells_the_dialects_apart_and_never_guesses_windowed_on_stock() {
         .await;
         let dir = scratch();
         let mut c = harvester_for(dir.path(), &sim);
-        c.args(["harvest", "-o", "none", "-i", "30"]);
+        c.env("OPENCAST_API", "auto")
+            .args(["harvest", "-o", "none", "-i", "30"]);
         let out = run_async(c).await;
         let err = stderr(&out);
         assert!(
@@ -321,7 +322,7 @@ async fn every_release_family_is_harvested_and_checked() {
             "stock"
         };
         let mut c = harvester_for(dir.path(), &sim);
-        c.args(["check", "-o", "none"]);
+        c.env("OPENCAST_API", "auto").args(["check", "-o", "none"]);
         let out = run_async(c).await;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let line = text

@@ -57,7 +57,10 @@ pub fn harvester_for(dir: &Path, sim: &SimHandle) -> Command {
     c.env("MATTERHORN_ENGAGE_HOST", sim.url())
         .env("MATTERHORN_REST_USER", USER)
         .env("MATTERHORN_REST_PASS", PASS)
-        .env("OPENCAST_RETRIES", "8");
+        .env("OPENCAST_RETRIES", "8")
+        // The simulator plays the DCE build unless a test says otherwise: its requests are the
+        // original's, without the probe of OPENCAST_API=auto (tests/stock.rs tests `auto`).
+        .env("OPENCAST_API", "windowed");
     c
 }
 
