@@ -402,7 +402,7 @@ mod tests {
         );
         let hostile = "mp1\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}]0;owned\u{7}\u{1b}[2K";
         tracing::subscriber::with_default(sub, || {
-            tracing::warn!(mpid = %hostile, other = hostile.as_str(), "episode {hostile} unknown");
+            tracing::warn!(mpid = %hostile, other = hostile, "episode {hostile} unknown");
         });
         let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert_eq!(out.lines().count(), 1, "{out}");

@@ -734,6 +734,60 @@ pub fn redact_userinfo(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 19 point 16: a fault's follow-up error ("had an I/O error earlier and must be
+    /// closed and opened again") replaced its cause on /healthz, depending on which task
+    /// raised first. The first cause stays named while the journal is down and until a harvest
+    /// succeeds again.
+    #[test]
+    fn the_first_cause_of_a_journal_fault_stays_named() {
+        let m = Metrics::new(Arc::new(ClientStats::default()));
+        let full = "I/O error on journal /d/j.redb: No space left on device";
+        let again = "journal /d/j.redb had an I/O error earlier and must be closed and opened again";
+        // The follow-up first (another task raised it first), then the cause.
+        m.journal_down(again, true);
+        m.journal_down(full, false);
+        m.journal_down(again, true);
+        let h = m.health().unwrap_err();
+        assert!(h.contains("No space left on device"), "{h}");
+        // A later attempt failing otherwise is told after the first cause.
+        m.journal_down("cannot open journal /d/j.redb: Permission denied", false);
+        let h = m.health().unwrap_err();
+        assert!(
+            h.contains("No space left on device") && h.contains("Permission denied"),
+            "{h}"
+        );
+        // Up again, but the harvest failed on the same handle: still the cause.
+        m.journal_up();
+        m.harvest_failed_journal(again, true);
+        let h = m.health().unwrap_err();
+        assert!(h.contains("No space left on device"), "{h}");
+        // A harvest succeeds: forgotten.
+        m.harvest_ok();
+        assert!(m.health().is_ok());
+        m.journal_down(again, true);
+        assert!(!m.health().unwrap_err().contains("No space"));
+    }
+
+    #[test]
+    fn a_cycle_without_progress_shows_as_stuck() {
+        let stats = Arc::new(ClientStats::default());
+        let m = Metrics::new(stats.clone());
+        m.set_stall_after(std::time::Duration::from_millis(50));
+        m.cycle_running(true);
+        assert!(m.health().is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let h = m.health().unwrap_err();
+        assert!(h.contains("stuck") && h.contains("HARVEST_STALL_AFTER"), "{h}");
+        // An answer from Opencast is progress.
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        assert!(m.health().is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        assert!(m.health().is_err());
+        // Between cycles nothing is stuck.
+        m.cycle_running(false);
+        assert!(m.health().is_ok());
+    }
+
     #[test]
     fn health_texts_lose_url_credentials() {
         assert_eq!(
