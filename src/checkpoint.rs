@@ -11,14 +11,28 @@ use chrono_tz::Tz;
 use crate::aws::describe;
 use crate::timefmt;
 
-/// What to check when S3 cannot be reached or refuses.
-const REACH_REMEDY: &str =
-    "check S3_HARVEST_TS_BUCKET, AWS credentials/region and AWS_ENDPOINT_URL";
+/// What to do about an S3 failure (one byte: the error stays small).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// S3 cannot be reached or refuses.
+    Reach,
+    /// The object holds no usable checkpoint.
+    Content,
+}
 
-/// What to do about an object that holds no usable checkpoint.
-const CONTENT_REMEDY: &str =
-    "write a correct one with `harvester checkpoint --set YYYYMMDDHHmmss` \
-     (OPENCAST_TIMEZONE), or remove it with `harvester checkpoint --clear`";
+impl std::fmt::Display for Remedy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Remedy::Reach => {
+                "check S3_HARVEST_TS_BUCKET, AWS credentials/region and AWS_ENDPOINT_URL"
+            }
+            Remedy::Content => {
+                "write a correct one with `harvester checkpoint --set YYYYMMDDHHmmss` \
+                 (OPENCAST_TIMEZONE), or remove it with `harvester checkpoint --clear`"
+            }
+        })
+    }
+}
 
 /// How far after now a checkpoint may lie (clocks of hosts differ a little); one further on
 /// would make every harvest wait for that moment and take nothing until then.
@@ -35,7 +49,7 @@ pub struct S3Error {
     /// message, or the root of the chain; for an object's contents, a short escaped quote).
     pub detail: String,
     /// What to do.
-    pub remedy: &'static str,
+    pub remedy: Remedy,
     /// The cause itself.
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -68,7 +82,7 @@ impl S3Checkpoint {
             key: self.key.clone(),
             what: what.into(),
             detail,
-            remedy: REACH_REMEDY,
+            remedy: Remedy::Reach,
             source: source.into(),
         }
     }
@@ -76,7 +90,7 @@ impl S3Checkpoint {
     /// The object holds no checkpoint a harvest can start from.
     fn bad_content(&self, what: &str, detail: String) -> S3Error {
         S3Error {
-            remedy: CONTENT_REMEDY,
+            remedy: Remedy::Content,
             ..self.err(what, detail.clone(), detail)
         }
     }

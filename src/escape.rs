@@ -47,14 +47,12 @@ fn push(out: &mut String, c: char) {
 /// what a message quotes of text it does not control, a 1 MB S3 object say.
 pub fn quoted_short(s: &str, max: usize) -> String {
     let mut out = String::new();
-    let mut n = 0;
-    for c in s.chars() {
+    for (n, c) in s.chars().enumerate() {
         if n == max {
             let _ = write!(out, "… ({} bytes in all)", s.len());
             return out;
         }
         push(&mut out, c);
-        n += 1;
     }
     out
 }

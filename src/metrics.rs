@@ -742,7 +742,8 @@ mod tests {
     fn the_first_cause_of_a_journal_fault_stays_named() {
         let m = Metrics::new(Arc::new(ClientStats::default()));
         let full = "I/O error on journal /d/j.redb: No space left on device";
-        let again = "journal /d/j.redb had an I/O error earlier and must be closed and opened again";
+        let again =
+            "journal /d/j.redb had an I/O error earlier and must be closed and opened again";
         // The follow-up first (another task raised it first), then the cause.
         m.journal_down(again, true);
         m.journal_down(full, false);
@@ -777,7 +778,10 @@ mod tests {
         assert!(m.health().is_ok());
         std::thread::sleep(std::time::Duration::from_millis(80));
         let h = m.health().unwrap_err();
-        assert!(h.contains("stuck") && h.contains("HARVEST_STALL_AFTER"), "{h}");
+        assert!(
+            h.contains("stuck") && h.contains("HARVEST_STALL_AFTER"),
+            "{h}"
+        );
         // An answer from Opencast is progress.
         stats.requests.fetch_add(1, Ordering::Relaxed);
         assert!(m.health().is_ok());

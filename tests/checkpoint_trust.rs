@@ -137,7 +137,11 @@ async fn check_leaves_nothing_in_a_versioned_bucket() {
     use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
     let a = aws().expect("the S3 test service (source .ci/services.env)");
     let now = timefmt::now_us();
-    let bucket = bucket_with(&a, timefmt::format_compact(now, chrono_tz::Tz::UTC).into_bytes()).await;
+    let bucket = bucket_with(
+        &a,
+        timefmt::format_compact(now, chrono_tz::Tz::UTC).into_bytes(),
+    )
+    .await;
     let (s3, _) = sdk(&a).await;
     s3.put_bucket_versioning()
         .bucket(&bucket)
@@ -154,8 +158,8 @@ async fn check_leaves_nothing_in_a_versioned_bucket() {
     let mut c = with_bucket(harvester_for(dir.path(), &sim), &a, &bucket);
     c.args(["check", "-o", "none", "--json"]);
     let out = tokio::task::spawn_blocking(move || run(c)).await.unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     let s3_check = v["checks"]
         .as_array()
         .unwrap()
@@ -164,7 +168,12 @@ async fn check_leaves_nothing_in_a_versioned_bucket() {
         .unwrap()
         .clone();
     assert_eq!(s3_check["status"], "pass", "{s3_check}");
-    let versions = s3.list_object_versions().bucket(&bucket).send().await.unwrap();
+    let versions = s3
+        .list_object_versions()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
     let keys: Vec<String> = versions
         .versions()
         .iter()

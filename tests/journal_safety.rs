@@ -441,11 +441,26 @@ async fn an_interrupted_dump_leaves_no_copy_of_the_journal() {
         let mut child = c.spawn().unwrap();
         // The dump has begun (and stalls on the full pipe, as on a slow terminal).
         let mut first = [0u8; 1];
-        child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(child.try_wait().unwrap().is_none(), "the dump is still running");
-        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.path()).collect();
-        assert!(left.is_empty(), "a copy of the journal is visible during the dump: {left:?}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the dump is still running"
+        );
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "a copy of the journal is visible during the dump: {left:?}"
+        );
         let ok = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
@@ -453,7 +468,14 @@ async fn an_interrupted_dump_leaves_no_copy_of_the_journal() {
         assert!(ok.success());
         drop(child.stdout.take());
         let _ = child.wait().unwrap();
-        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.path()).collect();
-        assert!(left.is_empty(), "SIG{signal} left a copy of the journal: {left:?}");
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "SIG{signal} left a copy of the journal: {left:?}"
+        );
     }
 }

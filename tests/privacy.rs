@@ -266,7 +266,15 @@ async fn a_malformed_token_is_a_setting_error_that_does_not_echo_it() {
 /// `curl` as the user `nobody` (uid 65534): what any other local user gets.
 fn curl_as_nobody(args: &[&str]) -> std::process::Output {
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl", "-sS", "-m", "5"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+        ])
         .args(args)
         .output()
         .expect("setpriv and curl run (the test needs root, as CI has)");
@@ -288,7 +296,10 @@ async fn on_loopback_the_records_are_for_whoever_may_read_the_journal_only() {
         let r = reqwest::get(format!("{base}{path}")).await.unwrap();
         assert_eq!(r.status(), 403, "{path} over TCP without a token");
         let body = r.text().await.unwrap();
-        assert!(!body.contains("action_id") && body.contains(".sock"), "{body}");
+        assert!(
+            !body.contains("action_id") && body.contains(".sock"),
+            "{body}"
+        );
     }
     let out = curl_as_nobody(&[&format!("{base}/journal/dump")]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("action_id"));
@@ -311,7 +322,14 @@ async fn on_loopback_the_records_are_for_whoever_may_read_the_journal_only() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("action_id"));
     // The journal's owner reaches it, and so does the CLI.
     let out = Command::new("curl")
-        .args(["-sS", "-m", "10", "--unix-socket", &sock_s, "http://localhost/journal/dump"])
+        .args([
+            "-sS",
+            "-m",
+            "10",
+            "--unix-socket",
+            &sock_s,
+            "http://localhost/journal/dump",
+        ])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 300);
@@ -320,7 +338,10 @@ async fn on_loopback_the_records_are_for_whoever_may_read_the_journal_only() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["actions"], 300);
     assert_eq!(sigterm_and_wait(&mut svc), Some(0));
-    assert!(!sock.exists(), "the socket is removed when the service stops");
+    assert!(
+        !sock.exists(),
+        "the socket is removed when the service stops"
+    );
 }
 
 /// Issue 19 points 9 and 15: a request with `Host: attacker.example` (DNS rebinding) was

@@ -393,17 +393,26 @@ async fn stalled_dump_clients_are_bounded_and_timed_out() {
             ok += 1;
         } else {
             assert!(head.starts_with("HTTP/1.1 503"), "{head}");
-            assert!(head.to_ascii_lowercase().contains("retry-after: "), "{head}");
+            assert!(
+                head.to_ascii_lowercase().contains("retry-after: "),
+                "{head}"
+            );
             busy += 1;
         }
         held.push(s);
     }
-    assert_eq!((ok, busy), (4, 36), "four dumps at once, the others told to retry");
+    assert_eq!(
+        (ok, busy),
+        (4, 36),
+        "four dumps at once, the others told to retry"
+    );
     // The service goes on: health and figures answer, and harvest cycles keep running.
     let runs = metric(&addr, "harvester_harvest_runs_total").await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(metric(&addr, "harvester_harvest_runs_total").await.unwrap() > runs);
-    let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     // Gone clients free their places at once.
     held.truncate(2);
@@ -414,7 +423,10 @@ async fn stalled_dump_clients_are_bounded_and_timed_out() {
             held.push(s);
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "no place freed: {head}");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no place freed: {head}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Every place taken again, by clients that hold on but take nothing...
@@ -434,10 +446,16 @@ async fn stalled_dump_clients_are_bounded_and_timed_out() {
         if head.starts_with("HTTP/1.1 200") {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(45), "stalled dumps never ended: {head}");
+        assert!(
+            t.elapsed() < Duration::from_secs(45),
+            "stalled dumps never ended: {head}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!("a stalled dump's place was free {:?} after it was taken", t.elapsed());
+    eprintln!(
+        "a stalled dump's place was free {:?} after it was taken",
+        t.elapsed()
+    );
     drop(held);
     sigterm(&child);
     assert_eq!(wait_exit(child, 10).await.code(), Some(0));
@@ -467,7 +485,10 @@ async fn healthz_says_so_when_the_harvest_is_stuck() {
         assert!(t.elapsed() < Duration::from_secs(30), "/healthz stayed ok");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(body.contains("stuck") && body.contains("HARVEST_STALL_AFTER"), "{body}");
+    assert!(
+        body.contains("stuck") && body.contains("HARVEST_STALL_AFTER"),
+        "{body}"
+    );
     assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
     sigterm(&child);
     assert_eq!(wait_exit(child, 30).await.code(), Some(0));

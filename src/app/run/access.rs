@@ -182,7 +182,7 @@ fn host_is_ours(headers: &HeaderMap) -> bool {
     name.parse::<std::net::Ipv4Addr>().is_ok()
         || name == "localhost"
         || name.ends_with(".localhost")
-        || machine_names().iter().any(|n| *n == name)
+        || machine_names().contains(&name)
 }
 
 /// This machine's host name (short and as the kernel holds it), lowercase.

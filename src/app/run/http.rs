@@ -57,9 +57,9 @@ impl Records {
     fn admit(
         &self,
         headers: &HeaderMap,
-    ) -> Result<(Arc<Journal>, OwnedSemaphorePermit), Response<Body>> {
+    ) -> Result<(Arc<Journal>, OwnedSemaphorePermit), Box<Response<Body>>> {
         if let Some(r) = self.access.refusal(headers) {
-            return Err(r);
+            return Err(Box::new(r));
         }
         let Ok(permit) = self.permits.0.clone().try_acquire_owned() else {
             let mut r = text(
@@ -71,11 +71,11 @@ impl Records {
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, RETRY_AFTER_S.into());
-            return Err(r);
+            return Err(Box::new(r));
         };
         match self.slot.get() {
             Some(j) => Ok((j, permit)),
-            None => Err(unavailable(&self.metrics)),
+            None => Err(Box::new(unavailable(&self.metrics))),
         }
     }
 }
@@ -127,7 +127,7 @@ pub fn router(
 async fn stats(State(rec): State<Records>, headers: HeaderMap) -> Response<Body> {
     let (j, permit) = match rec.admit(&headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
@@ -182,18 +182,39 @@ async fn dump(
     };
     let (j, permit) = match rec.admit(&headers) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
     let failed = Arc::new(AtomicBool::new(false));
-    let mut w = ChannelWriter {
+    let w = ChannelWriter {
         tx,
         buf: Vec::with_capacity(1 << 16),
         slot: rec.slot.clone(),
         journal: Arc::as_ptr(&j) as usize,
         failed: failed.clone(),
     };
-    let spawned = std::thread::Builder::new()
+    if spawn_dump(j, req, permit, w).is_err() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no thread for the dump\n".into(),
+        );
+    }
+    let mut r = Response::new(dump_body(rx, failed));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/x-ndjson".parse().expect("valid"),
+    );
+    r
+}
+
+/// Writes the dump on a thread of its own, which holds `permit` until the dump ends.
+fn spawn_dump(
+    j: Arc<Journal>,
+    req: crate::app::journal::DumpRequest,
+    permit: OwnedSemaphorePermit,
+    mut w: ChannelWriter,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
         .name("journal-dump".into())
         .spawn(move || {
             let _permit = permit;
@@ -211,31 +232,29 @@ async fn dump(
                     w.failed.store(true, Ordering::Relaxed);
                 }
             }
-        });
-    if spawned.is_err() {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no thread for the dump\n".into(),
-        );
-    }
-    // A dump that ended early ends its body with an error, so the client never takes a cut
-    // dump for a whole one.
-    let stream = futures::stream::unfold((rx, failed), |(mut rx, failed)| async move {
-        match rx.recv().await {
-            Some(i) => Some((i, (rx, failed))),
-            None if failed.swap(false, Ordering::Relaxed) => Some((
-                Err(std::io::Error::other("the dump ended early")),
-                (rx, failed),
-            )),
-            None => None,
-        }
-    });
-    let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        "application/x-ndjson".parse().expect("valid"),
-    );
-    r
+        })
+        .map(drop)
+}
+
+/// The response body of a dump: the chunks as they come; a dump that ended early ends its body
+/// with an error, so the client never takes a cut dump for a whole one.
+fn dump_body(
+    rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+    failed: Arc<AtomicBool>,
+) -> Body {
+    Body::from_stream(futures::stream::unfold(
+        (rx, failed),
+        |(mut rx, failed)| async move {
+            match rx.recv().await {
+                Some(i) => Some((i, (rx, failed))),
+                None if failed.swap(false, Ordering::Relaxed) => Some((
+                    Err(std::io::Error::other("the dump ended early")),
+                    (rx, failed),
+                )),
+                None => None,
+            }
+        },
+    ))
 }
 
 /// 503 while the journal is being reopened.
