@@ -49,22 +49,48 @@ pub fn sqs_client(cfg: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(cfg)
 }
 
-/// Renders an SDK error briefly: the service's code and message when it answered, else the
-/// whole chain (connection refused, timeout, ...).
-pub fn describe<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> String
+/// Renders an SDK error briefly: the service's code and message when it answered, the HTTP
+/// status and the start of the body when something else answered (a proxy's error page), else
+/// the whole chain (connection refused, timeout, ...). Text from the answer is escaped.
+pub fn describe<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
+    use crate::escape::quoted_short;
     use aws_sdk_s3::error::SdkError;
     match e {
         SdkError::ServiceError(se) => {
             let err = se.err();
-            format!(
-                "{}: {}",
-                err.code().unwrap_or("error"),
-                err.message().unwrap_or("(no message)")
-            )
+            match (err.code(), err.message()) {
+                (None, None) => {
+                    // Not an AWS error document: whoever answered is named by its status and
+                    // the start of what it said ("(no message)" told nothing).
+                    let raw = se.raw();
+                    let body = raw
+                        .body()
+                        .bytes()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default();
+                    let body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+                    format!(
+                        "HTTP {} with no AWS error in the answer (a proxy or gateway on the \
+                         way?){}",
+                        raw.status().as_u16(),
+                        if body.is_empty() {
+                            ", and an empty body".to_string()
+                        } else {
+                            format!(": '{}'", quoted_short(&body, 200))
+                        }
+                    )
+                }
+                (code, message) => format!(
+                    "{}: {}",
+                    quoted_short(code.unwrap_or("error"), 100),
+                    quoted_short(message.unwrap_or("(no message)"), 500)
+                ),
+            }
         }
         other => {
             // "dispatch failure: ... Connection refused (os error 111)": the kind and the root cause.
@@ -72,8 +98,8 @@ where
             while let Some(next) = root.source() {
                 root = next;
             }
-            let top = other.to_string();
-            let cause = root.to_string();
+            let top = quoted_short(&other.to_string(), 500);
+            let cause = quoted_short(&root.to_string(), 500);
             if cause == top {
                 top
             } else {
@@ -89,4 +115,31 @@ where
     E: aws_sdk_s3::error::ProvideErrorMetadata,
 {
     e.as_service_error().and_then(|s| s.code())
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::SdkError;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    /// Issue 19 point 15: through a failing proxy, S3 and SQS errors said "(no message)".
+    #[test]
+    fn an_answer_that_is_no_aws_error_is_shown_by_status_and_body() {
+        let raw = HttpResponse::new(
+            502u16.try_into().unwrap(),
+            SdkBody::from("<html><body>\n<h1>502 Bad Gateway</h1>\u{1b}[2J</body></html>"),
+        );
+        let e = SdkError::service_error(
+            GetObjectError::generic(aws_sdk_s3::error::ErrorMetadata::builder().build()),
+            raw,
+        );
+        let d = super::describe(&e);
+        assert!(
+            d.contains("HTTP 502") && d.contains("502 Bad Gateway"),
+            "{d}"
+        );
+        assert!(!d.contains("(no message)") && !d.contains('\u{1b}'), "{d}");
+    }
 }

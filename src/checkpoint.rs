@@ -11,16 +11,45 @@ use chrono_tz::Tz;
 use crate::aws::describe;
 use crate::timefmt;
 
-/// An S3 failure, naming the object and what to check.
+/// What to do about an S3 failure (one byte: the error stays small).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// S3 cannot be reached or refuses.
+    Reach,
+    /// The object holds no usable checkpoint.
+    Content,
+}
+
+impl std::fmt::Display for Remedy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Remedy::Reach => {
+                "check S3_HARVEST_TS_BUCKET, AWS credentials/region and AWS_ENDPOINT_URL"
+            }
+            Remedy::Content => {
+                "write a correct one with `harvester checkpoint --set YYYYMMDDHHmmss` \
+                 (OPENCAST_TIMEZONE), or remove it with `harvester checkpoint --clear`"
+            }
+        })
+    }
+}
+
+/// How far after now a checkpoint may lie (clocks of hosts differ a little); one further on
+/// would make every harvest wait for that moment and take nothing until then.
+pub const MAX_CLOCK_SKEW_US: i64 = 15 * 60 * 1_000_000;
+
+/// An S3 failure, naming the object, what went wrong and what to do.
 #[derive(Debug, thiserror::Error)]
-#[error("S3 checkpoint s3://{bucket}/{key}: {what}: {detail}; check S3_HARVEST_TS_BUCKET, AWS credentials/region and AWS_ENDPOINT_URL")]
+#[error("S3 checkpoint s3://{bucket}/{key}: {what}: {detail}; {remedy}")]
 pub struct S3Error {
     pub bucket: String,
     pub key: String,
     pub what: String,
     /// The cause in brief (for an SDK error, [`crate::aws::describe`]: the service's code and
-    /// message, or the root of the chain).
+    /// message, or the root of the chain; for an object's contents, a short escaped quote).
     pub detail: String,
+    /// What to do.
+    pub remedy: Remedy,
     /// The cause itself.
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -53,7 +82,16 @@ impl S3Checkpoint {
             key: self.key.clone(),
             what: what.into(),
             detail,
+            remedy: Remedy::Reach,
             source: source.into(),
+        }
+    }
+
+    /// The object holds no checkpoint a harvest can start from.
+    fn bad_content(&self, what: &str, detail: String) -> S3Error {
+        S3Error {
+            remedy: Remedy::Content,
+            ..self.err(what, detail.clone(), detail)
         }
     }
 
@@ -83,9 +121,29 @@ impl S3Checkpoint {
             .map_err(|e| self.err("cannot read the body", e.to_string(), e))?
             .into_bytes();
         let text = String::from_utf8_lossy(&bytes).trim().to_string();
-        timefmt::parse_compact(&text, tz)
-            .map(Some)
-            .map_err(|e| self.err("holds no usable timestamp", e.to_string(), e))
+        // The contents are quoted short and escaped: the object may hold anything (a megabyte,
+        // terminal escapes).
+        let us = timefmt::parse_compact(&text, tz).map_err(|_| {
+            self.bad_content(
+                "holds no usable timestamp",
+                format!(
+                    "it holds '{}', not YYYYMMDDHHmmss",
+                    crate::escape::quoted_short(&text, 40)
+                ),
+            )
+        })?;
+        let now = timefmt::now_us();
+        if us > now + MAX_CLOCK_SKEW_US {
+            return Err(self.bad_content(
+                "holds a checkpoint in the future",
+                format!(
+                    "{} ({tz}) is after now ({}); a harvest from it would take nothing until then",
+                    timefmt::format_compact(us, tz),
+                    timefmt::format_compact(now, tz)
+                ),
+            ));
+        }
+        Ok(Some(us))
     }
 
     /// Writes the checkpoint, creating the bucket when it is missing.

@@ -1094,6 +1094,12 @@ pub struct RunArgs {
     #[arg(long, env = "JOURNAL_WARN_SIZE", default_value_t = 1 << 30,
           value_parser = int_in(1u64 << 20, 1 << 50, "bytes", "JOURNAL_WARN_SIZE"))]
     pub journal_warn_size: u64,
+
+    /// Seconds a harvest cycle may go without progress (no answer from Opencast, no cycle
+    /// finished) before /healthz says the harvest is stuck (5 to 86400).
+    #[arg(long, env = "HARVEST_STALL_AFTER", default_value_t = 600,
+          value_parser = int_in(5u64, 86_400, "seconds", "HARVEST_STALL_AFTER"))]
+    pub stall_after: u64,
 }
 
 /// A clap value parser for a whole number in `lo..=hi`. Its message names the setting (the

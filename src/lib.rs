@@ -21,6 +21,7 @@ mod episode_doc;
 mod episode_meta;
 mod episodes;
 mod es;
+pub mod escape;
 pub mod forward;
 mod harvest;
 pub mod journal;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -126,6 +127,23 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineWriter {
     }
 }
 
+/// The text format's fields, every one escaped ([`crate::escape`]): a media package id, an
+/// error body or a file name from outside, in any field, can neither forge a log line nor
+/// drive the terminal. (tracing-subscriber escapes the message only; the JSON format is safe
+/// by JSON's own escaping.)
+pub fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let v = format!("{value:?}");
+        let v = crate::escape::text(&v);
+        if field.name() == "message" {
+            write!(w, "{v}")
+        } else {
+            write!(w, "{}={v}", field.name())
+        }
+    })
+    .delimited(" ")
+}
+
 /// Installs the global subscriber (call once, inside the runtime when Loggly is on).
 pub fn init(
     level: &str,
@@ -140,6 +158,7 @@ pub fn init(
             .with_current_span(false)
             .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(escaped_fields())
             .with_writer(LineWriter)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
@@ -346,6 +365,52 @@ mod tests {
         assert_eq!(effective_level("debug", true, true), "debug");
         assert_eq!(effective_level("info", false, false), "info");
         assert_eq!(effective_level("DEBUG", false, false), "DEBUG");
+    }
+
+    /// A writer into a shared buffer, for reading back what the text format wrote.
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    /// Issue 19 point 12: a media package id with a line break and terminal escapes, logged
+    /// in a field (and shown through `%`), forged a log line and set the terminal's title;
+    /// only the message field was escaped.
+    #[test]
+    fn every_field_of_a_text_log_line_is_escaped() {
+        let buf = Buf::default();
+        let sub = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(escaped_fields())
+                .with_writer(buf.clone())
+                .with_ansi(false),
+        );
+        let hostile = "mp1\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}]0;owned\u{7}\u{1b}[2K";
+        tracing::subscriber::with_default(sub, || {
+            tracing::warn!(mpid = %hostile, other = hostile, "episode {hostile} unknown");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{7}'),
+            "{out:?}"
+        );
+        assert!(out.contains("mpid=mp1\\n2026"), "{out}");
     }
 
     #[test]

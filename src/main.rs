@@ -9,7 +9,7 @@ use harvester::{config, logging};
 fn main() {
     // .env first, without overriding the environment, so that clap sees flags > env > .env.
     if let Err(e) = config::load_dotenv() {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", harvester::escape::text(&e.to_string()));
         std::process::exit(2);
     }
     let matches = Cli::command().get_matches();
@@ -60,6 +60,10 @@ fn main() {
                 match cli.log_format {
                     harvester::cli::LogFormat::Json => tracing::error!("{e}"),
                     harvester::cli::LogFormat::Text => {
+                        // Its text may quote what others sent (an Opencast body, an S3
+                        // object, a media package id): escaped, it cannot drive the terminal.
+                        let e = e.to_string();
+                        let e = harvester::escape::text(&e);
                         harvester::progress::suspend(|| eprintln!("error: {e}"))
                     }
                 }

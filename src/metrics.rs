@@ -151,6 +151,15 @@ pub struct Metrics {
     last_error: Mutex<Option<String>>,
     /// Why the journal is closed (`None` while it is open and usable).
     journal_down: Mutex<Option<String>>,
+    /// The first cause of the journal's trouble (a full disk), kept until a harvest succeeds
+    /// again: the errors that follow it ("must be closed and opened again") never replace it.
+    journal_cause: Mutex<Option<String>>,
+    /// Whether a harvest cycle is running, and the Opencast answers counted and the time when
+    /// it last made progress (a cycle began, Opencast answered): a harvest that stops making
+    /// progress for [`Metrics::set_stall_after`] shows on /healthz.
+    cycle_running: AtomicBool,
+    progress: Mutex<(u64, std::time::Instant)>,
+    stall_after: OnceLock<std::time::Duration>,
     /// GeoIP / user-agent enrichment, when on (its figures are rendered below).
     enrichment: OnceLock<Arc<crate::enrich::Enricher>>,
 }
@@ -180,6 +189,10 @@ impl Metrics {
             journal_path: OnceLock::new(),
             last_error: Mutex::new(None),
             journal_down: Mutex::new(None),
+            journal_cause: Mutex::new(None),
+            cycle_running: AtomicBool::new(false),
+            progress: Mutex::new((0, std::time::Instant::now())),
+            stall_after: OnceLock::new(),
             enrichment: OnceLock::new(),
         };
         m.register_live();
@@ -309,6 +322,7 @@ impl Metrics {
     }
 
     pub fn harvest_ok(&self) {
+        *lock(&self.journal_cause) = None;
         self.harvest_runs.inc();
         self.last_harvest_ok.store(true, Ordering::Relaxed);
         self.last_success_us
@@ -328,9 +342,63 @@ impl Metrics {
             .store(last_action_us.unwrap_or(NO_CHECKPOINT), Ordering::Relaxed);
     }
 
-    /// The journal is closed (after an I/O error, or while it cannot be opened): why.
-    pub fn journal_down(&self, why: &str) {
-        *lock(&self.journal_down) = Some(public_text(why));
+    /// A harvest cycle met a journal I/O error; `follow_up` when the error only says an earlier
+    /// one poisoned the handle (the first cause, when known, is shown instead).
+    pub fn harvest_failed_journal(&self, why: &str, follow_up: bool) {
+        let shown = self.with_cause(why, follow_up);
+        self.harvest_failed(&shown);
+    }
+
+    /// The journal is closed (after an I/O error, or while it cannot be opened): why. While it
+    /// stays down, the first cause is named first whatever the later attempts say.
+    pub fn journal_down(&self, why: &str, follow_up: bool) {
+        let shown = self.with_cause(why, follow_up);
+        *lock(&self.journal_down) = Some(shown);
+    }
+
+    /// `why`, after the first cause of the journal's trouble (remembered from now on if this is
+    /// it).
+    fn with_cause(&self, why: &str, follow_up: bool) -> String {
+        let why = public_text(why);
+        let mut cause = lock(&self.journal_cause);
+        if cause.is_none() && !follow_up {
+            *cause = Some(why.clone());
+        }
+        match cause.as_deref() {
+            Some(c) if c == why => why,
+            Some(c) if follow_up => c.to_string(),
+            Some(c) => format!("{c} (and since then: {why})"),
+            None => why,
+        }
+    }
+
+    /// How long a harvest cycle may go without progress before /healthz says it is stuck.
+    pub fn set_stall_after(&self, d: std::time::Duration) {
+        let _ = self.stall_after.set(d);
+    }
+
+    /// A harvest cycle begins (`true`) or ends (`false`).
+    pub fn cycle_running(&self, running: bool) {
+        if running {
+            let answers = self.opencast.requests.load(Ordering::Relaxed);
+            *lock(&self.progress) = (answers, std::time::Instant::now());
+        }
+        self.cycle_running.store(running, Ordering::Relaxed);
+    }
+
+    /// How long the running harvest cycle has gone without progress, when past the limit.
+    fn stalled_for(&self) -> Option<std::time::Duration> {
+        let limit = *self.stall_after.get()?;
+        if !self.cycle_running.load(Ordering::Relaxed) {
+            return None;
+        }
+        let answers = self.opencast.requests.load(Ordering::Relaxed);
+        let mut p = lock(&self.progress);
+        if answers != p.0 {
+            *p = (answers, std::time::Instant::now());
+        }
+        let idle = p.1.elapsed();
+        (idle > limit).then_some(idle)
     }
 
     /// The journal is open again.
@@ -364,6 +432,13 @@ impl Metrics {
     pub fn health(&self) -> Result<(), String> {
         if let Some(why) = lock(&self.journal_down).clone() {
             return Err(format!("journal unavailable: {why}"));
+        }
+        if let Some(idle) = self.stalled_for() {
+            return Err(format!(
+                "the harvest is stuck: its cycle has made no progress (no answer from Opencast, \
+                 no cycle finished) for {} s, more than HARVEST_STALL_AFTER",
+                idle.as_secs()
+            ));
         }
         if self.last_harvest_ok.load(Ordering::Relaxed) {
             Ok(())
@@ -678,6 +753,64 @@ pub fn redact_userinfo(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 19 point 16: a fault's follow-up error ("had an I/O error earlier and must be
+    /// closed and opened again") replaced its cause on /healthz, depending on which task
+    /// raised first. The first cause stays named while the journal is down and until a harvest
+    /// succeeds again.
+    #[test]
+    fn the_first_cause_of_a_journal_fault_stays_named() {
+        let m = Metrics::new(Arc::new(ClientStats::default()));
+        let full = "I/O error on journal /d/j.redb: No space left on device";
+        let again =
+            "journal /d/j.redb had an I/O error earlier and must be closed and opened again";
+        // The follow-up first (another task raised it first), then the cause.
+        m.journal_down(again, true);
+        m.journal_down(full, false);
+        m.journal_down(again, true);
+        let h = m.health().unwrap_err();
+        assert!(h.contains("No space left on device"), "{h}");
+        // A later attempt failing otherwise is told after the first cause.
+        m.journal_down("cannot open journal /d/j.redb: Permission denied", false);
+        let h = m.health().unwrap_err();
+        assert!(
+            h.contains("No space left on device") && h.contains("Permission denied"),
+            "{h}"
+        );
+        // Up again, but the harvest failed on the same handle: still the cause.
+        m.journal_up();
+        m.harvest_failed_journal(again, true);
+        let h = m.health().unwrap_err();
+        assert!(h.contains("No space left on device"), "{h}");
+        // A harvest succeeds: forgotten.
+        m.harvest_ok();
+        assert!(m.health().is_ok());
+        m.journal_down(again, true);
+        assert!(!m.health().unwrap_err().contains("No space"));
+    }
+
+    #[test]
+    fn a_cycle_without_progress_shows_as_stuck() {
+        let stats = Arc::new(ClientStats::default());
+        let m = Metrics::new(stats.clone());
+        m.set_stall_after(std::time::Duration::from_millis(50));
+        m.cycle_running(true);
+        assert!(m.health().is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let h = m.health().unwrap_err();
+        assert!(
+            h.contains("stuck") && h.contains("HARVEST_STALL_AFTER"),
+            "{h}"
+        );
+        // An answer from Opencast is progress.
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        assert!(m.health().is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        assert!(m.health().is_err());
+        // Between cycles nothing is stuck.
+        m.cycle_running(false);
+        assert!(m.health().is_ok());
+    }
+
     #[test]
     fn health_texts_lose_url_credentials() {
         assert_eq!(
@@ -696,7 +829,10 @@ mod tests {
             !e.contains("S3CRET") && e.contains("last harvest failed"),
             "{e}"
         );
-        m.journal_down("I/O error on journal /d/j.redb: No space left on device");
+        m.journal_down(
+            "I/O error on journal /d/j.redb: No space left on device",
+            false,
+        );
         assert!(m
             .health()
             .unwrap_err()

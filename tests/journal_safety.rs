@@ -416,3 +416,66 @@ async fn a_copy_of_a_live_journal_is_read_through_a_private_copy_and_left_alone(
         "private copy left behind"
     );
 }
+
+/// Issue 19 point 11: `journal dump` of a journal that was not closed cleanly reads a repaired
+/// private copy in $TMPDIR; Ctrl-C, SIGTERM or SIGHUP in the middle of the dump left that copy
+/// (the whole journal) behind every time. Now its name is gone once it is open.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_dump_leaves_no_copy_of_the_journal() {
+    use std::io::Read as _;
+    let dir = scratch();
+    let _sim = build_journal(dir.path(), 3000).await;
+    let copy = dir.path().join("copy.redb");
+    {
+        let held = harvester::journal::Journal::open(&journal_path(dir.path())).unwrap();
+        held.set_cursor("x", 1).unwrap();
+        std::fs::copy(journal_path(dir.path()), &copy).unwrap();
+    }
+    for signal in ["INT", "TERM", "HUP"] {
+        let tmp = dir.path().join(format!("tmp-{signal}"));
+        std::fs::create_dir(&tmp).unwrap();
+        let mut c = journal_cmd(dir.path(), &copy, &["dump"]);
+        c.env("TMPDIR", &tmp)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        // The dump has begun (and stalls on the full pipe, as on a slow terminal).
+        let mut first = [0u8; 1];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the dump is still running"
+        );
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "a copy of the journal is visible during the dump: {left:?}"
+        );
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        drop(child.stdout.take());
+        let _ = child.wait().unwrap();
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "SIG{signal} left a copy of the journal: {left:?}"
+        );
+    }
+}

@@ -350,3 +350,173 @@ async fn sigterm_while_opencast_does_not_answer_stops_within_seconds() {
         "nothing was answered, nothing journaled"
     );
 }
+
+/// Sends a dump request on the Unix socket of the journal in `dir` and reads the status line
+/// and headers only: the client then stops reading, as a stalled `curl | less` does.
+async fn stalled_dump(sock: &std::path::Path) -> (tokio::net::UnixStream, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
+    s.write_all(b"GET /journal/dump HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await.unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    (s, String::from_utf8_lossy(&head).to_string())
+}
+
+/// Issue 19 point 2: 520 connections to `/journal/dump` that never read stopped harvesting
+/// (every blocking thread waited on a client), memory went from 30 MB to 923 MB, and /healthz
+/// said "ok". Now a few dumps run at once and the others are told to come back; a dump whose
+/// client takes nothing is ended after the write timeout, and its place is free again.
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_dump_clients_are_bounded_and_timed_out() {
+    let sim = recent_sim(20_000).await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args(run_service_args("none", &addr));
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = c.spawn().unwrap();
+    wait_metric(&addr, "harvester_journal_records_total", 20_000.0, 60).await;
+    let sock = dir.path().join("journal.redb.sock");
+    let mut held = Vec::new();
+    let (mut ok, mut busy) = (0, 0);
+    for _ in 0..40 {
+        let (s, head) = stalled_dump(&sock).await;
+        if head.starts_with("HTTP/1.1 200") {
+            ok += 1;
+        } else {
+            assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+            assert!(
+                head.to_ascii_lowercase().contains("retry-after: "),
+                "{head}"
+            );
+            busy += 1;
+        }
+        held.push(s);
+    }
+    assert_eq!(
+        (ok, busy),
+        (4, 36),
+        "four dumps at once, the others told to retry"
+    );
+    // The service goes on: health and figures answer, and harvest cycles keep running.
+    let runs = metric(&addr, "harvester_harvest_runs_total").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(metric(&addr, "harvester_harvest_runs_total").await.unwrap() > runs);
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // Gone clients free their places at once.
+    held.truncate(2);
+    let t = Instant::now();
+    loop {
+        let (s, head) = stalled_dump(&sock).await;
+        if head.starts_with("HTTP/1.1 200") {
+            held.push(s);
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no place freed: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every place taken again, by clients that hold on but take nothing...
+    loop {
+        let (s, head) = stalled_dump(&sock).await;
+        if !head.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        held.push(s);
+    }
+    assert_eq!(held.len(), 4);
+    // ...which are ended after the write timeout (30 s).
+    let t = Instant::now();
+    loop {
+        let (s, head) = stalled_dump(&sock).await;
+        drop(s);
+        if head.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(45),
+            "stalled dumps never ended: {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "a stalled dump's place was free {:?} after it was taken",
+        t.elapsed()
+    );
+    drop(held);
+    sigterm(&child);
+    assert_eq!(wait_exit(child, 10).await.code(), Some(0));
+}
+
+/// Issue 19 point 2: /healthz said "ok" while the harvest made no progress at all. A cycle that
+/// goes without progress for HARVEST_STALL_AFTER now shows there.
+#[tokio::test(flavor = "multi_thread")]
+async fn healthz_says_so_when_the_harvest_is_stuck() {
+    let sim = slow_sim(1_000, Duration::from_secs(60)).await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.env("HARVEST_STALL_AFTER", "5");
+    c.args(run_service_args("none", &addr));
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = c.spawn().unwrap();
+    let t = Instant::now();
+    let body = loop {
+        if let Ok(r) = reqwest::get(format!("http://{addr}/healthz")).await {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            if status == 503 {
+                break body;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "/healthz stayed ok");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        body.contains("stuck") && body.contains("HARVEST_STALL_AFTER"),
+        "{body}"
+    );
+    assert!(t.elapsed() >= Duration::from_secs(4), "{:?}", t.elapsed());
+    sigterm(&child);
+    assert_eq!(wait_exit(child, 30).await.code(), Some(0));
+}
+
+/// Issue 19 point 15: SIGHUP killed `run` at once. It now stops as SIGTERM does: the work in
+/// hand is committed and the exit is 0 (a service manager then restarts it with the settings
+/// read again).
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_stops_the_service_gracefully() {
+    let sim = recent_sim(500).await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args(run_service_args("none", &addr));
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    wait_metric(&addr, "harvester_journal_records_total", 500.0, 20).await;
+    let ok = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SIGHUP"), "{}", stderr(&out));
+    assert_eq!(journal_records(dir.path()).len(), 500);
+}

@@ -69,8 +69,10 @@ impl Report {
         let c = Check {
             name,
             status,
-            detail: self.scrub(detail),
-            remedy: remedy.map(|r| self.scrub(r)),
+            // Details quote what others sent (an Opencast body, an S3 object): escaped, they
+            // cannot drive the terminal.
+            detail: crate::escape::text(&self.scrub(detail)).into_owned(),
+            remedy: remedy.map(|r| crate::escape::text(&self.scrub(r)).into_owned()),
         };
         if !self.json {
             let mark = match c.status {
@@ -635,7 +637,7 @@ async fn check_s3(args: &CheckArgs, tz: Tz, r: &mut Report) -> Option<i64> {
         (true, Err(e)) => r.fail(
             "s3",
             format!("s3://{bucket}/{key} {held}; a probe object {probe} was written but cannot be deleted: {e}"),
-            format!("delete s3://{bucket}/{probe} by hand, and allow s3:DeleteObject (`harvester checkpoint --clear` needs it)"),
+            format!("delete s3://{bucket}/{probe} by hand, and allow s3:DeleteObject and, in a versioned bucket, s3:DeleteObjectVersion (`harvester checkpoint --clear` needs the first)"),
         ),
         (false, Ok(())) => unreachable!("nothing is deleted when nothing was written"),
     }
@@ -733,12 +735,19 @@ async fn write_probe(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Pr
     let written = match tokio::time::timeout(AWS_CALL_TIMEOUT, put).await {
         Err(_) => Err(s3_timeout("PutObject")),
         Ok(Err(e)) => Err(aws::describe(&e)),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(out)) => Ok(out.version_id().map(str::to_string)),
     };
     let was_written = written.is_ok();
     let deleted = match written {
-        Ok(()) => {
-            let del = client.delete_object().bucket(bucket).key(&probe).send();
+        Ok(version) => {
+            // In a versioned bucket a plain delete leaves the probe as an old version under a
+            // delete marker, one pair per check; deleting the version written removes it whole.
+            let del = client
+                .delete_object()
+                .bucket(bucket)
+                .key(&probe)
+                .set_version_id(version)
+                .send();
             match tokio::time::timeout(AWS_CALL_TIMEOUT, del).await {
                 Err(_) => Err(s3_timeout("DeleteObject")),
                 Ok(Err(e)) => Err(aws::describe(&e)),

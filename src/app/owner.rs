@@ -12,8 +12,12 @@ pub struct Owner {
     pub pid: u32,
     pub command: String,
     pub since: String,
-    /// Where a running service answers (`/journal/stats`, `/journal/dump`).
+    /// Where a running service answers on TCP (`/metrics`; the record endpoints with a token).
     pub metrics_addr: Option<String>,
+    /// The Unix socket on which a running service answers `/journal/stats` and `/journal/dump`
+    /// to whoever may read the journal.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
 }
 
 fn path_of(journal: &Path) -> PathBuf {
@@ -24,12 +28,33 @@ fn path_of(journal: &Path) -> PathBuf {
 
 /// Records this process as the journal's holder (best effort: a failure only loses the hint).
 pub fn claim(journal: &Path, command: &str, metrics_addr: Option<&str>) {
-    let o = Owner {
-        pid: std::process::id(),
-        command: command.to_string(),
-        since: crate::timefmt::format_rfc3339(crate::timefmt::now_us()),
-        metrics_addr: metrics_addr.map(str::to_string),
-    };
+    write(
+        journal,
+        Owner {
+            pid: std::process::id(),
+            command: command.to_string(),
+            since: crate::timefmt::format_rfc3339(crate::timefmt::now_us()),
+            metrics_addr: metrics_addr.map(str::to_string),
+            socket: None,
+        },
+    )
+}
+
+/// Records `harvester run` as the journal's holder, with where it answers.
+pub fn claim_service(journal: &Path, metrics_addr: &str, socket: &Path) {
+    write(
+        journal,
+        Owner {
+            pid: std::process::id(),
+            command: "run".into(),
+            since: crate::timefmt::format_rfc3339(crate::timefmt::now_us()),
+            metrics_addr: Some(metrics_addr.to_string()),
+            socket: Some(socket.to_path_buf()),
+        },
+    )
+}
+
+fn write(journal: &Path, o: Owner) {
     if let Ok(text) = serde_json::to_string(&o) {
         if let Err(e) = write_private(&path_of(journal), text.as_bytes()) {
             tracing::debug!(error = %e, "journal owner file not written");
@@ -80,6 +105,9 @@ pub fn describe(o: &Owner) -> String {
     let mut s = format!("pid {}, `harvester {}` since {}", o.pid, o.command, o.since);
     if let Some(a) = &o.metrics_addr {
         s.push_str(&format!(", serving on {a}"));
+    }
+    if let Some(p) = &o.socket {
+        s.push_str(&format!(" and {}", p.display()));
     }
     s
 }

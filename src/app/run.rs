@@ -13,12 +13,15 @@
 //!
 //! The rooms: this file starts the service and runs its sessions one after another;
 //! [`reopen`] opens, closes and reopens the journal; [`session`] serves on one open journal
-//! (the harvest cycles); [`forwarder`] forwards to one sink; [`http`] is the HTTP API.
+//! (the harvest cycles); [`forwarder`] forwards to one sink; [`http`] is the HTTP API, served
+//! on TCP and on the Unix socket of [`socket`], with the record access of [`access`].
 
+mod access;
 mod forwarder;
 mod http;
 mod reopen;
 mod session;
+pub mod socket;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -38,33 +41,43 @@ use crate::metrics::Metrics;
 use crate::retry;
 use crate::shutdown::{Shutdown, Trigger};
 
-pub use http::{ApiToken, RecordAccess, TOKEN_VAR};
+pub use access::{ApiToken, RecordAccess, TOKEN_VAR};
+use http::RecordPermits;
 pub use reopen::JournalSlot;
 use reopen::{close, open_with_backoff, report_down, try_open};
 use session::Service;
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on `kind`; never when it cannot be listened for.
+async fn signal(kind: tokio::signal::unix::SignalKind) {
+    match tokio::signal::unix::signal(kind) {
+        Ok(mut s) => {
+            s.recv().await;
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
+        Err(_) => std::future::pending::<()>().await,
     }
 }
 
-/// The service's shutdown: fired by SIGTERM or SIGINT.
+/// Resolves on SIGTERM, SIGINT or SIGHUP, naming it. SIGHUP (a closed terminal, or a service
+/// manager's reload) stops the service as SIGTERM does: the work in hand is committed, and the
+/// manager's restart reads the settings again. Left to its default, it killed the process.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::SignalKind;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = signal(SignalKind::terminate()) => "SIGTERM",
+        _ = signal(SignalKind::hangup()) => "SIGHUP",
+    }
+}
+
+/// The service's shutdown: fired by SIGTERM, SIGINT or SIGHUP.
 fn on_signal() -> Shutdown {
     let (trigger, shutdown) = Trigger::new();
     tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown requested: finishing the work in hand");
+        let which = shutdown_signal().await;
+        tracing::info!(
+            signal = which,
+            "shutdown requested: finishing the work in hand"
+        );
         trigger.fire();
     });
     shutdown
@@ -124,6 +137,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let opencast = config::opencast(&args.opencast.settings(), None)?;
     let stop = on_signal();
     let metrics = Arc::new(Metrics::new(opencast.client().stats_handle()));
+    metrics.set_stall_after(Duration::from_secs(args.stall_after));
     metrics.set_journal_path(&cli.journal);
     if let Some(e) = args.sink.enrich.enricher.get() {
         metrics.set_enrichment(e.clone());
@@ -138,7 +152,15 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
 
     let slot = JournalSlot::default();
-    let server = serve_http(addr, token, metrics.clone(), slot.clone(), stop.clone()).await?;
+    let server = serve_http(
+        addr,
+        path,
+        token,
+        metrics.clone(),
+        slot.clone(),
+        stop.clone(),
+    )
+    .await?;
     tracing::info!(%addr, every_s = every.as_secs_f64(), "harvester running; /metrics and /healthz on the address");
     let mut reopen = retry::JOURNAL_REOPEN.retries();
     let journal = match first {
@@ -164,9 +186,12 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Listens on `addr` with the HTTP API until `stop` fires.
+/// Listens with the HTTP API until `stop` fires: on `addr` (records only with the token) and
+/// on the Unix socket beside the journal at `journal` (records for whoever may read the
+/// journal). A socket that cannot be made is warned about: the service runs on without it.
 async fn serve_http(
     addr: SocketAddr,
+    journal: &Path,
     token: Option<ApiToken>,
     metrics: Arc<Metrics>,
     slot: JournalSlot,
@@ -175,12 +200,39 @@ async fn serve_http(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| AppError::io(format!("cannot listen on METRICS_ADDR {addr}"), e))?;
-    let access = RecordAccess::for_addr(&addr, token);
-    let app = http::router(metrics, slot, access);
+    let permits = RecordPermits::default();
+    let mut socket = match socket::bind(journal) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no record socket: `harvester journal dump` and `stats` \
+                cannot ask this service (over TCP they need HARVESTER_API_TOKEN)");
+            None
+        }
+    };
+    let access = RecordAccess::for_tcp(
+        &addr,
+        token,
+        socket.as_ref().map(|s| s.path().to_path_buf()),
+    );
+    let tcp = http::router(metrics.clone(), slot.clone(), access, permits.clone());
+    let unix = socket.as_mut().and_then(|s| s.take_listener()).map(|l| {
+        let app = http::router(metrics, slot, RecordAccess::Socket, permits);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(async move { stop.wait().await })
+                .await;
+        })
+    });
     Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+        let _ = axum::serve(listener, tcp)
             .with_graceful_shutdown(async move { stop.wait().await })
             .await;
+        if let Some(u) = unix {
+            let _ = u.await;
+        }
+        // The socket file goes with the service.
+        drop(socket);
     }))
 }
 

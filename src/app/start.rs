@@ -3,7 +3,7 @@
 use chrono_tz::Tz;
 
 use super::AppError;
-use crate::checkpoint::S3Checkpoint;
+use crate::checkpoint::{S3Checkpoint, MAX_CLOCK_SKEW_US};
 use crate::journal::Journal;
 use crate::timefmt;
 
@@ -58,6 +58,17 @@ pub(crate) async fn default_start(
     overlap_s: u64,
 ) -> Result<i64, AppError> {
     let journal_cp = journal.checkpoint()?.map(|c| c.last_action_us);
+    if let Some(cp) = journal_cp.filter(|cp| *cp > timefmt::now_us() + MAX_CLOCK_SKEW_US) {
+        // Every harvest would take the window from it to now, which is empty: nothing would be
+        // harvested until that moment, and nothing would say so.
+        return Err(super::failed(format!(
+            "the journal's checkpoint {} (OPENCAST_TIMEZONE {tz}) is after now ({}): no harvest \
+             would take anything until then. Write a correct one with `harvester checkpoint \
+             --set YYYYMMDDHHmmss`, or give --start",
+            timefmt::format_compact(cp, tz),
+            timefmt::format_compact(timefmt::now_us(), tz)
+        )));
+    }
     let s3_cp = match (journal_cp, s3) {
         (None, Some(s3)) => s3.read(tz).await?,
         _ => None,

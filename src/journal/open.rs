@@ -5,8 +5,10 @@
 //! - a reading open never creates, repairs, upgrades or otherwise writes the file: a missing path
 //!   is [`JournalError::Missing`], an empty file [`JournalError::Empty`];
 //! - a journal that was not closed cleanly (a copy taken while `harvester run` held it, or a
-//!   crash) is read through a repaired private copy (0600, in the temporary directory, removed
-//!   when the journal is dropped);
+//!   crash) is read through a repaired private copy (0600, in the temporary directory). The
+//!   copy's name is removed as soon as it is open, so no way out (Ctrl-C, SIGTERM, SIGHUP, a
+//!   kill) leaves it behind; a copy left by a process killed while making one is removed by
+//!   the next reading open;
 //! - a new journal appears at its path already initialised and with mode 0600, whatever the
 //!   umask: it is built under a temporary name and linked into place;
 //! - a file redb cannot open is reported with the remedy ([`JournalError::Unopenable`]) and is
@@ -216,6 +218,9 @@ pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnly> {
         Err(Some(DatabaseError::RepairAborted)) => {
             let copy = repaired_copy(path)?;
             let db = open(copy.path()).map_err(|e| failure(path, e))?;
+            // The open file is all the reading needs: its name goes now, so that nothing is
+            // left however this process ends (the space is freed when the file is closed).
+            let _ = std::fs::remove_file(copy.path());
             Ok(ReadOnly {
                 db,
                 copy: Some(copy),
@@ -225,22 +230,45 @@ pub(crate) fn open_read_only(path: &Path) -> Result<ReadOnly> {
     }
 }
 
+/// The prefix of a repaired copy's name; the process id follows.
+const COPY_PREFIX: &str = "harvester-journal-";
+
+/// Removes the repaired copies in `dir` whose process is gone (killed while copying).
+fn remove_orphan_copies(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(COPY_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let ours = e
+            .metadata()
+            .is_ok_and(|m| m.uid() == unsafe { libc::geteuid() });
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Copies the journal to a private temporary file and lets redb repair the copy.
 fn repaired_copy(path: &Path) -> Result<PrivateFile> {
     let tmp_dir = std::env::temp_dir();
+    remove_orphan_copies(&tmp_dir);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let target = tmp_dir.join(format!(
-        "harvester-journal-{}-{nanos}.redb",
-        std::process::id()
-    ));
+    let target = tmp_dir.join(format!("{COPY_PREFIX}{}-{nanos}.redb", std::process::id()));
     tracing::warn!(
         path = %path.display(),
         copy = %target.display(),
         "the journal was not closed cleanly (a copy taken while harvester ran, or a crash); \
-         reading a repaired private copy, removed afterwards (set TMPDIR for another place); \
+         reading a repaired private copy, never left behind (set TMPDIR for another place); \
          the journal itself is not changed"
     );
     let fail = |source: std::io::Error| JournalError::CopyForReading {

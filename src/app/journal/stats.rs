@@ -44,11 +44,12 @@ pub(super) async fn stats(cli: &Cli, a: &StatsArgs) -> Result<(), AppError> {
             ))
         }
         Access::Local(j) => inspect::stats(&j)?,
-        Access::Remote(addr) => {
-            remote_get(&addr, "/journal/stats", &[])
+        Access::Remote(service) => {
+            let body = remote_get(&service, "/journal/stats", &[])
                 .await?
-                .json::<inspect::Stats>()
-                .await?
+                .bytes()
+                .await?;
+            serde_json::from_slice::<inspect::Stats>(&body)?
         }
     };
     if a.json {

@@ -37,7 +37,7 @@ pub(super) async fn try_open(
     let res = tokio::task::spawn_blocking(move || Journal::open(&p)).await?;
     match res {
         Ok(j) => {
-            owner::claim(path, "run", Some(&args.metrics_addr));
+            owner::claim_service(path, &args.metrics_addr, &super::socket::path_of(path));
             // A journal with unreadable blocks would take their records for duplicates forever:
             // `run` stops with the remedy, as `harvest` does.
             refuse_damage(&j)?;
@@ -47,11 +47,18 @@ pub(super) async fn try_open(
     }
 }
 
-/// Shows why the journal is closed on /healthz and in the log.
+/// Shows why the journal is closed on /healthz and in the log: its first cause (a full disk),
+/// never only the error that followed it.
 pub(super) fn report_down(metrics: &Metrics, e: JournalError, retry_in: Duration) {
-    metrics.journal_down(&e.to_string());
-    tracing::error!(error = %e, retry_in_s = retry_in.as_secs_f64(),
+    metrics.journal_down(&e.to_string(), is_follow_up(&e));
+    let shown = metrics.health().err().unwrap_or_else(|| e.to_string());
+    tracing::error!(error = %shown, retry_in_s = retry_in.as_secs_f64(),
         "the journal is closed after an I/O error; opening it again");
+}
+
+/// Whether `e` only says that an earlier I/O error poisoned the handle.
+pub(super) fn is_follow_up(e: &JournalError) -> bool {
+    matches!(e, JournalError::NeedsReopen { .. })
 }
 
 /// Opens the journal again, retrying with `backoff` whatever the error (its cause, a full disk

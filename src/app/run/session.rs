@@ -45,11 +45,19 @@ pub(super) struct Fault {
 }
 
 impl Fault {
+    /// Keeps `e` unless a cause is kept already; a follow-up error ("had an I/O error earlier")
+    /// raised first gives way to the cause itself when it comes (tasks race to raise).
     pub(super) fn raise(&self, e: JournalError) {
-        self.error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(e);
+        {
+            let mut kept = self.error.lock().unwrap_or_else(|p| p.into_inner());
+            let replace = match &*kept {
+                None => true,
+                Some(k) => super::reopen::is_follow_up(k) && !super::reopen::is_follow_up(&e),
+            };
+            if replace {
+                *kept = Some(e);
+            }
+        }
         self.stop.fire();
     }
 
@@ -99,7 +107,10 @@ impl Service<'_> {
         let mut warned_size = false;
         let mut healthy_cycles = 0;
         while !session.is_shutdown() {
-            match self.cycle(&harvester, &journal, &session).await {
+            self.metrics.cycle_running(true);
+            let cycle = self.cycle(&harvester, &journal, &session).await;
+            self.metrics.cycle_running(false);
+            match cycle {
                 Cycle::Done(s) => {
                     self.record(&s);
                     healthy_cycles += 1;
@@ -108,7 +119,8 @@ impl Service<'_> {
                 Cycle::JournalFault(e) => {
                     // /healthz stays 503 after the reopen until a harvest succeeds again.
                     let e = e.at(journal.path());
-                    self.metrics.harvest_failed(&e.to_string());
+                    self.metrics
+                        .harvest_failed_journal(&e.to_string(), super::reopen::is_follow_up(&e));
                     fault.raise(e);
                     break;
                 }
