@@ -13,6 +13,7 @@ pub mod codec;
 pub mod inspect;
 mod open;
 pub mod salvage;
+mod sink_state;
 mod types;
 
 pub use types::{
