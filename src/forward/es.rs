@@ -301,7 +301,7 @@ impl EsSink {
                         rejected = n,
                         reason_type = %kinds,
                         action_ids = %ids,
-                        "Elasticsearch rejected records for their content; they are in the dead-letter table with its full reason (harvester journal dump --dead-letters)"
+                        "Elasticsearch rejected records for their content; they are in the dead-letter table with Elasticsearch's full reason (harvester journal dump --dead-letters)"
                     );
                 }
                 Err(source) => {
