@@ -3,6 +3,11 @@
 //! stdout is reserved for records. The Loggly layer never blocks the harvest: events go through
 //! a bounded queue to a background task that posts them in bulk; when the queue is full, events
 //! are dropped (and counted), and at exit the task gets a short grace period to flush.
+//!
+//! A Loggly event carries every field of the log event, as the JSON lines on stderr do: what must
+//! not leave the machine must not be in a log event at all. So the sinks log a refusal by its
+//! reason's type and the action ids, never Elasticsearch's reason text, which quotes the refused
+//! values ("Preview of field's value: 'student0'"); that text is kept in the dead-letter table.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

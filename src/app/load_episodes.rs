@@ -370,7 +370,7 @@ impl Job<'_> {
     /// The documents Elasticsearch rejected (`(position, why)`), into the dead-letter table.
     async fn keep_rejected(
         &mut self,
-        rejected: &[(usize, String)],
+        rejected: &[(usize, crate::es::Rejection)],
         lines: &BulkLines,
         built: &[(EpisodeMeta, EpisodeDoc)],
         now: i64,

@@ -10,7 +10,7 @@ mod client;
 pub mod templates;
 mod url;
 
-pub use bulk::{BulkFailure, BulkLines, BulkPolicy};
+pub use bulk::{BulkFailure, BulkLines, BulkPolicy, Rejection};
 pub use client::EsClient;
 pub use url::parse_host;
 

@@ -5,8 +5,16 @@
 //! bytes. A bulk answer is read item by item: items that failed for a passing reason (429, 5xx,
 //! a write block) are sent again, alone, with backoff; items rejected for their content (400: a
 //! mapping or parsing error) go to the journal's dead-letter table with the reason, so one bad
-//! record never blocks the sink. The sink acknowledges the leading records that are either indexed
-//! or dead-lettered; the forwarder moves its cursor over exactly those.
+//! record never blocks the sink. Errors about the index or the cluster (a closed index, an alias
+//! without a write index, the shard limit) are not the records' fault: they are retried, then
+//! stop the sink with the index named and the cursor kept. The sink acknowledges the leading
+//! records that are either indexed or dead-lettered; the forwarder moves its cursor over exactly
+//! those.
+//!
+//! Elasticsearch's reasons quote the refused values ("Preview of field's value: 'student0'"):
+//! the full reason goes to the dead-letter table only; logs say the reason's type and the action
+//! ids. A request refused as too large (413, a proxy's body limit) is split, and the sink keeps
+//! later requests under the size refused.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -15,7 +23,7 @@ use std::time::Duration;
 use super::{SinkError, SinkFailure};
 use crate::enrich::SinkEnricher;
 use crate::es::BulkFailure;
-use crate::es::{templates, BulkLines, BulkPolicy, EsClient, EsError};
+use crate::es::{templates, BulkLines, BulkPolicy, EsClient, EsError, Rejection};
 use crate::journal::{DeadLetter, Journal, SinkRefusal};
 use crate::record::Record;
 use crate::timefmt;
@@ -266,16 +274,13 @@ impl EsSink {
             }
             indices.push(index);
         }
-        let policy = BulkPolicy {
-            max_docs: self.cfg.max_docs,
-            max_bytes: self.cfg.max_bytes,
-            attempts: self.cfg.attempts,
-            backoff: self.cfg.backoff,
-            concurrency: self.cfg.concurrency,
-        };
-        let report = self.client.bulk_index(&lines, &policy).await;
+        let report = self
+            .client
+            .bulk_index(&lines, &self.policy(self.cfg.max_bytes))
+            .await;
         self.requests += report.requests;
         self.retried_items += report.retried_items;
+        self.learn_size(report.too_large);
         if !report.rejected.is_empty() {
             let n = report.rejected.len();
             let dead: Vec<(DeadLetter, SinkRefusal)> = report
@@ -290,10 +295,13 @@ impl EsSink {
             match stored {
                 Ok(added) => {
                     self.dead_letters += added;
+                    let (kinds, ids) = summary(&report.rejected, |k| records[k].action_id);
                     tracing::warn!(
                         sink = "es",
                         rejected = n,
-                        "Elasticsearch rejected records for their content; they are in the dead-letter table (harvester journal dump --dead-letters)"
+                        reason_type = %kinds,
+                        action_ids = %ids,
+                        "Elasticsearch rejected records for their content; they are in the dead-letter table with Elasticsearch's full reason (harvester journal dump --dead-letters)"
                     );
                 }
                 Err(source) => {
@@ -316,40 +324,85 @@ impl EsSink {
 }
 
 impl EsSink {
-    /// Indexes one stored document again (a dead letter's replay) into `index` with `_id` =
-    /// `action_id`. `Ok(None)` when it is indexed (or already there), `Ok(Some(why))` when
-    /// Elasticsearch rejects it again for its content, `Err` when the node did not answer.
-    pub async fn resend_document(
-        &mut self,
-        index: &str,
-        action_id: i64,
-        doc: &str,
-    ) -> Result<Option<String>, BulkFailure> {
-        let mut lines = BulkLines::with_capacity(1, doc.len() + 128);
-        lines.push_create(index, &action_id.to_string(), |out| {
-            out.extend_from_slice(doc.as_bytes())
-        });
-        let policy = BulkPolicy {
-            max_docs: 1,
-            max_bytes: self.cfg.max_bytes,
+    /// The bulk policy of this sink, requests cut at `max_bytes`.
+    fn policy(&self, max_bytes: usize) -> BulkPolicy {
+        BulkPolicy {
+            max_docs: self.cfg.max_docs,
+            max_bytes,
             attempts: self.cfg.attempts,
             backoff: self.cfg.backoff,
-            concurrency: 1,
-        };
-        let report = self.client.bulk_index(&lines, &policy).await;
-        self.requests += report.requests;
-        if let Some((_, why)) = report.failed {
-            return Err(why);
+            concurrency: self.cfg.concurrency,
         }
-        Ok(report.rejected.into_iter().next().map(|(_, why)| why))
     }
+
+    /// After a request of `too_large` bytes was refused (413), keeps later requests at half
+    /// that size, so the split is paid once, not on every request.
+    fn learn_size(&mut self, too_large: Option<usize>) {
+        let Some(refused) = too_large else { return };
+        let under = (refused / 2).max(1024);
+        if under < self.cfg.max_bytes {
+            tracing::warn!(
+                refused_bytes = refused,
+                now_bytes = under,
+                "bulk requests of this size are refused as too large (413); sending at most {under} bytes from now on: set ES_BULK_BYTES={under} (or lower) to start there"
+            );
+            self.cfg.max_bytes = under;
+        }
+    }
+
+    /// Indexes stored documents again (a dead letters' replay), each `(index, action id,
+    /// document)` with `_id` = action id, in bulk. Returns for each document resolved whether it
+    /// was rejected again for its content (`Some`), and, when the run stopped, the first
+    /// unresolved document and why.
+    pub async fn resend_documents(
+        &mut self,
+        docs: &[(String, i64, String)],
+    ) -> (Vec<Option<Rejection>>, Option<(usize, BulkFailure)>) {
+        let bytes = docs.iter().map(|(_, _, d)| d.len() + 128).sum();
+        let mut lines = BulkLines::with_capacity(docs.len(), bytes);
+        for (index, action_id, doc) in docs {
+            lines.push_create(index, &action_id.to_string(), |out| {
+                out.extend_from_slice(doc.as_bytes())
+            });
+        }
+        let report = self
+            .client
+            .bulk_index(&lines, &self.policy(self.cfg.max_bytes))
+            .await;
+        self.requests += report.requests;
+        self.learn_size(report.too_large);
+        let resolved = report.failed.as_ref().map_or(docs.len(), |(k, _)| *k);
+        let mut out = vec![None; resolved];
+        for (k, why) in report.rejected {
+            if k < resolved {
+                out[k] = Some(why);
+            }
+        }
+        (out, report.failed)
+    }
+}
+
+/// The distinct reason types of `rejected` and its action ids (the first 20), for a log line.
+fn summary(rejected: &[(usize, Rejection)], action_id: impl Fn(usize) -> i64) -> (String, String) {
+    let mut kinds: Vec<&str> = rejected.iter().map(|(_, r)| r.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let mut ids: Vec<String> = rejected
+        .iter()
+        .take(20)
+        .map(|(k, _)| action_id(*k).to_string())
+        .collect();
+    if rejected.len() > 20 {
+        ids.push(format!("… ({} more)", rejected.len() - 20));
+    }
+    (kinds.join(","), ids.join(","))
 }
 
 fn dead_letter(
     r: &Record,
     seq: u64,
     index: &str,
-    why: &str,
+    why: &Rejection,
     doc: &[u8],
 ) -> (DeadLetter, SinkRefusal) {
     (

@@ -8,6 +8,7 @@ pub mod es;
 pub mod sqs;
 pub mod stdout;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::journal::{Journal, JournalError};
@@ -20,6 +21,9 @@ pub use stdout::StdoutSink;
 #[derive(Debug)]
 pub struct SinkError {
     acked: usize,
+    /// Records (by position in the batch, at or past `acked`) that arrived all the same: they
+    /// were in flight beside the request that failed.
+    ahead: Vec<Range<usize>>,
     /// Boxed: an error travels through every `Result` of the forward path, the cause is big.
     cause: Box<SinkFailure>,
 }
@@ -28,8 +32,20 @@ impl SinkError {
     pub fn new(acked: usize, cause: impl Into<SinkFailure>) -> SinkError {
         SinkError {
             acked,
+            ahead: Vec::new(),
             cause: Box::new(cause.into()),
         }
+    }
+
+    /// Says which records past `acked` arrived all the same (ascending, disjoint ranges).
+    pub fn with_ahead(mut self, ahead: Vec<Range<usize>>) -> SinkError {
+        self.ahead = ahead;
+        self
+    }
+
+    /// Records past the acknowledged ones that arrived all the same.
+    pub fn ahead(&self) -> &[Range<usize>] {
+        &self.ahead
     }
 
     /// Leading records of the batch the sink did take (the cursor moves over them).
@@ -187,6 +203,9 @@ pub async fn forward_until(
 
 /// [`forward_until`], observing in `send_time` how long the sink took to take each batch
 /// (`harvester run`'s `/metrics`): one clock read per batch of up to [`CHUNK`] records.
+///
+/// Records an earlier forward delivered beyond its cursor (in flight beside a request that
+/// failed; see [`crate::journal::Journal::sent_ahead`]) are skipped, not sent again as new.
 pub async fn forward_observed(
     journal: &Arc<Journal>,
     sink: &mut Sink,
@@ -195,6 +214,7 @@ pub async fn forward_observed(
     send_time: Option<&crate::metrics::Histogram>,
 ) -> Result<ForwardSummary, ForwardError> {
     let mut pos = journal.cursor(cursor)?;
+    let mut ahead = Ahead::load(journal, cursor, pos).await?;
     let mut sum = ForwardSummary {
         forwarded: 0,
         cursor: pos,
@@ -212,13 +232,13 @@ pub async fn forward_observed(
             break;
         }
         let started = std::time::Instant::now();
-        let result = sink.send(first, &records).await;
+        let result = send_skipping(sink, first, &records, &ahead.ranges).await;
         if let Some(h) = send_time {
             h.observe(started.elapsed());
         }
         let acked = match &result {
             Ok(()) => records.len(),
-            Err(e) => e.acked,
+            Err((acked, _)) => *acked,
         };
         let to = first + acked as u64;
         if to > pos {
@@ -231,13 +251,95 @@ pub async fn forward_observed(
             pos = to;
             sum.cursor = pos;
         }
-        if let Err(source) = result {
+        if let Err((_, source)) = result {
+            let delivered = source
+                .ahead()
+                .iter()
+                .map(|r| (first + r.start as u64, first + r.end as u64));
+            ahead.note(journal, cursor, pos, delivered).await?;
             return Err(ForwardError::Sink {
                 sink: cursor.to_string(),
                 forwarded: sum.forwarded,
                 source,
             });
         }
+        ahead.note(journal, cursor, pos, std::iter::empty()).await?;
     }
     Ok(sum)
+}
+
+/// Sends `records` (from sequence `first`) but those in `skip` (sequence ranges delivered
+/// earlier); `Err((acked, why))` says how many leading records are done, skipped ones
+/// included, and the sink's error with its `ahead` positions relative to `first`.
+async fn send_skipping(
+    sink: &mut Sink,
+    first: u64,
+    records: &[Record],
+    skip: &[(u64, u64)],
+) -> Result<(), (usize, SinkError)> {
+    let end = first + records.len() as u64;
+    let mut at = first;
+    while at < end {
+        if let Some(&(_, to)) = skip.iter().find(|(from, to)| *from <= at && at < *to) {
+            at = to.min(end);
+            continue;
+        }
+        let upto = skip
+            .iter()
+            .map(|(from, _)| *from)
+            .filter(|from| *from > at)
+            .min()
+            .unwrap_or(end)
+            .min(end);
+        let (a, b) = ((at - first) as usize, (upto - first) as usize);
+        if let Err(e) = sink.send(at, &records[a..b]).await {
+            let acked = a + e.acked();
+            let ahead = e.ahead().iter().map(|r| r.start + a..r.end + a).collect();
+            return Err((acked, e.with_ahead(ahead)));
+        }
+        at = upto;
+    }
+    Ok(())
+}
+
+/// The sequence ranges a cursor's sink delivered beyond it, as noted in the journal.
+struct Ahead {
+    ranges: Vec<(u64, u64)>,
+}
+
+impl Ahead {
+    async fn load(journal: &Arc<Journal>, cursor: &str, pos: u64) -> Result<Ahead, ForwardError> {
+        let j = journal.clone();
+        let name = cursor.to_string();
+        let mut ranges = tokio::task::spawn_blocking(move || j.sent_ahead(&name))
+            .await
+            .map_err(ForwardError::Task)??;
+        ranges.retain(|(_, to)| *to > pos);
+        Ok(Ahead { ranges })
+    }
+
+    /// Drops the ranges the cursor (at `pos`) has passed, adds `delivered`, and writes the note
+    /// when it changed.
+    async fn note(
+        &mut self,
+        journal: &Arc<Journal>,
+        cursor: &str,
+        pos: u64,
+        delivered: impl Iterator<Item = (u64, u64)>,
+    ) -> Result<(), ForwardError> {
+        let before = self.ranges.clone();
+        self.ranges.extend(delivered.filter(|(from, to)| to > from));
+        self.ranges.retain(|(_, to)| *to > pos);
+        self.ranges.sort_unstable();
+        if self.ranges == before {
+            return Ok(());
+        }
+        let j = journal.clone();
+        let name = cursor.to_string();
+        let ranges = self.ranges.clone();
+        tokio::task::spawn_blocking(move || j.set_sent_ahead(&name, &ranges))
+            .await
+            .map_err(ForwardError::Task)??;
+        Ok(())
+    }
 }

@@ -8,13 +8,27 @@
 //! bad record never jams the queue; `journal replay --dead-letters` sends them again later. The
 //! forwarder moves the cursor over the leading acknowledged records only.
 //!
+//! SQS can also refuse a whole `SendMessageBatch` for one entry's content (`InvalidMessageContents`
+//! as the request's error, not an entry's): the batch is then split in halves, again and again,
+//! until the entry is alone, and that entry is a dead letter with SQS's reason; the others go
+//! out once. A queue that no longer exists (deleted under a running service) fails the batch at
+//! once, so the caller can reconnect, which creates the queue again.
+//!
+//! Several batches are in flight at once (`concurrency`, eight by default: one batch takes a round
+//! trip, and one at a time would cap a forward at a few hundred records a second). That is why
+//! batches behind a batch that fails for good were sent at all: they were already on the wire when
+//! the failure became known. The cursor can only cover the leading acknowledged records, so the
+//! sink reports the later deliveries ([`Delivery::ahead`]) and the forwarder notes them in the
+//! journal; the next run skips them instead of sending them again as new. Once one batch has
+//! failed for good, batches not yet started are not sent.
+//!
 //! SQS refuses bodies with characters outside `#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD |
 //! #x10000-#x10FFFF`. serde_json escapes every control character below U+0020 and Rust strings
 //! hold no surrogates, so only U+FFFE and U+FFFF can reach a body raw: they are written as
 //! `\ufffe`/`\uffff` escapes (the JSON parses to the same value), other bodies stay byte for
 //! byte what the stdout sink writes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_sqs::operation::send_message_batch::builders::SendMessageBatchFluentBuilder;
@@ -89,9 +103,25 @@ pub struct Delivery {
     pub acked: usize,
     /// Entries (by position) SQS will never take, with its reason; all below `acked`.
     pub refused: Vec<(usize, String)>,
+    /// Entries (by position, ascending) at or past `acked` that SQS took all the same: they were
+    /// in flight beside the batch that failed.
+    pub ahead: Vec<usize>,
     /// Why the entries from `acked` on were not delivered.
     pub failed: Option<SqsError>,
 }
+
+/// What became of one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fate {
+    Taken,
+    /// SQS will never take it: its reason.
+    Refused(String),
+    /// Not delivered (its batch failed, or was not sent after another failed).
+    Failed,
+}
+
+/// The fates of a batch's entries by position, and why the failed ones failed.
+type BatchOutcome = (Vec<(usize, Fate)>, Option<SqsError>);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -122,8 +152,42 @@ pub enum SqsError {
     Entry(#[from] aws_sdk_sqs::error::BuildError),
 }
 
-/// Entries (by position) SQS will never take, with its reason; or why a batch failed.
-type BatchOutcome = Result<Vec<(usize, String)>, SqsError>;
+impl SqsError {
+    /// The queue itself is gone or unusable (not a passing fault): reconnecting, which
+    /// creates a missing queue, is the remedy.
+    pub fn about_the_queue(&self) -> bool {
+        matches!(self, SqsError::Queue { .. })
+    }
+}
+
+/// How one `SendMessageBatch` request ended.
+enum Sent {
+    /// SQS answered: the entries it failed (the others were taken).
+    Answered(Vec<BatchResultErrorEntry>),
+    /// SQS refused the whole request for an entry's content: its code and message.
+    RefusedWhole(String),
+    /// The queue does not exist (any more).
+    NoQueue(SqsError),
+    /// A passing fault (the SDK error in brief, and the error).
+    Failed(String, BoxError),
+}
+
+/// Error codes with which SQS refuses a whole batch for the content of its entries (the
+/// query-compatible codes may carry the `AWS.SimpleQueueService.` prefix): splitting the batch
+/// finds the entry.
+fn refused_for_content(code: &str) -> bool {
+    matches!(
+        code.trim_start_matches("AWS.SimpleQueueService."),
+        "InvalidMessageContents" | "MessageTooLong" | "BatchRequestTooLong"
+    )
+}
+
+fn no_such_queue(code: &str) -> bool {
+    matches!(
+        code,
+        "QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue"
+    )
+}
 
 /// A batch to send, or an entry refused before sending.
 enum Unit {
@@ -239,7 +303,8 @@ impl SqsSink {
 
     /// Sends the records of journal sequences `first..` in order-preserving batches; records SQS
     /// will never take are stored as dead letters. On failure reports how many leading records
-    /// were acknowledged (delivered or dead-lettered).
+    /// were acknowledged (delivered or dead-lettered), and which later ones were delivered all
+    /// the same.
     pub async fn send(&mut self, first: u64, records: &[Record]) -> Result<(), SinkError> {
         let entries = records
             .iter()
@@ -276,6 +341,12 @@ impl SqsSink {
                 })
                 .collect();
             let n = letters.len();
+            let ids = d
+                .refused
+                .iter()
+                .map(|(i, _)| records[*i].action_id.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             let stored = super::store_refusals(&self.journal, letters).await;
             match stored {
                 Ok(added) => {
@@ -284,6 +355,7 @@ impl SqsSink {
                         sink = "sqs",
                         queue = %queue,
                         refused = n,
+                        action_ids = %ids,
                         "SQS will never take some records; they are in the dead-letter table (harvester journal dump --dead-letters)"
                     );
                 }
@@ -297,19 +369,22 @@ impl SqsSink {
                             what: "records SQS refused",
                             source,
                         },
-                    ));
+                    )
+                    .with_ahead(ranges_of(d.ahead.iter().copied().filter(|i| *i >= acked))));
                 }
             }
         }
         match d.failed {
             None => Ok(()),
-            Some(failure) => Err(SinkError::new(acked, failure)),
+            Some(failure) => Err(SinkError::new(acked, failure).with_ahead(ranges_of(d.ahead))),
         }
     }
 
     /// Sends `entries` in order-preserving batches, several in flight; says which leading
-    /// entries were acknowledged, which of them SQS will never take, and why the rest failed.
+    /// entries were acknowledged, which of them SQS will never take, which later ones were
+    /// delivered all the same, and why the rest failed.
     pub async fn send_entries(&self, entries: Vec<Entry>) -> Delivery {
+        let n = entries.len();
         let mut units: Vec<Unit> = Vec::new();
         let mut cur: Vec<(usize, Entry)> = Vec::new();
         let mut cur_bytes = 0usize;
@@ -342,28 +417,55 @@ impl SqsSink {
         if !cur.is_empty() {
             units.push(Unit::Batch(cur));
         }
-        let results: Vec<(usize, BatchOutcome)> = futures::stream::iter(units)
+        // Once a batch has failed for good, batches not yet started are not sent: their records
+        // could not be acknowledged anyway.
+        let gave_up = AtomicBool::new(false);
+        let gave_up = &gave_up;
+        let results: Vec<BatchOutcome> = futures::stream::iter(units)
             .map(|u| async move {
                 match u {
-                    Unit::Batch(b) => (b.len(), self.send_batch(b).await),
-                    Unit::TooLarge(i, why) => (1, Ok(vec![(i, why)])),
+                    Unit::Batch(b) if gave_up.load(Ordering::Relaxed) => (
+                        b.into_iter().map(|(i, _)| (i, Fate::Failed)).collect(),
+                        None,
+                    ),
+                    Unit::Batch(b) => {
+                        let out = self.send_batch(b).await;
+                        if out.1.is_some() {
+                            gave_up.store(true, Ordering::Relaxed);
+                        }
+                        out
+                    }
+                    Unit::TooLarge(i, why) => (vec![(i, Fate::Refused(why))], None),
                 }
             })
             .buffered(self.cfg.concurrency.max(1))
             .collect()
             .await;
+        let mut fates = vec![Fate::Failed; n];
         let mut d = Delivery::default();
-        for (n, res) in results {
-            match res {
-                Ok(refused) => {
-                    d.acked += n;
-                    d.refused.extend(refused);
-                }
-                Err(failure) => {
-                    d.failed = Some(failure);
-                    break;
-                }
+        for (unit_fates, failure) in results {
+            for (i, f) in unit_fates {
+                fates[i] = f;
             }
+            if d.failed.is_none() {
+                d.failed = failure;
+            }
+        }
+        d.acked = fates.iter().position(|f| *f == Fate::Failed).unwrap_or(n);
+        for (i, f) in fates.into_iter().enumerate() {
+            match f {
+                Fate::Refused(why) if i < d.acked => d.refused.push((i, why)),
+                Fate::Taken if i >= d.acked => d.ahead.push(i),
+                _ => {}
+            }
+        }
+        if d.acked < n && d.failed.is_none() {
+            // Cannot happen (a failed entry comes with its batch's error); said all the same.
+            d.failed = Some(SqsError::Exhausted {
+                attempts: 0,
+                last: "a batch was not sent".into(),
+                source: None,
+            });
         }
         d
     }
@@ -388,52 +490,117 @@ impl SqsSink {
         Ok(req)
     }
 
-    /// Sends one batch until every entry is taken or refused for good; returns the refused ones
-    /// (by position) with SQS's reason.
-    async fn send_batch(&self, entries: Vec<(usize, Entry)>) -> BatchOutcome {
-        let mut pending = entries;
-        let mut refused = Vec::new();
-        let mut last = String::new();
-        let mut last_error: Option<BoxError> = None;
-        for attempt in 0..=self.cfg.retries {
-            if attempt > 0 {
-                tokio::time::sleep(crate::retry::SQS_BATCH.delay(attempt - 1)).await;
-            }
-            let req = self.batch_request(&pending)?;
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            match req.send().await {
-                Ok(out) => {
-                    let failed = out.failed();
-                    if failed.is_empty() {
-                        refused.sort_unstable_by_key(|(i, _)| *i);
-                        return Ok(refused);
-                    }
-                    last = failed.iter().map(why).collect::<Vec<_>>().join(", ");
-                    last_error = None;
-                    pending = sort_failed(failed, pending, &mut refused);
-                    if pending.is_empty() {
-                        refused.sort_unstable_by_key(|(i, _)| *i);
-                        return Ok(refused);
-                    }
-                    tracing::warn!(
-                        failed = pending.len(),
-                        attempt,
-                        "SQS batch partly failed; resending those entries"
-                    );
-                }
-                Err(e) => {
-                    last = describe(&e);
-                    tracing::warn!(attempt, error = %last, "SQS SendMessageBatch failed");
-                    last_error = Some(e.into());
-                }
-            }
-        }
-        Err(SqsError::Exhausted {
-            attempts: self.cfg.retries + 1,
-            last,
-            source: last_error,
+    /// Sends one request of `pending`'s entries.
+    async fn send_once(&self, pending: &[(usize, Entry)]) -> Result<Sent, SqsError> {
+        let req = self.batch_request(pending)?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(match req.send().await {
+            Ok(out) => Sent::Answered(out.failed().to_vec()),
+            Err(e) => match crate::aws::error_code(&e) {
+                Some(code) if refused_for_content(code) => Sent::RefusedWhole(describe(&e)),
+                Some(code) if no_such_queue(code) => Sent::NoQueue(SqsError::Queue {
+                    queue: self.cfg.queue_name.clone(),
+                    what: "it no longer exists (deleted?); it is created again on reconnecting",
+                    detail: describe(&e),
+                    source: e.into(),
+                }),
+                _ => Sent::Failed(describe(&e), e.into()),
+            },
         })
     }
+
+    /// Sends one batch until every entry is taken or refused for good, or it still fails after
+    /// every retry. A batch SQS refuses as a whole for an entry's content is split in halves
+    /// until that entry is alone (then it is refused with SQS's reason).
+    fn send_batch(
+        &self,
+        entries: Vec<(usize, Entry)>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = BatchOutcome> + Send + '_>> {
+        Box::pin(async move {
+            let mut fates: Vec<(usize, Fate)> = Vec::with_capacity(entries.len());
+            let mut pending = entries;
+            let mut last = String::new();
+            let mut last_error: Option<BoxError> = None;
+            for attempt in 0..=self.cfg.retries {
+                if attempt > 0 {
+                    tokio::time::sleep(crate::retry::SQS_BATCH.delay(attempt - 1)).await;
+                }
+                let sent = match self.send_once(&pending).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        fates.extend(pending.iter().map(|(i, _)| (*i, Fate::Failed)));
+                        return (fates, Some(e));
+                    }
+                };
+                match sent {
+                    Sent::Answered(failed) => {
+                        if failed.is_empty() {
+                            fates.extend(pending.iter().map(|(i, _)| (*i, Fate::Taken)));
+                            return (fates, None);
+                        }
+                        last = failed.iter().map(why).collect::<Vec<_>>().join(", ");
+                        last_error = None;
+                        pending = sort_failed(&failed, pending, &mut fates);
+                        if pending.is_empty() {
+                            return (fates, None);
+                        }
+                        tracing::warn!(
+                            failed = pending.len(),
+                            attempt,
+                            "SQS batch partly failed; resending those entries"
+                        );
+                    }
+                    Sent::RefusedWhole(reason) if pending.len() == 1 => {
+                        fates.push((pending[0].0, Fate::Refused(reason)));
+                        return (fates, None);
+                    }
+                    Sent::RefusedWhole(reason) => {
+                        tracing::warn!(
+                            entries = pending.len(),
+                            reason = %reason,
+                            "SQS refused a whole batch for an entry's content; splitting it to find the entry"
+                        );
+                        let second = pending.split_off(pending.len() / 2);
+                        let (a, fa) = self.send_batch(pending).await;
+                        fates.extend(a);
+                        let (b, fb) = self.send_batch(second).await;
+                        fates.extend(b);
+                        return (fates, fa.or(fb));
+                    }
+                    Sent::NoQueue(e) => {
+                        fates.extend(pending.iter().map(|(i, _)| (*i, Fate::Failed)));
+                        return (fates, Some(e));
+                    }
+                    Sent::Failed(brief, e) => {
+                        tracing::warn!(attempt, error = %brief, "SQS SendMessageBatch failed");
+                        last = brief;
+                        last_error = Some(e);
+                    }
+                }
+            }
+            fates.extend(pending.iter().map(|(i, _)| (*i, Fate::Failed)));
+            (
+                fates,
+                Some(SqsError::Exhausted {
+                    attempts: self.cfg.retries + 1,
+                    last,
+                    source: last_error,
+                }),
+            )
+        })
+    }
+}
+
+/// Ascending positions as ranges `[from, to)` of consecutive ones.
+fn ranges_of(positions: impl IntoIterator<Item = usize>) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for i in positions {
+        match out.last_mut() {
+            Some(r) if r.end == i => r.end = i + 1,
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
 }
 
 /// A failed entry in brief: its code and message.
@@ -442,12 +609,12 @@ fn why(f: &BatchResultErrorEntry) -> String {
 }
 
 /// Sorts the entries of a partly failed batch: those SQS refused for themselves (a sender
-/// fault: sending again cannot help) go to `refused` with the reason; the others that failed
-/// are returned to send again; those not named were taken.
+/// fault: sending again cannot help) get that fate with the reason; the others that failed are
+/// returned to send again; those not named were taken.
 fn sort_failed(
     failed: &[BatchResultErrorEntry],
     pending: Vec<(usize, Entry)>,
-    refused: &mut Vec<(usize, String)>,
+    fates: &mut Vec<(usize, Fate)>,
 ) -> Vec<(usize, Entry)> {
     let faults: std::collections::HashMap<&str, String> = failed
         .iter()
@@ -463,9 +630,11 @@ fn sort_failed(
     for (i, e) in pending {
         let id = i.to_string();
         if let Some(reason) = faults.get(id.as_str()) {
-            refused.push((i, reason.clone()));
+            fates.push((i, Fate::Refused(reason.clone())));
         } else if retry.contains(id.as_str()) {
             keep.push((i, e));
+        } else {
+            fates.push((i, Fate::Taken));
         }
     }
     keep

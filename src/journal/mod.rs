@@ -14,6 +14,7 @@ pub mod days;
 pub mod inspect;
 mod open;
 pub mod salvage;
+mod sink_state;
 mod types;
 
 pub use types::{

@@ -18,7 +18,9 @@ use crate::shutdown::Shutdown;
 const IDLE_POLL: Duration = Duration::from_secs(2);
 
 /// Forwards to one sink for as long as the session runs, reconnecting and backing off while
-/// the sink is down: the journal holds everything meanwhile. A journal I/O error ends the
+/// the sink is down: the journal holds everything meanwhile. A sink that fails is connected
+/// again as at start (an SQS queue deleted under the service is created again, an index
+/// template removed is installed again), not only retried. A journal I/O error ends the
 /// session (the journal must be reopened).
 pub(super) async fn forward_loop(
     journal: Arc<Journal>,
@@ -75,7 +77,10 @@ pub(super) async fn forward_loop(
                     metrics.forwarded(cursor, *forwarded);
                 }
                 metrics.sink_error(cursor);
-                tracing::warn!(error = %e, "forwarding failed; retrying");
+                tracing::warn!(error = %e, "forwarding failed; reconnecting the sink and retrying");
+                // Reconnect as at start: what broke may be the sink's own state (a deleted
+                // queue), which only connecting repairs.
+                sink = None;
                 stop.sleep(backoff.next_delay()).await;
             }
         }
