@@ -52,10 +52,22 @@ struct Nonce {
 
 /// The nonces the simulator gave out. Expired ones stay (answered `stale`, as Spring's
 /// self-validating nonces are), so a late request with one is never taken for a stranger's.
-#[derive(Default)]
+/// Each simulator salts its nonces with a random number: two simulators (an engage and an admin
+/// node) never give out the same nonce, so one sent to the wrong host is seen as a stranger's.
 pub(super) struct Nonces {
     issued: Mutex<HashMap<String, Nonce>>,
     counter: std::sync::atomic::AtomicU64,
+    salt: u64,
+}
+
+impl Default for Nonces {
+    fn default() -> Nonces {
+        Nonces {
+            issued: Mutex::default(),
+            counter: Default::default(),
+            salt: rand::random(),
+        }
+    }
 }
 
 enum NonceVerdict {
@@ -88,7 +100,7 @@ impl SimState {
     fn challenge(&self, stale: bool) -> Resp {
         self.stats.challenges.fetch_add(1, Ordering::Relaxed);
         let n = self.nonces.counter.fetch_add(1, Ordering::Relaxed) + 1;
-        let nonce = format!("{:016x}{:08x}", data::mix(self.cfg.data.seed, n), n);
+        let nonce = format!("{:016x}{:08x}", data::mix(self.nonces.salt, n), n);
         self.nonces.issued.lock().unwrap().insert(
             nonce.clone(),
             Nonce {
