@@ -39,6 +39,11 @@ pub async fn confirm(oc: &Opencast, on_doubt: OnDoubt) -> Result<(), OpencastErr
             | OpencastError::NoChallenge { .. }
             | OpencastError::Redirected { .. }),
         ) if on_doubt == OnDoubt::Fail => Err(e),
+        Err(e @ OpencastError::NotAuthenticated { .. }) => {
+            // The service goes on, but each cycle would read only what anonymous callers see.
+            tracing::error!(error = %e, "Opencast serves this harvester anonymously: private episodes are hidden from it");
+            Ok(())
+        }
         Err(e) => {
             tracing::warn!(error = %e, "could not confirm which user Opencast runs the requests as");
             Ok(())

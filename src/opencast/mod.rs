@@ -1,7 +1,8 @@
 //! The source: Opencast's REST endpoints as the harvester uses them.
 //!
 //! `wire` is the lenient decoding of Opencast's JSON, `types` the strict types made from it,
-//! `digest` the authentication both the client and the simulator share, `client` the HTTP layer.
+//! `digest` the client's Digest answers (the simulator checks them with its own code),
+//! `identity` who Opencast says a request ran as, `client` the HTTP layer.
 
 pub mod client;
 pub mod digest;

@@ -24,7 +24,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Response, StatusCode, Uri};
 
 use super::digest::{basic_credentials, Credentials};
-use super::{data, Refusal, Resp, SimState};
+use super::{data, Refusal, SimState};
 
 /// The role that passes every URL rule and reads every episode.
 pub const ADMIN_ROLE: &str = "ROLE_ADMIN";
@@ -97,7 +97,7 @@ impl SimState {
     }
 
     /// A 401 with a fresh Digest challenge.
-    fn challenge(&self, stale: bool) -> Resp {
+    fn challenge(&self, stale: bool) -> Refusal {
         self.stats.challenges.fetch_add(1, Ordering::Relaxed);
         let n = self.nonces.counter.fetch_add(1, Ordering::Relaxed) + 1;
         let nonce = format!("{:016x}{:08x}", data::mix(self.nonces.salt, n), n);
@@ -129,18 +129,20 @@ impl SimState {
     }
 
     /// A 401 asking for Basic credentials (Spring's `BasicAuthenticationEntryPoint`).
-    fn basic_challenge(&self) -> Resp {
+    fn basic_challenge(&self) -> Refusal {
         self.stats.challenges.fetch_add(1, Ordering::Relaxed);
         unauthorized(format!("Basic realm=\"{}\"", self.realm()))
     }
 
-    fn redirect_to_login(&self) -> Resp {
+    fn redirect_to_login(&self) -> Refusal {
         self.stats.redirects.fetch_add(1, Ordering::Relaxed);
-        Response::builder()
-            .status(StatusCode::FOUND)
-            .header("Location", "/login.html")
-            .body(Body::empty())
-            .unwrap()
+        Box::new(
+            Response::builder()
+                .status(StatusCode::FOUND)
+                .header("Location", "/login.html")
+                .body(Body::empty())
+                .unwrap(),
+        )
     }
 
     /// Checks a request's credentials and the URL rules; `Ok` says who it runs as, `Err` is
@@ -150,8 +152,7 @@ impl SimState {
             self.authorize_stock(headers, uri)
         } else {
             self.authorize_dce(headers, uri)
-        }
-        .map_err(Box::new)?;
+        }?;
         let served = match caller {
             Caller::User => &self.stats.authenticated,
             Caller::Anonymous => &self.stats.anonymous,
@@ -161,7 +162,7 @@ impl SimState {
     }
 
     /// The DCE build: a Digest answer on every request.
-    fn authorize_dce(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, Resp> {
+    fn authorize_dce(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, Refusal> {
         let wants_digest = headers
             .get("X-Requested-Auth")
             .and_then(|v| v.to_str().ok())
@@ -183,7 +184,7 @@ impl SimState {
     }
 
     /// A stock release: the filters, then the URL rules.
-    fn authorize_stock(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, Resp> {
+    fn authorize_stock(&self, headers: &HeaderMap, uri: &Uri) -> Result<Caller, Refusal> {
         let release = self.cfg.release;
         let authz = headers.get("Authorization").and_then(|v| v.to_str().ok());
         let caller = match authz {
@@ -237,7 +238,7 @@ impl SimState {
 
     /// Checks a Digest answer: user, realm, uri, response (under the configured algorithm),
     /// then the nonce (Spring's order: a wrong password gets a new challenge, not `stale`).
-    fn check_digest(&self, creds: &Credentials, uri: &Uri) -> Result<(), Resp> {
+    fn check_digest(&self, creds: &Credentials, uri: &Uri) -> Result<(), Refusal> {
         let path_q = uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
         if creds.uri != path_q
             || creds.username != self.cfg.user
@@ -311,17 +312,21 @@ impl SimState {
     }
 }
 
-fn unauthorized(www_authenticate: String) -> Resp {
-    Response::builder()
-        .status(StatusCode::UNAUTHORIZED)
-        .header("WWW-Authenticate", www_authenticate)
-        .body(Body::from("Unauthorized"))
-        .unwrap()
+fn unauthorized(www_authenticate: String) -> Refusal {
+    Box::new(
+        Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("WWW-Authenticate", www_authenticate)
+            .body(Body::from("Unauthorized"))
+            .unwrap(),
+    )
 }
 
-fn plain_status(status: StatusCode, body: &'static str) -> Resp {
-    Response::builder()
-        .status(status)
-        .body(Body::from(body))
-        .unwrap()
+fn plain_status(status: StatusCode, body: &'static str) -> Refusal {
+    Box::new(
+        Response::builder()
+            .status(status)
+            .body(Body::from(body))
+            .unwrap(),
+    )
 }
