@@ -296,6 +296,8 @@ impl From<&OpencastArgs> for crate::config::OpencastSettings {
             timeout_secs: a.conn.opencast_timeout,
             retries: a.conn.opencast_retries,
             api: a.conn.opencast_api.into(),
+            auth: a.conn.opencast_auth.into(),
+            allow_basic_over_http: a.conn.opencast_allow_basic_over_http,
         }
     }
 }
@@ -342,6 +344,36 @@ pub struct OpencastConn {
     /// 17), or `auto` (a probe tells them apart, and never takes a stock server for windowed).
     #[arg(long, env = "OPENCAST_API", value_enum, default_value_t = ApiArg::Auto)]
     pub opencast_api: ApiArg,
+
+    /// How every Opencast request is authenticated: `digest` (answered before Opencast asks;
+    /// works for the digest system user only) or `basic` (any user, Opencast 3.0+; over https
+    /// only, unless OPENCAST_ALLOW_BASIC_OVER_HTTP).
+    #[arg(long, env = "OPENCAST_AUTH", value_enum, default_value_t = AuthArg::Digest)]
+    pub opencast_auth: AuthArg,
+
+    /// Let `OPENCAST_AUTH=basic` send the password over plain http (1/0, true/false).
+    #[arg(long, env = "OPENCAST_ALLOW_BASIC_OVER_HTTP", value_parser = parse_switch,
+          num_args = 0..=1, default_value = "0", default_missing_value = "1",
+          hide_default_value = true)]
+    pub opencast_allow_basic_over_http: bool,
+}
+
+/// `OPENCAST_AUTH`: the flag's side of [`crate::opencast::AuthScheme`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    /// HTTP Digest (the digest system user).
+    Digest,
+    /// HTTP Basic with X-Requested-Auth: Basic (any user; Opencast 3.0+).
+    Basic,
+}
+
+impl From<AuthArg> for crate::opencast::AuthScheme {
+    fn from(a: AuthArg) -> crate::opencast::AuthScheme {
+        match a {
+            AuthArg::Digest => crate::opencast::AuthScheme::Digest,
+            AuthArg::Basic => crate::opencast::AuthScheme::Basic,
+        }
+    }
 }
 
 /// Where forwarded records go.

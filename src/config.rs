@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use crate::opencast::{base_url, Client, ClientConfig, Opencast};
+use crate::opencast::{base_url, AuthScheme, Client, ClientConfig, Opencast};
 pub use crate::secret::Secret;
 use crate::sim::{DataConfig, Faults, SimConfig};
 use crate::timefmt;
@@ -166,6 +166,10 @@ pub struct OpencastSettings {
     pub retries: u32,
     /// How user actions are asked for (`OPENCAST_API`).
     pub api: ApiChoice,
+    /// How every request is authenticated (`OPENCAST_AUTH`).
+    pub auth: AuthScheme,
+    /// Basic auth may go over plain http (`OPENCAST_ALLOW_BASIC_OVER_HTTP`).
+    pub allow_basic_over_http: bool,
 }
 
 /// `OPENCAST_API`: how user actions are asked for.
@@ -208,9 +212,25 @@ pub fn opencast(
             "OPENCAST_TIMEOUT must be at least 1 second",
         ));
     }
+    if args.auth == AuthScheme::Basic && !args.allow_basic_over_http {
+        let plain = [
+            ("MATTERHORN_ENGAGE_HOST", Some(&engage)),
+            ("MATTERHORN_ADMIN_HOST", admin.as_ref()),
+        ]
+        .into_iter()
+        .find_map(|(name, u)| u.filter(|u| u.scheme() != "https").map(|_| name));
+        if let Some(name) = plain {
+            return Err(ConfigError::new(format!(
+                "OPENCAST_AUTH=basic sends the password itself with every request, and {name} is \
+                 plain http: give an https:// address, use OPENCAST_AUTH=digest, or set \
+                 OPENCAST_ALLOW_BASIC_OVER_HTTP=true if the network is trusted"
+            )));
+        }
+    }
     let mut cfg = ClientConfig::new(&user, password.expose());
     cfg.timeout = Duration::from_secs(args.timeout_secs);
     cfg.retries = args.retries;
+    cfg.auth = args.auth;
     Ok(Opencast::new(Client::new(cfg), engage, admin))
 }
 

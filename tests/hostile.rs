@@ -116,6 +116,19 @@ async fn serve(h: Arc<Hostile>) -> String {
     let app = Router::new()
         .route("/usertracking/actions.json", get(actions))
         .route("/search/episode.json", get(episode))
+        // The path the client asks its Digest challenge from (answers go unchecked here).
+        .route(
+            "/services/services.json",
+            get(|| async {
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    [(
+                        axum::http::header::WWW_AUTHENTICATE,
+                        r#"Digest realm="Opencast", qop="auth", nonce="n1""#,
+                    )],
+                )
+            }),
+        )
         .with_state(h);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -253,6 +253,7 @@ fn good_values_at_the_edges_are_accepted() {
 /// only under `prefix`.
 async fn prefixed_opencast(prefix: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
     use axum::http::{StatusCode, Uri};
+    use axum::response::IntoResponse;
     let asked = Arc::new(Mutex::new(Vec::new()));
     let a = asked.clone();
     let app = axum::Router::new().fallback(move |uri: Uri| {
@@ -264,10 +265,25 @@ async fn prefixed_opencast(prefix: &'static str) -> (String, Arc<Mutex<Vec<Strin
             let file = match path.strip_prefix(prefix) {
                 Some("usertracking/actions.json") => "actions-page-one.json",
                 Some("search/episode.json") => "search-episode-none.json",
-                _ => return (StatusCode::NOT_FOUND, String::from("no such endpoint")),
+                // The path the client asks its Digest challenge from (answers go unchecked).
+                Some("services/services.json") => {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        [(
+                            axum::http::header::WWW_AUTHENTICATE,
+                            r#"Digest realm="Opencast", qop="auth", nonce="n1""#,
+                        )],
+                        String::new(),
+                    )
+                        .into_response()
+                }
+                _ => {
+                    return (StatusCode::NOT_FOUND, String::from("no such endpoint"))
+                        .into_response()
+                }
             };
             let body = std::fs::read_to_string(format!("{root}/fixtures/{file}")).unwrap();
-            (StatusCode::OK, body)
+            (StatusCode::OK, body).into_response()
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -44,6 +44,8 @@ pub enum Status {
     Fail,
     /// Not made: what it needs failed first.
     Skip,
+    /// Works, with a limit the operator should know of (does not fail the check).
+    Warn,
 }
 
 /// One line of the report.
@@ -79,6 +81,7 @@ impl Report {
                 Status::Pass => "✓",
                 Status::Fail => "✗",
                 Status::Skip => "-",
+                Status::Warn => "!",
             };
             let mut line = format!("{mark} {:<15} {}", c.name, c.detail);
             if let Some(r) = &c.remedy {
@@ -98,6 +101,10 @@ impl Report {
 
     fn fail(&mut self, name: &'static str, detail: impl Into<String>, remedy: impl Into<String>) {
         self.add(name, Status::Fail, detail.into(), Some(remedy.into()));
+    }
+
+    fn warn(&mut self, name: &'static str, detail: impl Into<String>, remedy: impl Into<String>) {
+        self.add(name, Status::Warn, detail.into(), Some(remedy.into()));
     }
 
     fn skip(&mut self, name: &'static str, detail: impl Into<String>) {
@@ -874,7 +881,9 @@ fn report_span(args: &CheckArgs, start: i64, end: i64, r: &mut Report) {
     }
 }
 
-/// One `limit=1` request for the window: reachable, credentials accepted; and the clock.
+/// Who Opencast runs our requests as (`/info/me.json`: stock Opencast serves the actions
+/// anonymously, so only this proves the credentials), then one `limit=1` request for the
+/// window: reachable, answered; and the clock.
 async fn check_opencast(
     args: &CheckArgs,
     s: &Settings,
@@ -893,7 +902,19 @@ async fn check_opencast(
         1,
         0,
     );
-    let user = a.opencast.conn.user.as_deref().unwrap_or("");
+    let user = s.opencast.client().user().to_string();
+    let scheme = s.opencast.client().scheme();
+    let identity = match s.opencast.verify_identity().await {
+        Ok(id) => Ok(id),
+        Err(e @ OpencastError::Exhausted { .. })
+        | Err(e @ OpencastError::Status { .. })
+        | Err(e @ OpencastError::Unexpected { .. }) => Err(e),
+        Err(e) => {
+            r.fail("opencast", e.to_string(), opencast_remedy(&e));
+            r.skip("clock", "not compared: Opencast did not answer");
+            return;
+        }
+    };
     let sent_us = timefmt::now_us();
     let probe = match s.opencast.client().probe(&url).await {
         Ok(p) => p,
@@ -904,11 +925,18 @@ async fn check_opencast(
         }
     };
     let ms = probe.elapsed.as_millis();
+    let how = match &identity {
+        Ok(_) => format!(
+            "{} credentials of user '{user}' accepted (Opencast ran the request as '{user}')",
+            scheme.name()
+        ),
+        Err(_) => format!("{} credentials of user '{user}' sent", scheme.name()),
+    };
     match ActionsPage::parse(&probe.body) {
         Ok(page) => r.pass(
             "opencast",
             format!(
-                "{} answered in {ms} ms; Digest credentials of user '{user}' accepted; {} action(s) in the window",
+                "{} answered in {ms} ms; {how}; {} action(s) in the window",
                 url.as_str().split('?').next().unwrap_or(""),
                 page.total.max(0)
             ),
@@ -920,6 +948,26 @@ async fn check_opencast(
                 url.as_str().split('?').next().unwrap_or("")
             ),
             "point MATTERHORN_ENGAGE_HOST at an Opencast engage node (with its path prefix, if any)",
+        ),
+    }
+    match identity {
+        Ok(id) if !id.reads_every_episode() => r.warn(
+            "opencast role",
+            format!(
+                "user '{user}' lacks {}: Opencast's search hides the episodes its roles may not \
+                 read, and their actions are journaled with \"episode\": {{}}",
+                crate::opencast::identity::ADMIN_ROLE
+            ),
+            format!(
+                "give the user {} (or the organization's admin role)",
+                crate::opencast::identity::ADMIN_ROLE
+            ),
+        ),
+        Ok(_) => {}
+        Err(e) => r.warn(
+            "opencast user",
+            format!("who Opencast runs the requests as is not confirmed: {e}"),
+            "Opencast answers /info/me.json on every release from Matterhorn 1.4: check that the engage node serves it",
         ),
     }
     report_clock(&probe, sent_us, a.pace.overlap, r);
@@ -983,7 +1031,13 @@ async fn check_api(args: &CheckArgs, s: &Settings, r: &mut Report) {
 fn opencast_remedy(e: &OpencastError) -> &'static str {
     match e {
         OpencastError::CredentialsRejected { .. } => {
-            "set the REST user's password in MATTERHORN_REST_PASS (and the user in MATTERHORN_REST_USER); the account needs digest (REST) login on the engage node"
+            "set the REST user's password in MATTERHORN_REST_PASS (and the user in MATTERHORN_REST_USER); OPENCAST_AUTH=digest works for the digest system user, basic (Opencast 3.0+) for any user"
+        }
+        OpencastError::NotAuthenticated { .. } => {
+            "Opencast ignored the credentials: with OPENCAST_AUTH=basic before Opencast 3.0, use OPENCAST_AUTH=digest and the digest system user"
+        }
+        OpencastError::UnsupportedChallenge { .. } => {
+            "let Opencast (or the proxy in front of it) offer Digest with qop=auth and MD5 or SHA-256, or use OPENCAST_AUTH=basic over https"
         }
         OpencastError::Redirected { .. } | OpencastError::NoChallenge { .. } => {
             "point MATTERHORN_ENGAGE_HOST at the engage node's REST address (with its path prefix, if any)"

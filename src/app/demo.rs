@@ -61,6 +61,7 @@ pub async fn demo(args: &DemoArgs) -> Result<(), AppError> {
         timeout_secs: 30,
         retries: 5,
         api: config::ApiChoice::Auto,
+        ..config::OpencastSettings::default()
     };
     let opencast = config::opencast(&settings, None)?;
     let episodes = EpisodeCache::new(

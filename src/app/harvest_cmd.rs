@@ -56,6 +56,7 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let journal = open_journal_as(&cli.journal, "harvest", None)?;
     let s3 = s3_checkpoint(&args.s3, s3_client_if(&args.s3).await);
     let windows = plan_windows(args, &journal, s3.as_ref(), tz, (start_flag, end_flag)).await?;
+    super::identity::confirm(&opencast, super::identity::OnDoubt::Fail).await?;
     let harvester = harvester(args, opencast, journal.clone(), tz);
     let (done, harvest_done) = Trigger::new();
     let followers: Vec<_> = outputs

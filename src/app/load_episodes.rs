@@ -117,6 +117,7 @@ pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppErr
         templates::episodes(&glob),
     )
     .await?;
+    super::identity::confirm(&oc, super::identity::OnDoubt::Fail).await?;
 
     let mut job = Job {
         oc,

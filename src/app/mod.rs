@@ -16,6 +16,7 @@ pub mod docs;
 mod error;
 mod forward_cmd;
 mod harvest_cmd;
+mod identity;
 pub mod journal;
 mod load_episodes;
 mod opening;

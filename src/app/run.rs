@@ -136,6 +136,11 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> Result<(), AppError> {
     let token = ApiToken::from_env()?;
     let opencast = config::opencast(&args.opencast.settings(), None)?;
     let stop = on_signal();
+    // In the background: an Opencast that does not answer must not hold up the service.
+    tokio::spawn({
+        let oc = opencast.clone();
+        async move { super::identity::confirm(&oc, super::identity::OnDoubt::Warn).await }
+    });
     let metrics = Arc::new(Metrics::new(opencast.client().stats_handle()));
     metrics.set_stall_after(Duration::from_secs(args.stall_after));
     metrics.set_journal_path(&cli.journal);

@@ -1,9 +1,19 @@
-//! The HTTP client for Opencast's engage and admin nodes: digest auth, timeouts, bounded retries.
+//! The HTTP client for Opencast's engage and admin nodes: authentication, timeouts, bounded
+//! retries.
+//!
+//! Every request is authenticated, before Opencast asks: stock Opencast serves `/search` and
+//! `/usertracking` to anonymous callers and so never challenges them, and a client that waits for
+//! a 401 is served anonymously (private episodes hidden, a wrong password unnoticed). With
+//! Digest (the default), the first request to a host fetches a challenge from a path that needs
+//! a login ([`CHALLENGE_PATH`]), and every request then carries an answer to it, the nonce reused
+//! with a counting `nc`. Each host (engage, admin) keeps its own nonce. With Basic
+//! (`OPENCAST_AUTH=basic`), every request carries the user and password.
 //!
 //! Transient faults (connection errors, timeouts, 5xx, a truncated or non-JSON body) are retried
 //! with exponential backoff and full jitter; a definite answer (wrong credentials, 4xx, a redirect
 //! to the login page) is not, and comes back as an error that says what to fix.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +22,7 @@ use rand::Rng;
 use reqwest::header::{HeaderValue, AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 
-use super::digest::Challenge;
+use super::digest::{Challenge, Unsupported};
 use super::wire::DecodeError;
 use crate::retry::{self, Backoff};
 use crate::secret::{redact_userinfo, Secret};
@@ -29,7 +39,42 @@ pub struct ClientConfig {
     /// ([`crate::retry::OPENCAST`] by default).
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// How every request is authenticated (`OPENCAST_AUTH`).
+    pub auth: AuthScheme,
 }
+
+/// How the client proves who it is (`OPENCAST_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthScheme {
+    /// HTTP Digest, answered before Opencast asks. Works for the digest system user only: the
+    /// other users' passwords are stored hashed, and Digest needs the clear one.
+    #[default]
+    Digest,
+    /// HTTP Basic with `X-Requested-Auth: Basic` (Opencast 3.0+): any user; the password crosses
+    /// the wire, so only over https unless allowed.
+    Basic,
+}
+
+impl AuthScheme {
+    /// The setting's value for this scheme.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthScheme::Digest => "digest",
+            AuthScheme::Basic => "basic",
+        }
+    }
+}
+
+/// Where a Digest challenge is asked for, below an installation's base URL.
+///
+/// It needs a login on every release from Matterhorn 1.4 to Opencast 17 and is open to nobody
+/// else (`etc/security/mh_default_org.xml`: `/services/*` is `ROLE_ADMIN` from 1.4 to 5.x,
+/// `/services/**` is `ROLE_ADMIN` from 6.0 on; only `/services/available.*` and POSTs to
+/// `/services/maintenance` and `/services/sanitize` have other rules), so an anonymous GET of it
+/// with `X-Requested-Auth: Digest` gets the digest entry point's 401 challenge
+/// (`DelegatingAuthenticationEntryPoint`). The request carries no credentials and never reaches
+/// the service registry: the security filter answers it.
+pub const CHALLENGE_PATH: &str = "services/services.json";
 
 impl ClientConfig {
     pub fn new(user: &str, password: &str) -> ClientConfig {
@@ -40,6 +85,7 @@ impl ClientConfig {
             retries: 5,
             backoff: retry::OPENCAST.first,
             max_backoff: retry::OPENCAST.cap,
+            auth: AuthScheme::Digest,
         }
     }
 }
@@ -49,11 +95,38 @@ impl ClientConfig {
 pub enum OpencastError {
     #[error(
         "Opencast rejected the credentials of user '{user}' at {url}; check MATTERHORN_REST_USER \
-         and MATTERHORN_REST_PASS (or --user/--password)"
+         and MATTERHORN_REST_PASS (or --user/--password){}",
+        scheme_hint(*.scheme)
     )]
-    CredentialsRejected { url: String, user: String },
-    #[error("Opencast answered 401 without a Digest challenge at {url}; is this an Opencast REST endpoint?")]
-    NoChallenge { url: String },
+    CredentialsRejected {
+        url: String,
+        user: String,
+        scheme: AuthScheme,
+    },
+    #[error(
+        "Opencast did not send a Digest challenge at {url} ({got}); point the host at an Opencast \
+         node (with its path prefix, if any), or set OPENCAST_AUTH=basic"
+    )]
+    NoChallenge { url: String, got: String },
+    #[error(
+        "Opencast asks for Digest authentication the harvester does not support at {url}: \
+         {what}; set OPENCAST_AUTH=basic (over https), or let Opencast offer qop=auth with MD5 \
+         or SHA-256"
+    )]
+    UnsupportedChallenge { url: String, what: Unsupported },
+    #[error(
+        "Opencast ran {url} as user '{ran_as}', not as '{user}': the credentials were not used \
+         (OPENCAST_AUTH={}; Basic needs Opencast 3.0+)",
+        .scheme.name()
+    )]
+    NotAuthenticated {
+        url: String,
+        user: String,
+        ran_as: String,
+        scheme: AuthScheme,
+    },
+    #[error("Opencast's answer to {url} is not what the harvester expected: {why}")]
+    Unexpected { url: String, why: String },
     #[error(
         "Opencast redirected {url} to {location} instead of asking for digest auth; the node may \
          not accept REST (digest) logins, or the host is wrong"
@@ -81,26 +154,67 @@ pub enum OpencastError {
     CredentialsInUrl(String),
 }
 
+/// What to try when Opencast refused the credentials, by scheme.
+fn scheme_hint(scheme: AuthScheme) -> &'static str {
+    match scheme {
+        AuthScheme::Digest => {
+            "; Digest works only for the digest system user (org.opencastproject.security.digest.user \
+             in custom.properties), whose password Opencast keeps in clear: for any other user \
+             set OPENCAST_AUTH=basic"
+        }
+        AuthScheme::Basic => "",
+    }
+}
+
 /// Counters a benchmark or the metrics endpoint can read.
 #[derive(Debug, Default)]
 pub struct ClientStats {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
+    /// Digest challenges fetched from [`CHALLENGE_PATH`] (one per host, unless a nonce is lost).
+    pub challenges: AtomicU64,
     /// Time of each answered request (any status), from sending to the whole body.
     pub latency: crate::metrics::Histogram,
 }
 
-struct AuthState {
-    challenge: Challenge,
+/// One host's Digest state: the challenge its answers are computed from, and how many requests
+/// used its nonce. Locked across a challenge fetch, so that the first requests to a host wait
+/// for one challenge instead of each fetching its own.
+#[derive(Default)]
+struct DigestState {
+    challenge: Option<Challenge>,
     nc: u32,
+    /// The client nonce of a `-sess` challenge (A1 holds it, so it stays the same per nonce).
+    cnonce: String,
+    /// Bumped at each new challenge: a request refused under an older one does not replace a
+    /// newer one another request already installed.
+    generation: u64,
 }
+
+impl DigestState {
+    fn install(&mut self, c: Challenge) {
+        self.challenge = Some(c);
+        self.nc = 0;
+        self.cnonce = new_cnonce();
+        self.generation += 1;
+    }
+}
+
+fn new_cnonce() -> String {
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+type HostSlot = Arc<tokio::sync::Mutex<DigestState>>;
 
 /// A shareable Opencast client (cheap to clone: the connection pool and auth state are shared).
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     cfg: Arc<ClientConfig>,
-    auth: Arc<Mutex<Option<AuthState>>>,
+    /// Digest state per origin (`scheme://host:port`): a nonce is never sent to another host.
+    hosts: Arc<Mutex<HashMap<String, HostSlot>>>,
+    /// The installations' base URLs, to find the [`CHALLENGE_PATH`] below a path prefix.
+    bases: Arc<Mutex<Vec<Url>>>,
     stats: Arc<ClientStats>,
 }
 
@@ -167,9 +281,28 @@ impl Client {
         Client {
             http,
             cfg: Arc::new(cfg),
-            auth: Arc::new(Mutex::new(None)),
+            hosts: Arc::new(Mutex::new(HashMap::new())),
+            bases: Arc::new(Mutex::new(Vec::new())),
             stats: Arc::new(ClientStats::default()),
         }
+    }
+
+    /// Names a node's base URL (from [`base_url`]): its Digest challenge is asked below it.
+    pub fn register_base(&self, base: &Url) {
+        let mut b = self.bases.lock().expect("bases lock");
+        if !b.contains(base) {
+            b.push(base.clone());
+        }
+    }
+
+    /// The user requests are made as.
+    pub fn user(&self) -> &str {
+        &self.cfg.user
+    }
+
+    /// How requests are authenticated.
+    pub fn scheme(&self) -> AuthScheme {
+        self.cfg.auth
     }
 
     pub fn stats(&self) -> &ClientStats {
@@ -330,69 +463,210 @@ impl Client {
         })
     }
 
-    /// Sends a GET with digest auth, answering a fresh challenge once (twice when it is `stale`).
+    /// Sends a GET with the credentials of the configured scheme (never without them).
     async fn send_authed(&self, url: &Url) -> Result<reqwest::Response, Attempt> {
+        match self.cfg.auth {
+            AuthScheme::Digest => self.send_digest(url).await,
+            AuthScheme::Basic => self.send_basic(url).await,
+        }
+    }
+
+    /// Basic: user and password on every request; a 401 is a refusal (no challenge to answer).
+    async fn send_basic(&self, url: &Url) -> Result<reqwest::Response, Attempt> {
+        let resp = self
+            .http
+            .get(url.clone())
+            .header("X-Requested-Auth", "Basic")
+            .basic_auth(&self.cfg.user, Some(self.cfg.password.expose()))
+            .send()
+            .await
+            .map_err(|e| Attempt::Transient(describe(&e)))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(Attempt::Fatal(self.rejected(url)));
+        }
+        Ok(resp)
+    }
+
+    /// Digest, preemptively: an answer to the host's current challenge (fetched first when
+    /// there is none). A 401 with a new challenge is answered once, a `stale` one once more
+    /// (twice in all, in case another request renewed the nonce meanwhile); a second refusal
+    /// means the credentials are wrong.
+    async fn send_digest(&self, url: &Url) -> Result<reqwest::Response, Attempt> {
         let uri = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
-        let mut answered = 0;
+        let slot = self.slot(url);
+        let (mut renewed, mut stale) = (0, 0);
         loop {
-            let header = {
-                let mut st = self.auth.lock().expect("auth lock");
-                st.as_mut().map(|s| {
-                    s.nc += 1;
-                    let cnonce = format!("{:016x}", rand::rng().random::<u64>());
-                    s.challenge.authorization(
-                        &self.cfg.user,
-                        self.cfg.password.expose(),
-                        "GET",
-                        &uri,
-                        s.nc,
-                        &cnonce,
-                    )
-                })
+            let (header, generation) = {
+                let mut st = slot.lock().await;
+                if st.challenge.is_none() {
+                    let c = self.fetch_challenge(url).await?;
+                    st.install(c);
+                }
+                st.nc += 1;
+                let c = st.challenge.as_ref().expect("installed above");
+                let cnonce = if c.algorithm.is_sess() {
+                    st.cnonce.clone()
+                } else {
+                    new_cnonce()
+                };
+                let h = c.authorization(
+                    &self.cfg.user,
+                    self.cfg.password.expose(),
+                    "GET",
+                    &uri,
+                    st.nc,
+                    &cnonce,
+                );
+                (h, st.generation)
             };
-            let mut req = self
+            let mut v = HeaderValue::from_str(&header)
+                .map_err(|_| Attempt::Fatal(OpencastError::BadHost(url.to_string())))?;
+            v.set_sensitive(true);
+            let resp = self
                 .http
                 .get(url.clone())
                 .header("X-Requested-Auth", "Digest")
-                .header("X-Opencast-Matterhorn-Authorization", "true");
-            if let Some(h) = header {
-                let mut v = HeaderValue::from_str(&h)
-                    .map_err(|_| Attempt::Fatal(OpencastError::BadHost(url.to_string())))?;
-                v.set_sensitive(true);
-                req = req.header(AUTHORIZATION, v);
-            }
-            let resp = req
+                .header("X-Opencast-Matterhorn-Authorization", "true")
+                .header(AUTHORIZATION, v)
                 .send()
                 .await
                 .map_err(|e| Attempt::Transient(describe(&e)))?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
-            let challenge = resp
-                .headers()
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .find_map(Challenge::parse)
-                .ok_or_else(|| {
-                    Attempt::Fatal(OpencastError::NoChallenge {
-                        url: url.to_string(),
-                    })
-                })?;
-            let limit = if challenge.stale { 2 } else { 1 };
-            if answered >= limit {
-                return Err(Attempt::Fatal(OpencastError::CredentialsRejected {
-                    url: url.to_string(),
-                    user: self.cfg.user.clone(),
-                }));
+            let challenge = digest_challenge(url, &resp)?;
+            if challenge.stale {
+                stale += 1;
+                if stale > 2 {
+                    return Err(Attempt::Transient(
+                        "Opencast called the nonce stale again".into(),
+                    ));
+                }
+            } else {
+                renewed += 1;
+                if renewed > 1 {
+                    return Err(Attempt::Fatal(self.rejected(url)));
+                }
             }
-            answered += 1;
-            *self.auth.lock().expect("auth lock") = Some(AuthState { challenge, nc: 0 });
+            let mut st = slot.lock().await;
+            if st.generation == generation {
+                st.install(challenge);
+            }
         }
     }
+
+    fn rejected(&self, url: &Url) -> OpencastError {
+        OpencastError::CredentialsRejected {
+            url: url.to_string(),
+            user: self.cfg.user.clone(),
+            scheme: self.cfg.auth,
+        }
+    }
+
+    /// The Digest state of `url`'s host.
+    fn slot(&self, url: &Url) -> HostSlot {
+        let key = format!(
+            "{}://{}:{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        self.hosts
+            .lock()
+            .expect("hosts lock")
+            .entry(key)
+            .or_default()
+            .clone()
+    }
+
+    /// [`CHALLENGE_PATH`] below the registered base `url` lies under (the host's root if none).
+    fn challenge_url(&self, url: &Url) -> Url {
+        let bases = self.bases.lock().expect("bases lock");
+        let base = bases
+            .iter()
+            .filter(|b| b.origin() == url.origin() && url.path().starts_with(b.path()))
+            .max_by_key(|b| b.path().len())
+            .cloned()
+            .unwrap_or_else(|| {
+                let mut u = url.clone();
+                u.set_path("/");
+                u.set_query(None);
+                u
+            });
+        base.join(CHALLENGE_PATH).expect("static path")
+    }
+
+    /// Asks the host of `url` for a Digest challenge: a GET of [`CHALLENGE_PATH`] without
+    /// credentials, with `X-Requested-Auth: Digest` (without it, Opencast redirects to its
+    /// login page).
+    async fn fetch_challenge(&self, url: &Url) -> Result<Challenge, Attempt> {
+        let login = self.challenge_url(url);
+        let resp = self
+            .http
+            .get(login.clone())
+            .header("X-Requested-Auth", "Digest")
+            .header("X-Opencast-Matterhorn-Authorization", "true")
+            .send()
+            .await
+            .map_err(|e| Attempt::Transient(describe(&e)))?;
+        self.stats.challenges.fetch_add(1, Ordering::Relaxed);
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED {
+            return digest_challenge(&login, &resp);
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Attempt::Transient(format!("HTTP {status} for {login}")));
+        }
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .chars()
+                .take(200)
+                .collect();
+            return Err(Attempt::Fatal(OpencastError::Redirected {
+                url: login.to_string(),
+                location,
+            }));
+        }
+        Err(Attempt::Fatal(OpencastError::NoChallenge {
+            url: login.to_string(),
+            got: format!(
+                "it answered HTTP {} to a request without credentials",
+                status.as_u16()
+            ),
+        }))
+    }
+}
+
+/// The first Digest challenge of a 401 the harvester can answer; else what it cannot answer,
+/// or that there was none.
+fn digest_challenge(url: &Url, resp: &reqwest::Response) -> Result<Challenge, Attempt> {
+    let mut unsupported = None;
+    for v in resp.headers().get_all(WWW_AUTHENTICATE) {
+        match v.to_str().ok().and_then(Challenge::parse) {
+            Some(Ok(c)) => return Ok(c),
+            Some(Err(e)) => {
+                unsupported.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    Err(Attempt::Fatal(match unsupported {
+        Some(what) => OpencastError::UnsupportedChallenge {
+            url: url.to_string(),
+            what,
+        },
+        None => OpencastError::NoChallenge {
+            url: url.to_string(),
+            got: "a 401 without a Digest challenge".into(),
+        },
+    }))
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -1,16 +1,19 @@
 //! The source: Opencast's REST endpoints as the harvester uses them.
 //!
 //! `wire` is the lenient decoding of Opencast's JSON, `types` the strict types made from it,
-//! `digest` the authentication both the client and the simulator share, `client` the HTTP layer.
+//! `digest` the client's Digest answers (the simulator checks them with its own code),
+//! `identity` who Opencast says a request ran as, `client` the HTTP layer.
 
 pub mod actions;
 pub mod client;
 pub mod digest;
+pub mod identity;
 pub mod types;
 pub mod wire;
 
 pub use actions::{ActionsQuery, Api, ApiProbe};
-pub use client::{base_url, Client, ClientConfig, OpencastError};
+pub use client::{base_url, AuthScheme, Client, ClientConfig, OpencastError};
+pub use identity::Identity;
 pub use types::{Action, Attachment, EpisodeMeta, JudgedPage, Operation, Workflow};
 pub use wire::ActionsPage;
 
@@ -28,6 +31,10 @@ pub struct Opencast {
 
 impl Opencast {
     pub fn new(client: Client, engage: Url, admin: Option<Url>) -> Opencast {
+        client.register_base(&engage);
+        if let Some(a) = &admin {
+            client.register_base(a);
+        }
         Opencast {
             client,
             engage,
@@ -37,6 +44,41 @@ impl Opencast {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Who Opencast runs our requests as (`/info/me.json` on the engage node), asked once
+    /// without retries: a transport fault or a 5xx is [`OpencastError::Exhausted`].
+    pub async fn whoami(&self) -> Result<Identity, OpencastError> {
+        let u = self.engage.join("info/me.json").expect("static path");
+        let probe = self.client.probe(&u).await?;
+        Identity::parse(&probe.body).map_err(|e| OpencastError::Unexpected {
+            url: u.to_string(),
+            why: e.0,
+        })
+    }
+
+    /// Fails unless Opencast runs our requests as our user: with credentials it ignored (Basic
+    /// before 3.0, say) it would serve them anonymously, private episodes hidden.
+    pub async fn verify_identity(&self) -> Result<Identity, OpencastError> {
+        let id = self.whoami().await?;
+        if id.username != self.client.user() {
+            return Err(OpencastError::NotAuthenticated {
+                url: self
+                    .engage
+                    .join("info/me.json")
+                    .expect("static path")
+                    .to_string(),
+                user: self.client.user().to_string(),
+                ran_as: id
+                    .username
+                    .chars()
+                    .take(64)
+                    .flat_map(char::escape_default)
+                    .collect(),
+                scheme: self.client.scheme(),
+            });
+        }
+        Ok(id)
     }
 
     /// The URL of one page of user actions (`start`/`end` already in the server's zone).

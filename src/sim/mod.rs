@@ -1,10 +1,13 @@
 //! A simulated Opencast engage + admin node that follows `shared/reference/opencast-api.md`.
 //!
 //! It serves `/usertracking/actions.json`, `/search/episode.json` and `/workflow/instances.json`
-//! behind HTTP Digest auth (with the `X-Requested-Auth: Digest` header rule and expiring nonces),
-//! with the JSON quirks of the real thing and injectable faults. It powers the tests, the demo
+//! behind the authentication of the Opencast it plays (`auth`: Digest on every request for the
+//! DCE build; for a stock release anonymous reads of search and usertracking, Digest and Basic
+//! answered anywhere, a login path, `/info/me.json`), with the JSON quirks of the real thing and
+//! injectable faults. It powers the tests, the demo
 //! and the benchmarks, so it renders pages straight from the deterministic generator in `data`.
 
+mod auth;
 pub mod data;
 mod digest;
 pub mod family;
@@ -23,8 +26,9 @@ use axum::Router;
 use chrono_tz::Tz;
 
 use crate::timefmt;
+pub use auth::{Caller, DigestAnswer};
 pub use data::{Data, DataConfig, SimAction};
-use digest::Credentials;
+pub use digest::SimAlgorithm;
 pub use family::{Release, RowOrder, FAMILIES};
 
 /// Faults to inject, each off at 0.
@@ -64,6 +68,15 @@ pub struct SimConfig {
     pub usertracking_enabled: bool,
     /// The server's clock runs this many seconds ahead of this machine's (negative: behind).
     pub clock_offset_s: i64,
+    /// Every Nth episode is private: only callers with `ROLE_ADMIN` find it (0: none).
+    pub private_every: u64,
+    /// The roles of the simulator's user (`ROLE_ADMIN` reads every episode and passes every
+    /// URL rule).
+    pub roles: Vec<String>,
+    /// The `algorithm` the Digest challenges name (Opencast names none: MD5).
+    pub algorithm: SimAlgorithm,
+    /// The `qop` the Digest challenges offer (Opencast: `auth`).
+    pub qop: String,
 }
 
 impl SimConfig {
@@ -79,6 +92,10 @@ impl SimConfig {
             order: RowOrder::Created,
             usertracking_enabled: true,
             clock_offset_s: 0,
+            private_every: 0,
+            roles: vec![auth::ADMIN_ROLE.to_string(), "ROLE_USER".to_string()],
+            algorithm: SimAlgorithm::default(),
+            qop: "auth".into(),
         }
     }
 }
@@ -92,6 +109,13 @@ pub struct SimStats {
     pub challenges: AtomicU64,
     pub redirects: AtomicU64,
     pub faults: AtomicU64,
+    /// Requests served as the simulator's user, and as an anonymous caller.
+    pub authenticated: AtomicU64,
+    pub anonymous: AtomicU64,
+    /// `/info/me.json` requests served.
+    pub info_requests: AtomicU64,
+    /// Every Digest answer accepted, in order.
+    pub digest_answers: Mutex<Vec<DigestAnswer>>,
     data_requests: AtomicU64,
 }
 
@@ -99,8 +123,7 @@ struct SimState {
     cfg: SimConfig,
     data: Data,
     stats: Arc<SimStats>,
-    nonces: Mutex<HashMap<String, u64>>,
-    nonce_counter: AtomicU64,
+    nonces: auth::Nonces,
     episode_index: HashMap<String, u64>,
 }
 
@@ -150,8 +173,7 @@ pub async fn spawn(mut cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimH
         cfg,
         data: data.clone(),
         stats: stats.clone(),
-        nonces: Mutex::new(HashMap::new()),
-        nonce_counter: AtomicU64::new(1),
+        nonces: auth::Nonces::default(),
         episode_index,
     });
     let app = Router::new()
@@ -162,6 +184,9 @@ pub async fn spawn(mut cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimH
             "/login.html",
             get(|| async { "<html>Opencast login</html>" }),
         )
+        .route("/info/me.json", get(me))
+        .route("/services/services.json", get(services))
+        .fallback(unrouted)
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -205,79 +230,6 @@ impl SimState {
     /// The server's clock: this machine's, moved by the configured offset.
     fn now_us(&self) -> i64 {
         timefmt::now_us() + self.cfg.clock_offset_s * 1_000_000
-    }
-
-    fn challenge(&self, stale: bool) -> Resp {
-        self.stats.challenges.fetch_add(1, Ordering::Relaxed);
-        let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
-        let nonce = format!("{:016x}{:08x}", data::mix(self.cfg.data.seed, n), n);
-        self.nonces.lock().unwrap().insert(nonce.clone(), 0);
-        let mut h = format!(
-            "Digest realm=\"{}\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"{:x}\"",
-            self.cfg.realm,
-            data::mix(7, self.cfg.data.seed)
-        );
-        if stale {
-            h.push_str(", stale=true");
-        }
-        Response::builder()
-            .status(StatusCode::UNAUTHORIZED)
-            .header("WWW-Authenticate", h)
-            .body(Body::from("Unauthorized"))
-            .unwrap()
-    }
-
-    /// Checks digest auth the way Opencast does; `Err` is the response to send instead.
-    fn authorize(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Refusal> {
-        let wants_digest = headers
-            .get("X-Requested-Auth")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.eq_ignore_ascii_case("digest"))
-            .unwrap_or(false);
-        if !wants_digest {
-            // A browser-style client: send it to the login page.
-            self.stats.redirects.fetch_add(1, Ordering::Relaxed);
-            return Err(Box::new(
-                Response::builder()
-                    .status(StatusCode::FOUND)
-                    .header("Location", "/login.html")
-                    .body(Body::empty())
-                    .unwrap(),
-            ));
-        }
-        let Some(creds) = headers
-            .get("Authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(Credentials::parse)
-        else {
-            return Err(Box::new(self.challenge(false)));
-        };
-        let path_q = uri.path_and_query().map(|p| p.as_str()).unwrap_or("");
-        if creds.uri != path_q || creds.username != self.cfg.user || creds.realm != self.cfg.realm {
-            return Err(Box::new(self.challenge(false)));
-        }
-        {
-            let mut nonces = self.nonces.lock().unwrap();
-            match nonces.get_mut(&creds.nonce) {
-                None => {
-                    drop(nonces);
-                    return Err(Box::new(self.challenge(true)));
-                }
-                Some(uses) => {
-                    *uses += 1;
-                    let limit = self.cfg.faults.nonce_uses;
-                    if limit > 0 && *uses > limit {
-                        nonces.remove(&creds.nonce);
-                        drop(nonces);
-                        return Err(Box::new(self.challenge(true)));
-                    }
-                }
-            }
-        }
-        if !creds.verify(self.cfg.password.expose(), "GET") {
-            return Err(Box::new(self.challenge(false)));
-        }
-        Ok(())
     }
 
     /// Applies delay / 503 / truncation faults around a data response.
@@ -537,9 +489,10 @@ async fn search(
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Resp {
-    if let Err(r) = st.authorize(&headers, &uri) {
-        return *r;
-    }
+    let caller = match st.authorize(&headers, &uri) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     st.stats.search_requests.fetch_add(1, Ordering::Relaxed);
     let limit = q
         .get("limit")
@@ -564,6 +517,11 @@ async fn search(
         ks.sort_by_key(|k| st.data.episode(*k).created_us);
         ks
     };
+    // Results are filtered by the caller's roles (private episodes: ROLE_ADMIN only).
+    let matching: Vec<u64> = matching
+        .into_iter()
+        .filter(|k| st.may_read(*k, caller))
+        .collect();
     let total = matching.len();
     let page: Vec<serde_json::Value> = matching
         .iter()
@@ -605,4 +563,31 @@ async fn workflows(
     }
     st.faulty(serde_json::json!({ "workflows": body }).to_string())
         .await
+}
+
+/// `/info/me.json`: who the request ran as.
+async fn me(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Uri) -> Resp {
+    let caller = match st.authorize(&headers, &uri) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    st.stats.info_requests.fetch_add(1, Ordering::Relaxed);
+    json(st.me_json(caller))
+}
+
+/// The service registry's list, the path the harvester asks its Digest challenge from: only
+/// its access rule matters here.
+async fn services(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Uri) -> Resp {
+    if let Err(r) = st.authorize(&headers, &uri) {
+        return *r;
+    }
+    json(r#"{"services":{}}"#.to_string())
+}
+
+/// Any other path: Opencast's security filter runs before it finds there is nothing there.
+async fn unrouted(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Uri) -> Resp {
+    if let Err(r) = st.authorize(&headers, &uri) {
+        return *r;
+    }
+    plain(StatusCode::NOT_FOUND, "Not Found")
 }
