@@ -320,6 +320,47 @@ mod tests {
         assert_eq!(d.live_stream, Some(true));
     }
 
+    /// A stock series id (a UUID) gives no year, term or course number (they were cut out of
+    /// it: `e3b9`, `d1`, `e2-7a`).
+    #[test]
+    fn a_uuid_series_gives_no_year_term_or_crn() {
+        let mut m = meta();
+        m.series = Some("e3b9d1e2-7a4f-4c0e-9d51-0c1e2f3a4b5c".into());
+        let (d, _) = EpisodeDoc::build(&m, None, None, Tz::UTC);
+        assert_eq!(d.series, m.series);
+        assert_eq!(d.course.as_deref(), Some("CSCI E-1"));
+        assert_eq!((d.year, d.term, d.crn), (None, None, None));
+    }
+
+    /// 4.0+ has no `capture` operation: the scheduler's window is the live window; a
+    /// `capture` operation, where there is one, wins.
+    #[test]
+    fn the_schedulers_window_is_the_live_window_without_a_capture_operation() {
+        let wf = Workflow {
+            id: 1,
+            state: Some("SUCCEEDED".into()),
+            template: Some("schedule-and-upload".into()),
+            operations: vec![op("publish-engage", 1, 2)],
+        };
+        let s = Scheduled {
+            start_ms: 1_457_833_140_000,
+            end_ms: 1_457_836_740_000,
+        };
+        let (d, gaps) = EpisodeDoc::build(&meta(), Some(&wf), Some(s), Tz::UTC);
+        assert_eq!(d.live_stream, Some(true));
+        assert_eq!(d.live_start.as_deref(), Some("2016-03-13T01:39:00+00:00"));
+        assert_eq!(d.live_end.as_deref(), Some("2016-03-13T02:39:00+00:00"));
+        assert_eq!(d.live_duration, Some(3_600_000));
+        assert_eq!(d.available, None);
+        assert!(gaps.0.iter().any(|g| g.contains("retract-element")));
+        let (d, _) = EpisodeDoc::build(&meta(), Some(&wf), None, Tz::UTC);
+        assert_eq!((d.live_stream, d.live_start), (Some(false), None));
+        let mut with_capture = wf.clone();
+        with_capture.operations.push(op("capture", 10_000, 20_000));
+        let (d, _) = EpisodeDoc::build(&meta(), Some(&with_capture), Some(s), Tz::UTC);
+        assert_eq!(d.live_duration, Some(10_000));
+    }
+
     #[test]
     fn missing_parts_leave_fields_out() {
         let mut m = meta();

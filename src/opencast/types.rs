@@ -389,3 +389,50 @@ impl Workflow {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn w3cdtf_of_every_precision_reads_as_a_full_datetime() {
+        for (given, want) in [
+            ("2024-05-07T16:24Z", "2024-05-07T16:24:00Z"),
+            ("2024-05-07T16:24+02:00", "2024-05-07T16:24:00+02:00"),
+            ("2024-05-07", "2024-05-07T00:00:00Z"),
+            ("2024-05-07T16:24:05Z", "2024-05-07T16:24:05Z"),
+            ("last tuesday", "last tuesday"),
+            ("2024-05-07T16:2Z", "2024-05-07T16:2Z"),
+        ] {
+            assert_eq!(w3cdtf_in_seconds(given), want, "{given}");
+        }
+    }
+
+    #[test]
+    fn omitted_values_are_noticed_in_any_of_the_three() {
+        let raw = |s: &str| {
+            format!(
+                r#"{{"id":1,"mediapackageId":"m","sessionId":{s},"created":"2020-01-01T00:00:00Z"}}"#
+            )
+        };
+        for (s, omitted) in [
+            (
+                r#"{"sessionId":"-omitted-","userId":"u","userIp":"1.2.3.4"}"#,
+                true,
+            ),
+            (r#"{"sessionId":"s","userId":"-omitted-"}"#, true),
+            (r#"{"sessionId":"s","userIp":"-omitted-"}"#, true),
+            (
+                r#"{"sessionId":"s","userId":"u","userIp":"1.2.3.4"}"#,
+                false,
+            ),
+        ] {
+            let r = raw(s);
+            assert_eq!(
+                Action::from_raw(&r, Tz::UTC).unwrap().has_omitted(),
+                omitted,
+                "{s}"
+            );
+        }
+    }
+}

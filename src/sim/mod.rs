@@ -96,6 +96,8 @@ pub struct SimStats {
     pub challenges: AtomicU64,
     pub redirects: AtomicU64,
     pub faults: AtomicU64,
+    /// The query string of every `/search/episode.json` request, in order.
+    pub search_queries: Mutex<Vec<String>>,
     data_requests: AtomicU64,
 }
 
@@ -399,6 +401,11 @@ async fn search(
         return *r;
     }
     st.stats.search_requests.fetch_add(1, Ordering::Relaxed);
+    st.stats
+        .search_queries
+        .lock()
+        .unwrap()
+        .push(uri.query().unwrap_or("").to_string());
     if st.cfg.release.search_v16() {
         return search16(&st, &q).await;
     }
