@@ -11,7 +11,8 @@
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::opencast::{EpisodeMeta, Workflow};
+use crate::episode_meta::CourseCode;
+use crate::opencast::{EpisodeMeta, Scheduled, Workflow};
 use crate::timefmt;
 
 /// One slide: its preview image and its time in the recording (`T00:02:33:0F1000`).
@@ -84,29 +85,33 @@ pub struct Gaps(pub Vec<String>);
 
 impl EpisodeDoc {
     /// Builds the document; `tz` reads start times without an offset. Returns what was missing.
-    pub fn build(meta: &EpisodeMeta, workflow: Option<&Workflow>, tz: Tz) -> (EpisodeDoc, Gaps) {
+    ///
+    /// The live window comes from the workflow's `capture` operation (the DCE build and stock
+    /// releases up to 3.x); `scheduled` is the scheduler's planned window (4.0+, which has no
+    /// `capture` operation), used only when the workflow has none.
+    pub fn build(
+        meta: &EpisodeMeta,
+        workflow: Option<&Workflow>,
+        scheduled: Option<Scheduled>,
+        tz: Tz,
+    ) -> (EpisodeDoc, Gaps) {
         let mut gaps = Gaps::default();
         let start = start_time(meta, tz, &mut gaps);
         let series = meta.series.clone();
         if series.is_none() {
             gaps.0.push("no series".into());
         }
-        // The series id of a course reads YYYYTTCCCCC: year, term, course reference number.
-        let part = |from: usize, to: usize| {
-            series
-                .as_deref()
-                .map(|s| s.chars().skip(from).take(to - from).collect::<String>())
-                .filter(|p| !p.is_empty())
-        };
+        // A DCE series id reads YYYYTTCCCCC: year, term, course reference number.
+        let code = series.as_deref().and_then(CourseCode::of);
         let mut doc = EpisodeDoc {
             mpid: meta.mpid.clone(),
             title: meta.title.clone(),
             duration: meta.duration_ms,
             start,
             course: meta.series_title.clone(),
-            year: part(0, 4),
-            term: part(4, 6),
-            crn: part(6, 11),
+            year: code.as_ref().map(|c| c.year.to_string()),
+            term: code.as_ref().map(|c| c.term.to_string()),
+            crn: code.as_ref().map(|c| c.crn.to_string()),
             series,
             kind: meta.dc_type.clone(),
             description: meta.dc_description.clone(),
@@ -121,25 +126,24 @@ impl EpisodeDoc {
         };
         match workflow {
             None => gaps.0.push("no SUCCEEDED workflow".into()),
-            Some(w) => doc.add_workflow(w, &mut gaps),
+            Some(w) => doc.add_workflow(w, scheduled, &mut gaps),
         }
         (doc, gaps)
     }
 
-    /// The live capture (its `capture` operation) and when the episode became available (its
-    /// `retract-element` operation completed).
-    fn add_workflow(&mut self, w: &Workflow, gaps: &mut Gaps) {
+    /// The live capture (its `capture` operation, else the scheduler's window) and when the
+    /// episode became available (its `retract-element` operation completed: DCE's).
+    fn add_workflow(&mut self, w: &Workflow, scheduled: Option<Scheduled>, gaps: &mut Gaps) {
         let op = |id: &str| w.operations.iter().find(|o| o.id == id);
-        let capture = op("capture");
-        self.live_stream = Some(capture.is_some());
-        if let Some(c) = capture {
-            self.live_start = c
-                .started_ms
-                .map(|ms| timefmt::python_isoformat_utc(ms * 1000));
-            self.live_end = c
-                .completed_ms
-                .map(|ms| timefmt::python_isoformat_utc(ms * 1000));
-            self.live_duration = match (c.started_ms, c.completed_ms) {
+        let window = match op("capture") {
+            Some(c) => Some((c.started_ms, c.completed_ms)),
+            None => scheduled.map(|s| (Some(s.start_ms), Some(s.end_ms))),
+        };
+        self.live_stream = Some(window.is_some());
+        if let Some((started_ms, completed_ms)) = window {
+            self.live_start = started_ms.map(|ms| timefmt::python_isoformat_utc(ms * 1000));
+            self.live_end = completed_ms.map(|ms| timefmt::python_isoformat_utc(ms * 1000));
+            self.live_duration = match (started_ms, completed_ms) {
                 (Some(a), Some(b)) if b >= a => Some(b - a),
                 _ => None,
             };
@@ -256,6 +260,7 @@ mod tests {
             Workflow {
                 id: 9,
                 state: Some("SUCCEEDED".into()),
+                template: None,
                 operations: vec![
                     op("capture", 1_430_870_340_000, 1_430_873_940_000),
                     op("retract-element", 1_430_880_000_000, 1_430_880_100_000),
@@ -264,10 +269,11 @@ mod tests {
             Workflow {
                 id: 3,
                 state: Some("SUCCEEDED".into()),
+                template: None,
                 operations: vec![op("retract-element", 1, 2)],
             },
         ];
-        let (d, gaps) = EpisodeDoc::build(&meta(), newest_succeeded(&wfs), Tz::UTC);
+        let (d, gaps) = EpisodeDoc::build(&meta(), newest_succeeded(&wfs), None, Tz::UTC);
         let v = serde_json::to_value(&d).unwrap();
         assert_eq!(
             v,
@@ -294,12 +300,13 @@ mod tests {
         let wf = Workflow {
             id: 1,
             state: Some("SUCCEEDED".into()),
+            template: None,
             operations: vec![
                 op("capture", 1_457_833_140_000, 1_457_836_740_964),
                 op("retract-element", 1_454_707_700_000, 1_454_707_721_282),
             ],
         };
-        let (d, _) = EpisodeDoc::build(&m, Some(&wf), Tz::UTC);
+        let (d, _) = EpisodeDoc::build(&m, Some(&wf), None, Tz::UTC);
         assert_eq!(d.start.as_deref(), Some("2016-02-15T10:37:26+00:00"));
         assert_eq!(d.live_start.as_deref(), Some("2016-03-13T01:39:00+00:00"));
         assert_eq!(
@@ -313,6 +320,47 @@ mod tests {
         assert_eq!(d.live_stream, Some(true));
     }
 
+    /// A stock series id (a UUID) gives no year, term or course number (they were cut out of
+    /// it: `e3b9`, `d1`, `e2-7a`).
+    #[test]
+    fn a_uuid_series_gives_no_year_term_or_crn() {
+        let mut m = meta();
+        m.series = Some("e3b9d1e2-7a4f-4c0e-9d51-0c1e2f3a4b5c".into());
+        let (d, _) = EpisodeDoc::build(&m, None, None, Tz::UTC);
+        assert_eq!(d.series, m.series);
+        assert_eq!(d.course.as_deref(), Some("CSCI E-1"));
+        assert_eq!((d.year, d.term, d.crn), (None, None, None));
+    }
+
+    /// 4.0+ has no `capture` operation: the scheduler's window is the live window; a
+    /// `capture` operation, where there is one, wins.
+    #[test]
+    fn the_schedulers_window_is_the_live_window_without_a_capture_operation() {
+        let wf = Workflow {
+            id: 1,
+            state: Some("SUCCEEDED".into()),
+            template: Some("schedule-and-upload".into()),
+            operations: vec![op("publish-engage", 1, 2)],
+        };
+        let s = Scheduled {
+            start_ms: 1_457_833_140_000,
+            end_ms: 1_457_836_740_000,
+        };
+        let (d, gaps) = EpisodeDoc::build(&meta(), Some(&wf), Some(s), Tz::UTC);
+        assert_eq!(d.live_stream, Some(true));
+        assert_eq!(d.live_start.as_deref(), Some("2016-03-13T01:39:00+00:00"));
+        assert_eq!(d.live_end.as_deref(), Some("2016-03-13T02:39:00+00:00"));
+        assert_eq!(d.live_duration, Some(3_600_000));
+        assert_eq!(d.available, None);
+        assert!(gaps.0.iter().any(|g| g.contains("retract-element")));
+        let (d, _) = EpisodeDoc::build(&meta(), Some(&wf), None, Tz::UTC);
+        assert_eq!((d.live_stream, d.live_start), (Some(false), None));
+        let mut with_capture = wf.clone();
+        with_capture.operations.push(op("capture", 10_000, 20_000));
+        let (d, _) = EpisodeDoc::build(&meta(), Some(&with_capture), Some(s), Tz::UTC);
+        assert_eq!(d.live_duration, Some(10_000));
+    }
+
     #[test]
     fn missing_parts_leave_fields_out() {
         let mut m = meta();
@@ -320,7 +368,7 @@ mod tests {
         m.series_title = None;
         m.start = None;
         m.attachments.clear();
-        let (d, gaps) = EpisodeDoc::build(&m, None, Tz::UTC);
+        let (d, gaps) = EpisodeDoc::build(&m, None, None, Tz::UTC);
         let v = serde_json::to_value(&d).unwrap();
         assert_eq!(
             v,

@@ -28,3 +28,50 @@ pub struct EpisodeMeta {
     pub dc_description: Option<String>,
     pub attachments: Vec<Attachment>,
 }
+
+/// Year, term and course reference number of a DCE series id (`YYYYTTCCCCC`, eleven digits:
+/// `20150221144` is 2015, term 02, course 21144). Any other series id (stock Opencast gives
+/// UUIDs) carries none of them: cutting `e3b9` out of a UUID would be a made-up year.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CourseCode<'a> {
+    pub year: &'a str,
+    pub term: &'a str,
+    pub crn: &'a str,
+}
+
+impl<'a> CourseCode<'a> {
+    pub fn of(series: &'a str) -> Option<CourseCode<'a>> {
+        (series.len() == 11 && series.bytes().all(|b| b.is_ascii_digit())).then(|| CourseCode {
+            year: &series[0..4],
+            term: &series[4..6],
+            crn: &series[6..11],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dce_series_ids_give_a_course_code() {
+        assert_eq!(
+            CourseCode::of("20150221144"),
+            Some(CourseCode {
+                year: "2015",
+                term: "02",
+                crn: "21144"
+            })
+        );
+        for other in [
+            "e3b9d1e2-7a4f-4c0e-9d51-0c1e2f3a4b5c",
+            "2015022114",
+            "201502211440",
+            "2015O221144",
+            "",
+            "٢٠١٥٠٢٢١١٤٤",
+        ] {
+            assert_eq!(CourseCode::of(other), None, "{other}");
+        }
+    }
+}

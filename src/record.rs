@@ -314,10 +314,13 @@ impl Serialize for EpisodeBlock {
         if let Some((course, series)) = &self.series {
             m.serialize_entry("course", course)?;
             m.serialize_entry("series", series)?;
-            // Python slicing: short series ids give short (or empty) parts, never an error.
-            m.serialize_entry("year", &char_slice(series, 0, 4))?;
-            m.serialize_entry("term", &char_slice(series, 4, 6))?;
-            m.serialize_entry("cdn", &char_slice(series, 6, 11))?;
+            // Only a DCE series id (`YYYYTTCCCCC`) holds a year, term and course number; a
+            // stock series id (a UUID) gives none of the three rather than slices of itself.
+            if let Some(code) = crate::episode_meta::CourseCode::of(series) {
+                m.serialize_entry("year", code.year)?;
+                m.serialize_entry("term", code.term)?;
+                m.serialize_entry("cdn", code.crn)?;
+            }
         }
         if let Some(t) = &self.kind {
             m.serialize_entry("type", t)?;
@@ -327,8 +330,4 @@ impl Serialize for EpisodeBlock {
         }
         m.end()
     }
-}
-
-fn char_slice(s: &str, from: usize, to: usize) -> String {
-    s.chars().skip(from).take(to - from).collect()
 }

@@ -11,7 +11,7 @@ use crate::config::{self, ConfigError};
 use crate::episode_doc::{newest_succeeded, EpisodeDoc};
 use crate::es::{templates, BulkLines, BulkPolicy, EsClient};
 use crate::journal::{DeadLetter, EpisodeDocEntry, EpisodeEntry, Journal};
-use crate::opencast::{EpisodeMeta, Opencast};
+use crate::opencast::{EpisodeMeta, Opencast, Scheduled, SearchSort, Workflow};
 use crate::progress::Progress;
 use crate::timefmt;
 
@@ -20,7 +20,8 @@ const PAGE: u64 = 100;
 
 /// How the episodes are chosen.
 enum Selection {
-    CreatedSince(String),
+    /// Created at or after this instant (UTC microseconds).
+    CreatedSince(i64),
     Ids(Vec<String>),
     SourceIndices(String),
 }
@@ -175,38 +176,64 @@ fn selection(a: &LoadEpisodesArgs) -> Result<Selection, ConfigError> {
     } else {
         let days = a.created_from_days_ago.unwrap_or(1);
         let from = timefmt::now_us() - days as i64 * 86_400_000_000;
-        Ok(Selection::CreatedSince(timefmt::format_utc_z(
-            timefmt::floor_second(from),
-        )))
+        Ok(Selection::CreatedSince(timefmt::floor_second(from)))
     }
 }
 
 impl Job<'_> {
     async fn run(&mut self, selection: Selection) -> Result<(), AppError> {
         match selection {
-            Selection::CreatedSince(from) => {
-                tracing::info!(created_from = %from, "listing episodes created since");
-                let mut offset = 0;
-                loop {
-                    let page = self.oc.episodes_created_from(&from, PAGE, offset).await?;
-                    let n = page.len() as u64;
-                    if n == 0 {
-                        break;
-                    }
-                    self.load(page).await?;
-                    offset += n;
-                    if n < PAGE {
-                        break;
-                    }
-                    self.pause().await;
-                }
-            }
+            Selection::CreatedSince(from) => self.load_created_since(from).await?,
             Selection::Ids(ids) => self.load_ids(ids).await?,
             Selection::SourceIndices(pattern) => {
                 let ids = self.es.distinct_values(&pattern, "mpid", 1000).await?;
                 tracing::info!(pattern = %pattern, media_packages = ids.len(), "media package ids found in action indices");
                 self.load_ids(ids).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// The episodes created at or after `from_us`. No release reads `createdFrom`, so the
+    /// catalogue is read newest first (by creation up to 15.x, by modification from 16.0,
+    /// and created ≤ modified) until a page reaches past the cut-off, and each episode is kept
+    /// only when its own creation time is inside: exact, whatever the sort.
+    async fn load_created_since(&mut self, from_us: i64) -> Result<(), AppError> {
+        tracing::info!(created_from = %timefmt::format_utc_z(from_us), "listing episodes created since");
+        let mut offset = 0;
+        let mut undated = 0u64;
+        loop {
+            let (sort, hits) = self.oc.episodes_newest_first(PAGE, offset).await?;
+            let n = hits.len() as u64;
+            let mut past_cutoff = false;
+            let mut page = Vec::with_capacity(hits.len());
+            for h in hits {
+                let key = match sort {
+                    SearchSort::DateCreatedDesc => created_us(&h.meta, self.tz),
+                    SearchSort::ModifiedDesc => h
+                        .modified
+                        .as_deref()
+                        .and_then(|m| timefmt::parse_xsd(m, self.tz).ok()),
+                };
+                past_cutoff |= key.is_some_and(|k| k < from_us);
+                match created_us(&h.meta, self.tz) {
+                    Some(c) if c >= from_us => page.push(h.meta),
+                    Some(_) => {}
+                    None => undated += 1,
+                }
+            }
+            self.load(page).await?;
+            offset += n;
+            if n < PAGE || past_cutoff {
+                break;
+            }
+            self.pause().await;
+        }
+        if undated > 0 {
+            tracing::warn!(
+                episodes = undated,
+                "episodes without a creation time (neither dcCreated nor start) were left out of -c"
+            );
         }
         Ok(())
     }
@@ -281,7 +308,14 @@ impl Job<'_> {
         futures::stream::iter(metas)
             .map(|m| async move {
                 let wfs = oc.workflows(&m.mpid, def).await?;
-                let (doc, gaps) = EpisodeDoc::build(&m, newest_succeeded(&wfs), tz);
+                let newest = newest_succeeded(&wfs);
+                let (scheduled, asked) = scheduled_window(oc, &m.mpid, newest, tz).await;
+                let (mut doc, mut gaps) = EpisodeDoc::build(&m, newest, scheduled, tz);
+                if let Some(why) = asked {
+                    gaps.0.push(why);
+                    // Not knowing the schedule is not knowing whether it was live.
+                    doc.live_stream = None;
+                }
                 if !gaps.0.is_empty() {
                     tracing::info!(mpid = %m.mpid, missing = %gaps.0.join("; "), "episode document has gaps; those fields are left out");
                 }
@@ -399,5 +433,37 @@ impl Job<'_> {
         let j = self.journal.clone();
         tokio::task::spawn_blocking(move || j.add_dead_letters(dead)).await??;
         Ok(())
+    }
+}
+
+/// When the episode was created: its Dublin Core `created`, else the media package `start`.
+fn created_us(m: &EpisodeMeta, tz: chrono_tz::Tz) -> Option<i64> {
+    m.dc_created
+        .as_deref()
+        .or(m.start.as_deref())
+        .and_then(|c| timefmt::parse_xsd(c, tz).ok())
+}
+
+/// The scheduler's window of an episode whose workflow has no `capture` operation (4.0+ keeps
+/// the planned times with the scheduler). Asked only then; a failure is a gap (the reason in
+/// `.1`), never the end of the run.
+async fn scheduled_window(
+    oc: &Opencast,
+    mpid: &str,
+    workflow: Option<&Workflow>,
+    tz: chrono_tz::Tz,
+) -> (Option<Scheduled>, Option<String>) {
+    let Some(w) = workflow else {
+        return (None, None);
+    };
+    if w.operations.iter().any(|o| o.id == "capture") {
+        return (None, None);
+    }
+    match oc.scheduled(mpid, tz).await {
+        Ok(s) => (s, None),
+        Err(e) => (
+            None,
+            Some(format!("the scheduler's times could not be read: {e}")),
+        ),
     }
 }

@@ -9,9 +9,9 @@
 //! with a counting `nc`. Each host (engage, admin) keeps its own nonce. With Basic
 //! (`OPENCAST_AUTH=basic`), every request carries the user and password.
 //!
-//! Transient faults (connection errors, timeouts, 5xx, a truncated or non-JSON body) are retried
+//! Transient faults (connection errors, timeouts, 5xx, a truncated body) are retried
 //! with exponential backoff and full jitter; a definite answer (wrong credentials, 4xx, a redirect
-//! to the login page) is not, and comes back as an error that says what to fix.
+//! to the login page, a whole body of the wrong shape) is not, and comes back as an error that says what to fix.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,6 +144,13 @@ pub enum OpencastError {
         attempts: u32,
         last: String,
     },
+    #[error(
+        "Opencast answered {url} with a complete body that is not what that endpoint returns \
+         ({message}); it was not retried, since it would come back the same: check the host \
+         settings (engage vs admin node, path prefix) and that the Opencast release is one the \
+         harvester reads"
+    )]
+    Undecodable { url: String, message: String },
     #[error("bad Opencast address '{0}': give a host, host:port or a full http(s) URL")]
     BadHost(String),
     #[error(
@@ -329,7 +336,16 @@ impl Client {
             match self.attempt(url).await {
                 Ok(body) => match parse(&body) {
                     Ok(v) => return Ok(v),
-                    Err(e) => last = format!("unreadable body ({} bytes): {e}", body.len()),
+                    // A body cut short is transient; a whole body of the wrong shape is final.
+                    Err(e) if e.is_truncation() => {
+                        last = format!("unreadable body ({} bytes): {e}", body.len())
+                    }
+                    Err(e) => {
+                        return Err(OpencastError::Undecodable {
+                            url: url.to_string(),
+                            message: e.to_string(),
+                        })
+                    }
                 },
                 Err(Attempt::Transient(e)) => last = e,
                 Err(Attempt::Fatal(e)) => return Err(e),

@@ -9,8 +9,8 @@ use std::borrow::Cow;
 use chrono_tz::Tz;
 
 use super::wire::{
-    ActionsPage, IsPlaying, LenientI64, LenientStr, PageActions, WireAction, WireEpisode,
-    WireWorkflow,
+    ActionsPage, IsPlaying, LenientI64, LenientStr, LenientString, PageActions, WireAction,
+    WireEpisode, WireEpisode16, WireSessionField, WireTechnical, WireWorkflow,
 };
 pub use crate::episode_meta::{Attachment, EpisodeMeta};
 use crate::timefmt;
@@ -53,20 +53,45 @@ impl<'a> Action<'a> {
             .map(|s| s.0)
             .filter(|s| !s.trim().is_empty())
             .ok_or("missing mediapackageId")?;
-        let session = w.session_id.ok_or("missing sessionId object")?;
-        let session_id = session
-            .session_id
-            .map(|s| s.0)
-            .ok_or("missing sessionId.sessionId")?;
+        let (session_id, user_id, user_ip, user_agent) = match w.session_id {
+            None => return Err("missing sessionId object".into()),
+            // 2.0+: everything in the session object; a flat user or address beside it would
+            // be a shape no release writes, and choosing one of the two would alter the record.
+            Some(WireSessionField::Object(session)) => {
+                if w.user_id.is_some() || w.user_ip.is_some() {
+                    return Err(
+                        "both a sessionId object and a flat userId/userIp: no release writes that"
+                            .into(),
+                    );
+                }
+                let session_id = session
+                    .session_id
+                    .map(|s| s.0)
+                    .ok_or("missing sessionId.sessionId")?;
+                (
+                    session_id,
+                    session.user_id.map(|s| s.0),
+                    session.user_ip.map(|s| s.0),
+                    session.user_agent.map(|s| s.0),
+                )
+            }
+            // Matterhorn 1.4–1.6: flat strings, no user agent.
+            Some(WireSessionField::Flat(session_id)) => (
+                session_id,
+                w.user_id.map(|s| s.0),
+                w.user_ip.map(|s| s.0),
+                None,
+            ),
+        };
         let created = w.created.ok_or("missing created time")?.0;
         let created_us = timefmt::parse_xsd(&created, tz).map_err(|e| e.to_string())?;
         Ok(Action {
             id,
             mpid,
             session_id,
-            user_id: session.user_id.map(|s| s.0),
-            user_ip: session.user_ip.map(|s| s.0),
-            user_agent: session.user_agent.map(|s| s.0),
+            user_id,
+            user_ip,
+            user_agent,
             kind: w.kind.map(|s| s.0),
             inpoint: w.inpoint.map(|n| n.0),
             outpoint: w.outpoint.map(|n| n.0),
@@ -94,7 +119,7 @@ fn wrong_shape(raw: &str, e: &serde_json::Error) -> String {
     for (k, v) in &fields {
         let err = match k.as_str() {
             "id" | "inpoint" | "outpoint" | "length" => check::<LenientI64>(v),
-            "mediapackageId" | "type" | "created" => check::<LenientStr>(v),
+            "mediapackageId" | "type" | "created" | "userId" | "userIp" => check::<LenientStr>(v),
             "isPlaying" => check::<IsPlaying>(v),
             "sessionId" => match v {
                 Value::Object(session) => session
@@ -103,8 +128,9 @@ fn wrong_shape(raw: &str, e: &serde_json::Error) -> String {
                         matches!(k.as_str(), "sessionId" | "userId" | "userIp" | "userAgent")
                     })
                     .find_map(|(sk, sv)| check::<LenientStr>(sv).map(|e| format!("{sk}: {e}"))),
-                Value::Null => None,
-                _ => Some("expected the session object".to_string()),
+                // Matterhorn 1.4–1.6: the session id itself.
+                Value::Null | Value::String(_) | Value::Number(_) => None,
+                _ => Some("expected the session object or a session id".to_string()),
             },
             _ => None,
         };
@@ -115,12 +141,28 @@ fn wrong_shape(raw: &str, e: &serde_json::Error) -> String {
     format!("not a user-action object: {e}")
 }
 
+/// The literal Opencast writes for a value its privacy settings keep back (6.0+ defaults:
+/// `log.ip`, `log.user`, `log.session` false in `UserTrackingServiceImpl.cfg`).
+pub const OMITTED: &str = "-omitted-";
+
 /// A page judged action by action: the good ones, and the rest as `(raw JSON, reason)`.
 #[derive(Debug, Default)]
 pub struct JudgedPage<'a> {
     pub total: i64,
     pub actions: Vec<Action<'a>>,
     pub rejected: Vec<(String, String)>,
+    /// Accepted actions whose user, address or session is [`OMITTED`]: they are records as
+    /// Opencast sent them, but a site may not know its Opencast keeps these back.
+    pub omitted: u64,
+}
+
+impl Action<'_> {
+    /// The user, the address or the session is the literal [`OMITTED`].
+    pub fn has_omitted(&self) -> bool {
+        self.session_id == OMITTED
+            || self.user_id.as_deref() == Some(OMITTED)
+            || self.user_ip.as_deref() == Some(OMITTED)
+    }
 }
 
 impl<'a> JudgedPage<'a> {
@@ -158,56 +200,147 @@ impl<'a> JudgedPage<'a> {
                 }
             }
         }
+        out.omitted = out.actions.iter().filter(|a| a.has_omitted()).count() as u64;
         out
     }
 }
 
-impl EpisodeMeta {
-    /// The metadata of a search result; `None` when it has no media package id.
-    pub fn from_wire(w: WireEpisode) -> Option<EpisodeMeta> {
-        let mp = w.mediapackage.0;
-        let mpid = mp
-            .as_ref()
-            .and_then(|m| m.id.clone())
-            .or(w.id)
-            .map(|s| s.0)
-            .filter(|s| !s.is_empty())?;
-        let non_empty =
-            |s: Option<super::wire::LenientString>| s.map(|s| s.0).filter(|s| !s.is_empty());
-        let (title, duration_ms, start, series, series_title, attachments) = match mp {
-            Some(m) => (
-                non_empty(m.title),
-                m.duration.map(|d| d.0),
-                non_empty(m.start),
-                non_empty(m.series),
-                non_empty(m.seriestitle),
-                m.attachments
-                    .0
-                    .map(|a| a.attachment.0)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|a| {
-                        Some(Attachment {
-                            kind: a.kind?.0,
-                            url: a.url.map(|u| u.0),
-                            reference: a.reference.map(|r| r.0),
-                        })
-                    })
-                    .collect(),
-            ),
-            None => (None, None, None, None, None, Vec::new()),
+fn non_empty(s: Option<LenientString>) -> Option<String> {
+    s.map(|s| s.0).filter(|s| !s.is_empty())
+}
+
+/// What both search generations carry in the media package.
+struct MediaPackagePart {
+    mpid: Option<String>,
+    title: Option<String>,
+    duration_ms: Option<i64>,
+    start: Option<String>,
+    series: Option<String>,
+    series_title: Option<String>,
+    attachments: Vec<Attachment>,
+}
+
+impl MediaPackagePart {
+    fn from_wire(mp: Option<super::wire::WireMediapackage>) -> MediaPackagePart {
+        let Some(m) = mp else {
+            return MediaPackagePart {
+                mpid: None,
+                title: None,
+                duration_ms: None,
+                start: None,
+                series: None,
+                series_title: None,
+                attachments: Vec::new(),
+            };
         };
+        MediaPackagePart {
+            mpid: non_empty(m.id),
+            title: non_empty(m.title),
+            duration_ms: m.duration.map(|d| d.0),
+            start: non_empty(m.start),
+            series: non_empty(m.series),
+            series_title: non_empty(m.seriestitle),
+            attachments: m
+                .attachments
+                .0
+                .map(|a| a.attachment.0)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|a| {
+                    Some(Attachment {
+                        kind: a.kind?.0,
+                        url: a.url.map(|u| u.0),
+                        reference: a.reference.map(|r| r.0),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl EpisodeMeta {
+    /// The metadata of a search result (up to 15.x); `None` when it has no media package id.
+    pub fn from_wire(w: WireEpisode) -> Option<EpisodeMeta> {
+        let mp = MediaPackagePart::from_wire(w.mediapackage.0);
+        let mpid = mp.mpid.or_else(|| non_empty(w.id))?;
         Some(EpisodeMeta {
             mpid,
-            title: title.or_else(|| non_empty(w.dc_title)),
-            duration_ms,
-            start,
+            title: mp.title.or_else(|| non_empty(w.dc_title)),
+            duration_ms: mp.duration_ms,
+            start: mp.start,
             dc_created: non_empty(w.dc_created),
-            series: series.or_else(|| non_empty(w.dc_is_part_of)),
-            series_title,
+            series: mp.series.or_else(|| non_empty(w.dc_is_part_of)),
+            series_title: mp.series_title,
             dc_type: non_empty(w.dc_type),
             dc_description: non_empty(w.dc_description),
-            attachments,
+            attachments: mp.attachments,
+        })
+    }
+
+    /// The metadata of a 16.0+ search result, the same fields from the Dublin Core lists; a
+    /// `created` of W3C-DTF minute or day precision (`2024-05-07T16:24Z`) is written with
+    /// seconds, so that it reads as the same instant the older releases wrote in full.
+    pub fn from_wire16(w: WireEpisode16) -> Option<EpisodeMeta> {
+        let mp = MediaPackagePart::from_wire(w.mediapackage.0);
+        let dc = w.dc.0.unwrap_or_default();
+        let mpid = mp.mpid.or_else(|| dc.identifier.first())?;
+        Some(EpisodeMeta {
+            mpid,
+            title: mp.title.or_else(|| dc.title.first()),
+            duration_ms: mp.duration_ms,
+            start: mp.start,
+            dc_created: dc.created.first().map(|c| w3cdtf_in_seconds(&c)),
+            series: mp.series.or_else(|| dc.is_part_of.first()),
+            series_title: mp.series_title,
+            dc_type: dc.kind.first(),
+            dc_description: dc.description.first(),
+            attachments: mp.attachments,
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM` + zone → `YYYY-MM-DDTHH:MM:00` + zone; `YYYY-MM-DD` → midnight UTC.
+/// Anything else is returned as it is (a full dateTime, or text the caller will report).
+pub fn w3cdtf_in_seconds(s: &str) -> String {
+    let t = s.trim();
+    let b = t.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let date = b.len() >= 10 && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-';
+    if b.len() == 10 && date && digits(8..10) {
+        return format!("{t}T00:00:00Z");
+    }
+    let minute = b.len() > 16
+        && date
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && matches!(b[16], b'Z' | b'+' | b'-');
+    if minute {
+        format!("{}:00{}", &t[..16], &t[16..])
+    } else {
+        t.to_string()
+    }
+}
+
+/// A scheduled event's planned times (the scheduler's technical metadata, 4.0+), epoch ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheduled {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+impl Scheduled {
+    /// Both times, or `None` (an event without them says nothing about a live window).
+    pub fn from_wire(w: WireTechnical, tz: Tz) -> Option<Scheduled> {
+        let t = |v: Option<LenientString>| {
+            timefmt::parse_xsd(&non_empty(v)?, tz)
+                .ok()
+                .map(|us| us.div_euclid(1000))
+        };
+        Some(Scheduled {
+            start_ms: t(w.start)?,
+            end_ms: t(w.end)?,
         })
     }
 }
@@ -215,6 +348,7 @@ impl EpisodeMeta {
 /// One operation of a workflow instance, times in epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
+    /// The operation's name (`capture`): its `id` up to 11.x, its `template` from 12.0.
     pub id: String,
     pub state: Option<String>,
     pub started_ms: Option<i64>,
@@ -226,6 +360,8 @@ pub struct Operation {
 pub struct Workflow {
     pub id: i64,
     pub state: Option<String>,
+    /// The workflow definition it ran (`template`), when Opencast says.
+    pub template: Option<String>,
     pub operations: Vec<Operation>,
 }
 
@@ -234,6 +370,7 @@ impl Workflow {
         Some(Workflow {
             id: w.id?.0,
             state: w.state.map(|s| s.0),
+            template: non_empty(w.template),
             operations: w
                 .operations
                 .0
@@ -242,7 +379,7 @@ impl Workflow {
                 .into_iter()
                 .filter_map(|o| {
                     Some(Operation {
-                        id: o.id?.0,
+                        id: non_empty(o.template).or(o.id.map(|i| i.0))?,
                         state: o.state.map(|s| s.0),
                         started_ms: o.started.map(|n| n.0),
                         completed_ms: o.completed.map(|n| n.0),
@@ -250,5 +387,52 @@ impl Workflow {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn w3cdtf_of_every_precision_reads_as_a_full_datetime() {
+        for (given, want) in [
+            ("2024-05-07T16:24Z", "2024-05-07T16:24:00Z"),
+            ("2024-05-07T16:24+02:00", "2024-05-07T16:24:00+02:00"),
+            ("2024-05-07", "2024-05-07T00:00:00Z"),
+            ("2024-05-07T16:24:05Z", "2024-05-07T16:24:05Z"),
+            ("last tuesday", "last tuesday"),
+            ("2024-05-07T16:2Z", "2024-05-07T16:2Z"),
+        ] {
+            assert_eq!(w3cdtf_in_seconds(given), want, "{given}");
+        }
+    }
+
+    #[test]
+    fn omitted_values_are_noticed_in_any_of_the_three() {
+        let raw = |s: &str| {
+            format!(
+                r#"{{"id":1,"mediapackageId":"m","sessionId":{s},"created":"2020-01-01T00:00:00Z"}}"#
+            )
+        };
+        for (s, omitted) in [
+            (
+                r#"{"sessionId":"-omitted-","userId":"u","userIp":"1.2.3.4"}"#,
+                true,
+            ),
+            (r#"{"sessionId":"s","userId":"-omitted-"}"#, true),
+            (r#"{"sessionId":"s","userIp":"-omitted-"}"#, true),
+            (
+                r#"{"sessionId":"s","userId":"u","userIp":"1.2.3.4"}"#,
+                false,
+            ),
+        ] {
+            let r = raw(s);
+            assert_eq!(
+                Action::from_raw(&r, Tz::UTC).unwrap().has_omitted(),
+                omitted,
+                "{s}"
+            );
+        }
     }
 }

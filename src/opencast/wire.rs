@@ -375,9 +375,42 @@ struct DecodedBody<'a> {
 }
 
 /// Why a response body could not be read as the expected document.
+///
+/// Two different faults: a body cut short (the connection dropped mid-body, a proxy gave up)
+/// is worth another request; a complete document of the wrong shape (another endpoint, another
+/// release's envelope, an HTML page) will be the same next time, and retrying it only delays a
+/// clear error by the whole retry budget.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(pub String);
+#[error("{message}")]
+pub struct DecodeError {
+    message: String,
+    truncated: bool,
+}
+
+impl DecodeError {
+    /// A complete body of the wrong shape: final.
+    pub fn wrong_shape(message: impl Into<String>) -> DecodeError {
+        DecodeError {
+            message: message.into(),
+            truncated: false,
+        }
+    }
+
+    /// The error of decoding `what` with serde_json: a truncation when the text ended before
+    /// the document did (or could not be read), a wrong shape otherwise.
+    pub fn json(what: &str, e: &serde_json::Error) -> DecodeError {
+        use serde_json::error::Category;
+        DecodeError {
+            message: format!("{what}: {e}"),
+            truncated: matches!(e.classify(), Category::Eof | Category::Io),
+        }
+    }
+
+    /// The body ended before the document did: another request may well bring all of it.
+    pub fn is_truncation(&self) -> bool {
+        self.truncated
+    }
+}
 
 impl<'a> ActionsPage<'a> {
     /// Decodes a page body. A body that is not the expected envelope (truncated, HTML, ...) is an
@@ -406,7 +439,7 @@ impl<'a> ActionsPage<'a> {
         }
         // Some element has an unexpected shape (or the body is broken): split it raw.
         let env: ActionsEnvelope<'a> = serde_json::from_slice(body)
-            .map_err(|e| DecodeError(format!("not a user-actions page: {e}")))?;
+            .map_err(|e| DecodeError::json("not a user-actions page", &e))?;
         let Some(b) = env.actions.0 else {
             return Ok(ActionsPage::empty(body));
         };
@@ -467,7 +500,7 @@ impl<'a> ActionsPage<'a> {
 fn split_one_or_many(raw: &RawValue) -> Result<Vec<&RawValue>, DecodeError> {
     match raw.get().trim_start().as_bytes().first() {
         Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(raw.get())
-            .map_err(|e| DecodeError(format!("bad action list: {e}"))),
+            .map_err(|e| DecodeError::json("bad action list", &e)),
         Some(b'{') => Ok(vec![raw]),
         // `""` or `null`: an empty element.
         _ => Ok(Vec::new()),
@@ -475,6 +508,11 @@ fn split_one_or_many(raw: &RawValue) -> Result<Vec<&RawValue>, DecodeError> {
 }
 
 /// One user action as Opencast sends it; every field optional, judged in `types.rs`.
+///
+/// Two shapes of the session: Matterhorn 1.4–1.6 (`UserActionImpl` before commit b4f039421b)
+/// writes `sessionId`, `userId` and `userIp` as flat strings on the action and has no user
+/// agent; from 2.0 `sessionId` is an object holding all four. Both decode here; which one an
+/// action uses, and that it does not mix them, is judged in `types.rs`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WireAction<'a> {
@@ -482,7 +520,13 @@ pub struct WireAction<'a> {
     #[serde(borrow)]
     pub mediapackage_id: Option<LenientStr<'a>>,
     #[serde(borrow)]
-    pub session_id: Option<WireSession<'a>>,
+    pub session_id: Option<WireSessionField<'a>>,
+    /// Matterhorn 1.4–1.6 only: the user, flat on the action.
+    #[serde(borrow)]
+    pub user_id: Option<LenientStr<'a>>,
+    /// Matterhorn 1.4–1.6 only: the `X-Forwarded-For` chain, flat on the action.
+    #[serde(borrow)]
+    pub user_ip: Option<LenientStr<'a>>,
     pub inpoint: Option<LenientI64>,
     pub outpoint: Option<LenientI64>,
     pub length: Option<LenientI64>,
@@ -491,6 +535,45 @@ pub struct WireAction<'a> {
     pub is_playing: Option<IsPlaying>,
     #[serde(borrow)]
     pub created: Option<LenientStr<'a>>,
+}
+
+/// `sessionId` in either release's shape: the object (2.0+) or a flat string (1.4–1.6).
+#[derive(Debug)]
+pub enum WireSessionField<'a> {
+    Object(WireSession<'a>),
+    Flat(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireSessionField<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WireSessionField<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("the session object or a session id")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                WireSession::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(WireSessionField::Object)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(WireSessionField::Flat(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WireSessionField::Flat(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(WireSessionField::Flat(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(WireSessionField::Flat(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(WireSessionField::Flat(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The `sessionId` object: session, user, the `X-Forwarded-For` chain and the user agent.
@@ -510,10 +593,105 @@ pub struct WireSession<'a> {
 // ---------------------------------------------------------------------------------------------
 // /search/episode.json
 
+/// A search answer of either generation: `{"search-results": {…}}` (Solr, up to 15.x) or
+/// `{"result": […], "total", "offset", "limit"}` (OpenSearch, 16.0+:
+/// `SearchRestService.getEpisodes` and `SearchResult.dehydrateForREST`). A body with neither
+/// is not a search result.
 #[derive(Debug, Deserialize)]
 pub struct SearchEnvelope {
-    #[serde(rename = "search-results")]
-    pub results: MaybeEmpty<SearchBody>,
+    #[serde(rename = "search-results", default)]
+    pub results: Option<MaybeEmpty<SearchBody>>,
+    /// 16.0+.
+    #[serde(default)]
+    pub result: Option<OneOrMany<WireEpisode16>>,
+    pub total: Option<LenientI64>,
+}
+
+/// A 16.0+ search result: the media package (Jettison's shape, passed through Gson, so every
+/// number is a double: `"duration": 4160.0`) and the episode's Dublin Core under `dc`, each
+/// term a list of values (`"created": ["2024-05-07T16:24Z"]`).
+#[derive(Debug, Deserialize)]
+pub struct WireEpisode16 {
+    #[serde(default)]
+    pub mediapackage: MaybeEmpty<WireMediapackage>,
+    /// When the index entry last changed (ISO instant); `created` ≤ `modified`.
+    pub modified: Option<LenientString>,
+    #[serde(default)]
+    pub dc: MaybeEmpty<WireDublinCore>,
+}
+
+/// The Dublin Core terms the harvester reads, by local name (`dehydrateDC`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WireDublinCore {
+    #[serde(default)]
+    pub identifier: DcValues,
+    #[serde(default)]
+    pub title: DcValues,
+    #[serde(default)]
+    pub created: DcValues,
+    #[serde(default, rename = "type")]
+    pub kind: DcValues,
+    #[serde(default)]
+    pub description: DcValues,
+    #[serde(default)]
+    pub is_part_of: DcValues,
+    #[serde(default)]
+    pub temporal: DcValues,
+}
+
+/// The values of one Dublin Core term: a list, or (leniently) one bare value.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DcValues(pub Vec<String>);
+
+impl DcValues {
+    /// The first non-empty value.
+    pub fn first(&self) -> Option<String> {
+        self.0.iter().find(|v| !v.trim().is_empty()).cloned()
+    }
+}
+
+impl<'de> Deserialize<'de> for DcValues {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DcValues;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of Dublin Core values")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DcValues, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Option<LenientString>>()? {
+                    out.extend(v.map(|s| s.0));
+                }
+                Ok(DcValues(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<DcValues, E> {
+                Ok(DcValues::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<DcValues, E> {
+                Ok(DcValues::default())
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DcValues, E> {
+                Ok(DcValues(vec![v.to_owned()]))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DcValues, E> {
+                Ok(DcValues(vec![v.to_string()]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DcValues, E> {
+                Ok(DcValues(vec![v.to_string()]))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DcValues, E> {
+                LenientString::deserialize(de::value::F64Deserializer::<E>::new(v))
+                    .map(|s| DcValues(vec![s.0]))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<DcValues, A::Error> {
+                LenientString::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|s| DcValues(vec![s.0]))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -580,10 +758,13 @@ pub struct WorkflowsBody {
     pub workflow: OneOrMany<WireWorkflow>,
 }
 
+/// A workflow instance: the same element in both endpoints (`/workflow/instances.json` up to
+/// 11.x, `/workflow/mediaPackage/{id}/instances.json` from 12.0), its definition in `template`.
 #[derive(Debug, Deserialize)]
 pub struct WireWorkflow {
     pub id: Option<LenientI64>,
     pub state: Option<LenientString>,
+    pub template: Option<LenientString>,
     #[serde(default)]
     pub operations: MaybeEmpty<WireOperations>,
 }
@@ -594,12 +775,28 @@ pub struct WireOperations {
     pub operation: OneOrMany<WireOperation>,
 }
 
+/// An operation: up to 11.x its `id` attribute is the operation's name (`capture`); from 12.0
+/// (`JaxbWorkflowOperationInstance`) `id` is a numeric database id and the name is `template`.
 #[derive(Debug, Deserialize)]
 pub struct WireOperation {
     pub id: Option<LenientString>,
+    pub template: Option<LenientString>,
     pub state: Option<LenientString>,
     pub started: Option<LenientI64>,
     pub completed: Option<LenientI64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// /recordings/{id}/technical.json (4.0+)
+
+/// The scheduler's technical metadata of a scheduled event (`SchedulerRestService.
+/// getTechnicalMetadataJSON`, from 4.0): its planned start and end in UTC
+/// (`DateTimeSupport.toUTC`, `2024-05-07T16:24:00Z`).
+#[derive(Debug, Deserialize)]
+pub struct WireTechnical {
+    pub id: Option<LenientString>,
+    pub start: Option<LenientString>,
+    pub end: Option<LenientString>,
 }
 
 #[cfg(test)]

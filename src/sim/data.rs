@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use chrono_tz::Tz;
 
+use super::family::Release;
 use crate::timefmt;
 
 /// Real search responses recorded from Harvard's Opencast, served verbatim for their ids.
@@ -169,15 +170,53 @@ pub struct SimEpisode {
     pub created_us: i64,
 }
 
-/// The generator: maps indices to actions and episodes.
+/// The generator: maps indices to actions and episodes, rendered as the release played
+/// renders them.
 #[derive(Debug, Clone)]
 pub struct Data {
     pub cfg: DataConfig,
+    release: Release,
+    logs_all: bool,
 }
 
+/// The workflow definition the simulated site publishes with (the harvester's default).
+pub const SIM_WORKFLOW: &str = "DCE-archive-publish-external";
+
 impl Data {
+    /// The DCE build's data.
     pub fn new(cfg: DataConfig) -> Data {
-        Data { cfg }
+        Data::for_release(cfg, Release::Dce, false)
+    }
+
+    /// The data of `release`; `logs_all`: a 6.0+ site that turned `log.ip/user/session` on.
+    pub fn for_release(cfg: DataConfig, release: Release, logs_all: bool) -> Data {
+        Data {
+            cfg,
+            release,
+            logs_all,
+        }
+    }
+
+    pub fn release(&self) -> Release {
+        self.release
+    }
+
+    /// Opencast writes `-omitted-` for the user, address and session (6.0+ defaults).
+    pub fn omits(&self) -> bool {
+        self.release.omits_by_default() && !self.logs_all
+    }
+
+    /// The series id of episode `k`'s course: DCE's `YYYYTTCCCCC`, or (stock) a UUID.
+    pub fn series_id(&self, k: u64) -> String {
+        let h = mix(self.cfg.seed ^ 0xE915, k);
+        if self.release.is_stock() {
+            return uuid(mix(self.cfg.seed ^ 0x5E1E5, h % 1000), h % 1000);
+        }
+        format!(
+            "2015{}{:05}",
+            ["01", "02", "03"][(k % 3) as usize],
+            10000 + h % 90000
+        )
     }
 
     fn created_raw(&self, i: u64) -> i64 {
@@ -303,7 +342,7 @@ impl Data {
                 100 + (h >> 50) % 30
             ))
         };
-        SimSession {
+        let mut s = SimSession {
             index: session,
             mpid,
             episode,
@@ -312,7 +351,17 @@ impl Data {
             user_id,
             user_ip,
             user_agent,
+        };
+        if self.release.flat_session() {
+            // Matterhorn 1.4–1.6 kept no user agent.
+            s.user_agent = None;
         }
+        if self.omits() {
+            s.session_id = "-omitted-".into();
+            s.user_id = Some("-omitted-".into());
+            s.user_ip = "-omitted-".into();
+        }
+        s
     }
 
     pub fn action(&self, i: u64) -> SimAction {
@@ -330,7 +379,8 @@ impl Data {
             20 => "FOOTPRINT",
             _ => "HEARTBEAT",
         };
-        let is_playing = if s.live {
+        // `2` for a live stream is the DCE build's; stock releases send a boolean.
+        let is_playing = if s.live && !self.release.is_stock() {
             2
         } else if kind == "PAUSE" {
             0
@@ -401,7 +451,22 @@ impl Data {
         out.push_str(",\"mediapackageId\":\"");
         out.push_str(&a.mpid);
         out.push('"');
-        if a.malformed != Some("no-session") {
+        if self.release.flat_session() {
+            // `UserActionImpl` of 1.4–1.6: userId, userIp and sessionId flat, in field order.
+            if let Some(u) = &a.user_id {
+                out.push_str(",\"userId\":\"");
+                out.push_str(u);
+                out.push('"');
+            }
+            out.push_str(",\"userIp\":\"");
+            out.push_str(&a.user_ip);
+            out.push('"');
+            if a.malformed != Some("no-session") {
+                out.push_str(",\"sessionId\":\"");
+                out.push_str(&a.session_id);
+                out.push('"');
+            }
+        } else if a.malformed != Some("no-session") {
             out.push_str(",\"sessionId\":{\"sessionId\":\"");
             out.push_str(&a.session_id);
             out.push('"');
@@ -432,7 +497,8 @@ impl Data {
         out.push_str("\",\"isPlaying\":");
         match (a.is_playing, i % 4) {
             (2, _) => out.push('2'),
-            (p, 0) => num(out, p, false),
+            // 0/1 as numbers on some rows: the DCE build's; stock sends booleans.
+            (p, 0) if !self.release.is_stock() => num(out, p, false),
             (p, _) => out.push_str(if p > 0 { "true" } else { "false" }),
         }
         out.push_str(",\"created\":\"");
@@ -449,7 +515,11 @@ impl Data {
     pub fn episode_json(&self, k: u64) -> serde_json::Value {
         if (k as usize) < REAL_EPISODES.len() {
             let v: serde_json::Value = serde_json::from_str(REAL_EPISODES[k as usize]).unwrap();
-            return v["search-results"]["result"].clone();
+            let mut r = v["search-results"]["result"].clone();
+            if self.release.is_stock() && r["mediapackage"].get("series").is_some() {
+                r["mediapackage"]["series"] = serde_json::json!(self.series_id(k));
+            }
+            return r;
         }
         let e = self.episode(k);
         let h = mix(self.cfg.seed ^ 0xE915, k);
@@ -468,13 +538,9 @@ impl Data {
         if k % 5 != 0 {
             mp["start"] = serde_json::json!(created.format("%Y-%m-%dT%H:%M:%SZ").to_string());
         }
-        let series = format!(
-            "2015{}{:05}",
-            ["01", "02", "03"][(k % 3) as usize],
-            10000 + h % 90000
-        );
+        let series = self.series_id(k);
         if k % 7 != 0 {
-            mp["series"] = if k % 2 == 0 {
+            mp["series"] = if k % 2 == 0 && !self.release.is_stock() {
                 serde_json::json!(series.parse::<u64>().unwrap())
             } else {
                 serde_json::json!(series)
@@ -518,30 +584,181 @@ impl Data {
         r
     }
 
-    /// Workflows of one episode (admin node): live ones have a `capture` operation.
+    /// When episode `k`'s index entry last changed (16.0+ `modified`): some time after it was
+    /// created, so that `modified` order is not `created` order.
+    pub fn episode_modified_us(&self, k: u64) -> i64 {
+        self.episode(k).created_us + (mix(self.cfg.seed ^ 0x30D, k) % 5) as i64 * 5_400_000_000
+    }
+
+    /// The 16.0+ search result of episode `k` (`SearchResult.dehydrateForREST`): the same
+    /// episode as [`Data::episode_json`], its media package passed through Gson (numbers as
+    /// doubles) and its Dublin Core under `dc` as lists, `created` to the minute when the
+    /// seconds are 0 (as the Dublin Core catalogue usually holds it).
+    pub fn episode_json16(&self, k: u64) -> serde_json::Value {
+        use serde_json::{json, Value};
+        let legacy = self.episode_json(k);
+        let mut mp = legacy["mediapackage"].clone();
+        fn doubles(v: &mut Value) {
+            match v {
+                Value::Number(n) => {
+                    if let Some(f) = n.as_f64() {
+                        *v = json!(f);
+                    }
+                }
+                Value::Array(a) => a.iter_mut().for_each(doubles),
+                Value::Object(o) => o.values_mut().for_each(doubles),
+                _ => {}
+            }
+        }
+        if let Some(d) = mp["duration"].as_str().and_then(|d| d.parse::<f64>().ok()) {
+            mp["duration"] = json!(d);
+        }
+        doubles(&mut mp);
+        let text = |v: &Value| match v {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let mut dc = serde_json::Map::new();
+        dc.insert("identifier".into(), json!([mp["id"]]));
+        for (term, key) in [
+            ("title", "dcTitle"),
+            ("type", "dcType"),
+            ("description", "dcDescription"),
+        ] {
+            if let Some(v) = text(&legacy[key]) {
+                dc.insert(term.into(), json!([v]));
+            }
+        }
+        if let Some(c) = text(&legacy["dcCreated"]) {
+            let us = timefmt::parse_xsd(&c, Tz::UTC).expect("the simulator's dates parse");
+            let d = timefmt::utc(us);
+            let w3c = if us % 60_000_000 == 0 {
+                d.format("%Y-%m-%dT%H:%MZ").to_string()
+            } else {
+                d.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            };
+            dc.insert("created".into(), json!([w3c]));
+        }
+        if let Some(series) = text(&mp["series"]) {
+            dc.insert("isPartOf".into(), json!([series]));
+        }
+        let modified = if (k as usize) < REAL_EPISODES.len() {
+            timefmt::utc(self.episode(k).created_us)
+        } else {
+            timefmt::utc(self.episode_modified_us(k))
+        };
+        json!({
+            "mediapackage": mp,
+            "dc": dc,
+            "org": "mh_default_org",
+            "type": "Episode",
+            "modified": modified.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            "acl": [{"action": "read", "role": "ROLE_USER", "allow": true}],
+        })
+    }
+
+    /// Workflows of one episode (admin node), as the release lists them: live ones have a
+    /// `capture` operation where the release has one (the DCE build, stock up to 3.x);
+    /// `retract-element` (when it became available) is DCE's. From 12.0 (`by_media_package`:
+    /// `/workflow/mediaPackage/{id}/instances.json`) every workflow of the media package is
+    /// listed, other definitions and states included, operation ids are numbers and their
+    /// names are in `template`.
     pub fn workflows_json(&self, k: u64) -> Vec<serde_json::Value> {
+        use serde_json::json;
+        let r = self.release;
         let e = self.episode(k);
         let base_ms = e.created_us / 1000;
+        let numeric = r.workflow_by_media_package();
+        let op_id = std::cell::Cell::new(90_000 + k * 10);
+        // The operation element, named as the release names it.
+        let op = |name: &str, mut body: serde_json::Value| {
+            if numeric {
+                op_id.set(op_id.get() + 1);
+                body["id"] = json!(op_id.get());
+                body["template"] = json!(name);
+            } else {
+                body["id"] = json!(name);
+            }
+            body
+        };
+        let one_or_many = |ops: Vec<serde_json::Value>| {
+            if ops.len() == 1 {
+                ops[0].clone()
+            } else {
+                json!(ops)
+            }
+        };
         let mut ops = Vec::new();
-        if e.live {
-            ops.push(serde_json::json!({"id": "capture", "state": "SUCCEEDED",
-                "started": base_ms, "completed": base_ms + 3_600_000}));
+        if e.live && r.capture_operation() {
+            ops.push(op(
+                "capture",
+                json!({"state": "SUCCEEDED", "started": base_ms, "completed": base_ms + 3_600_000}),
+            ));
         }
-        ops.push(serde_json::json!({"id": "retract-element", "state": "SUCCEEDED",
-            "started": (base_ms + 7_000_000).to_string(), "completed": (base_ms + 7_200_000).to_string()}));
-        let newest = serde_json::json!({"id": 5000 + k * 2 + 1, "state": "SUCCEEDED",
+        if r.is_stock() {
+            ops.push(op(
+                "publish-engage",
+                json!({"state": "SUCCEEDED", "started": base_ms + 6_000_000, "completed": base_ms + 6_100_000}),
+            ));
+        } else {
+            ops.push(op("retract-element", json!({"state": "SUCCEEDED",
+                "started": (base_ms + 7_000_000).to_string(), "completed": (base_ms + 7_200_000).to_string()})));
+        }
+        let mut newest = json!({"id": 5000 + k * 2 + 1, "state": "SUCCEEDED",
             "mediapackage": {"id": e.mpid},
-            "operations": {"operation": if ops.len() == 1 { ops[0].clone() } else { serde_json::json!(ops) }}});
+            "operations": {"operation": one_or_many(ops)}});
         // An older run of the same definition, listed after the newest: sort order is not to be trusted.
-        let older = serde_json::json!({"id": (5000 + k * 2).to_string(), "state": "SUCCEEDED",
+        let older_op = if r.is_stock() {
+            op(
+                "publish-engage",
+                json!({"state": "SUCCEEDED", "started": base_ms, "completed": base_ms + 1000}),
+            )
+        } else {
+            op(
+                "retract-element",
+                json!({"state": "SUCCEEDED", "started": base_ms, "completed": base_ms + 1000}),
+            )
+        };
+        let mut older = json!({"id": (5000 + k * 2).to_string(), "state": "SUCCEEDED",
             "mediapackage": {"id": e.mpid},
-            "operations": {"operation": {"id": "retract-element", "state": "SUCCEEDED",
-                "started": base_ms, "completed": base_ms + 1000}}});
-        if k % 2 == 0 {
+            "operations": {"operation": older_op}});
+        if r.is_stock() {
+            newest["template"] = json!(SIM_WORKFLOW);
+            older["template"] = json!(SIM_WORKFLOW);
+        }
+        let mut out = if k % 2 == 0 {
             vec![older, newest]
         } else {
             vec![newest]
+        };
+        if numeric {
+            // Unfiltered: a newer workflow of another definition, and a failed one of ours.
+            out.push(json!({"id": 7000 + k, "state": "SUCCEEDED", "template": "republish-metadata",
+                "mediapackage": {"id": e.mpid},
+                "operations": {"operation": op("capture", json!({"state": "SUCCEEDED", "started": 1, "completed": 2}))}}));
+            out.push(json!({"id": 7500 + k, "state": "FAILED", "template": SIM_WORKFLOW,
+                "mediapackage": {"id": e.mpid},
+                "operations": {"operation": op("capture", json!({"state": "FAILED", "started": 3, "completed": 4}))}}));
         }
+        out
+    }
+
+    /// The scheduler's technical metadata of episode `k` (4.0+ `/recordings/{id}/technical.json`):
+    /// only live (scheduled) episodes have one, its window that of DCE's `capture` operation.
+    pub fn technical_json(&self, k: u64) -> Option<serde_json::Value> {
+        let e = self.episode(k);
+        if !e.live {
+            return None;
+        }
+        let utc = |us: i64| timefmt::utc(us).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        Some(serde_json::json!({
+            "id": e.mpid, "location": "sim-agent",
+            "start": utc(e.created_us / 1000 * 1000),
+            "end": utc(e.created_us / 1000 * 1000 + 3_600_000_000),
+            "presenters": [], "wfProperties": {}, "agentConfig": {},
+            "state": "", "lastHeardFrom": ""
+        }))
     }
 
     pub fn tz_render(&self, us: i64, tz: Tz) -> String {

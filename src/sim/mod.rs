@@ -1,9 +1,11 @@
 //! A simulated Opencast engage + admin node that follows `shared/reference/opencast-api.md`.
 //!
-//! It serves `/usertracking/actions.json`, `/search/episode.json` and `/workflow/instances.json`
-//! behind the authentication of the Opencast it plays (`auth`: Digest on every request for the
-//! DCE build; for a stock release anonymous reads of search and usertracking, Digest and Basic
-//! answered anywhere, a login path, `/info/me.json`), with the JSON quirks of the real thing and
+//! It serves `/usertracking/actions.json`, `/search/episode.json`, `/workflow/instances.json`
+//! (12.0+: `/workflow/mediaPackage/{id}/instances.json`) and (4.0+) the scheduler's
+//! `/recordings/{id}/technical.json`, each in the shapes of the release it plays, behind the
+//! authentication of the Opencast it plays (`auth`: Digest on every request for the DCE build;
+//! for a stock release anonymous reads of search and usertracking, Digest and Basic answered
+//! anywhere, a login path, `/info/me.json`), with the JSON quirks of the real thing and
 //! injectable faults. It powers the tests, the demo
 //! and the benchmarks, so it renders pages straight from the deterministic generator in `data`.
 
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Response, StatusCode, Uri};
 use axum::routing::get;
 use axum::Router;
@@ -77,6 +79,9 @@ pub struct SimConfig {
     pub algorithm: SimAlgorithm,
     /// The `qop` the Digest challenges offer (Opencast: `auth`).
     pub qop: String,
+    /// `log.ip`, `log.user` and `log.session` turned on in `UserTrackingServiceImpl.cfg`, as a
+    /// site may: 6.0+ otherwise writes `-omitted-` for all three (its defaults).
+    pub log_all: bool,
 }
 
 impl SimConfig {
@@ -96,6 +101,7 @@ impl SimConfig {
             roles: vec![auth::ADMIN_ROLE.to_string(), "ROLE_USER".to_string()],
             algorithm: SimAlgorithm::default(),
             qop: "auth".into(),
+            log_all: false,
         }
     }
 }
@@ -116,6 +122,8 @@ pub struct SimStats {
     pub info_requests: AtomicU64,
     /// Every Digest answer accepted, in order.
     pub digest_answers: Mutex<Vec<DigestAnswer>>,
+    /// The query string of every `/search/episode.json` request, in order.
+    pub search_queries: Mutex<Vec<String>>,
     data_requests: AtomicU64,
 }
 
@@ -164,7 +172,7 @@ impl Drop for SimHandle {
 pub async fn spawn(mut cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
     // A stock release on MySQL/MariaDB keeps `created` in whole seconds.
     cfg.data.whole_seconds |= cfg.release.is_stock();
-    let data = Data::new(cfg.data.clone());
+    let data = Data::for_release(cfg.data.clone(), cfg.release, cfg.log_all);
     let episode_index = (0..cfg.data.episodes)
         .map(|k| (data.episode(k).mpid, k))
         .collect::<HashMap<_, _>>();
@@ -180,6 +188,11 @@ pub async fn spawn(mut cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimH
         .route("/usertracking/actions.json", get(actions))
         .route("/search/episode.json", get(search))
         .route("/workflow/instances.json", get(workflows))
+        .route(
+            "/workflow/mediaPackage/{id}/instances.json",
+            get(workflows_of_media_package),
+        )
+        .route("/recordings/{id}/technical.json", get(technical))
         .route(
             "/login.html",
             get(|| async { "<html>Opencast login</html>" }),
@@ -494,6 +507,14 @@ async fn search(
         Err(r) => return *r,
     };
     st.stats.search_requests.fetch_add(1, Ordering::Relaxed);
+    st.stats
+        .search_queries
+        .lock()
+        .unwrap()
+        .push(uri.query().unwrap_or("").to_string());
+    if st.cfg.release.search_v16() {
+        return search16(&st, &q).await;
+    }
     let limit = q
         .get("limit")
         .and_then(|v| v.parse::<u64>().ok())
@@ -506,8 +527,10 @@ async fn search(
     let matching: Vec<u64> = if let Some(id) = q.get("id") {
         st.episode_index.get(id).copied().into_iter().collect()
     } else {
+        // `createdFrom` is the DCE build's: no stock release reads it.
         let from = q
             .get("createdFrom")
+            .filter(|_| !st.cfg.release.is_stock())
             .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
             .map(|d| d.timestamp_micros())
             .unwrap_or(i64::MIN);
@@ -515,6 +538,17 @@ async fn search(
             .filter(|k| st.data.episode(*k).created_us >= from)
             .collect();
         ks.sort_by_key(|k| st.data.episode(*k).created_us);
+        // Up to 15.x: newest first unless asked otherwise (`withSort(DATE_CREATED, false)`),
+        // an unknown sort ignored; the DCE build kept oldest first.
+        let sort = q.get("sort").map(String::as_str).unwrap_or("");
+        let newest_first = match sort {
+            "DATE_CREATED_DESC" => true,
+            "DATE_CREATED" => false,
+            _ => st.cfg.release.is_stock(),
+        };
+        if newest_first {
+            ks.reverse();
+        }
         ks
     };
     // Results are filtered by the caller's roles (private episodes: ROLE_ADMIN only).
@@ -529,15 +563,86 @@ async fn search(
         .take(limit as usize)
         .map(|k| st.data.episode_json(*k))
         .collect();
-    let mut res = serde_json::json!({
-        "searchTime": "3", "total": total.to_string(), "limit": limit.to_string(),
-        "offset": offset.to_string(), "query": "*:*"
-    });
+    let mut res = if st.cfg.release.string_attributes() {
+        serde_json::json!({
+            "searchTime": "3", "total": total.to_string(), "limit": limit.to_string(),
+            "offset": offset.to_string(), "query": "*:*"
+        })
+    } else {
+        serde_json::json!({
+            "searchTime": 3, "total": total, "limit": limit, "offset": offset, "query": "*:*"
+        })
+    };
     if let Some(r) = one_or_many(page) {
         res["result"] = r;
     }
     st.faulty(serde_json::json!({ "search-results": res }).to_string())
         .await
+}
+
+/// `/search/episode.json` of 16.0+ (`SearchRestService.getEpisodes`): `sort` only by title,
+/// contributor, creator or modified (` asc`/` desc`), anything else a 400; `limit` at most 250
+/// (for a caller that is not an admin), negative numbers a 400; no `createdFrom`.
+async fn search16(st: &SimState, q: &HashMap<String, String>) -> Resp {
+    let num = |k: &str| q.get(k).map_or(Some(0), |v| v.trim().parse::<i64>().ok());
+    // NumberUtils.toInt: a value that is not a number is the default.
+    let size = q
+        .get("limit")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(20);
+    let from = num("offset").unwrap_or(0);
+    if size < 0 || from < 0 {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "Limit and offset may not be negative.",
+        );
+    }
+    if size > 250 {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "Only admins are allowed to request more than 250 items.",
+        );
+    }
+    let mut ks: Vec<u64> = match q.get("id").filter(|v| !v.is_empty()) {
+        Some(id) => st.episode_index.get(id).copied().into_iter().collect(),
+        None => (0..st.cfg.data.episodes).collect(),
+    };
+    if let Some(sort) = q.get("sort").filter(|v| !v.is_empty()) {
+        let parts: Vec<&str> = sort.split_whitespace().collect();
+        let valid = !parts.is_empty()
+            && parts.len() <= 2
+            && ["title", "contributor", "creator", "modified"].contains(&parts[0])
+            && (parts.len() < 2 || ["asc", "desc"].contains(&parts[1]));
+        if !valid {
+            return plain(StatusCode::BAD_REQUEST, "Invalid sort parameter");
+        }
+        if parts[0] == "modified" {
+            let modified = |k: u64| {
+                if (k as usize) < data::REAL_EPISODES.len() {
+                    st.data.episode(k).created_us
+                } else {
+                    st.data.episode_modified_us(k)
+                }
+            };
+            ks.sort_by_key(|k| (modified(*k), *k));
+            if parts.get(1) == Some(&"desc") {
+                ks.reverse();
+            }
+        }
+    }
+    let total = ks.len();
+    let result: Vec<serde_json::Value> = ks
+        .iter()
+        .skip(from as usize)
+        .take(size as usize)
+        .map(|k| st.data.episode_json16(*k))
+        .collect();
+    // Gson of `Map.of("offset", from, "total", total, "result", result, "limit", size)`.
+    st.faulty(
+        serde_json::json!({"offset": from, "total": total, "result": result, "limit": size})
+            .to_string(),
+    )
+    .await
 }
 
 async fn workflows(
@@ -546,6 +651,10 @@ async fn workflows(
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Resp {
+    // 12.0 removed this endpoint (commit 4cf50103f5, "Remove Solr from WorkflowService").
+    if st.cfg.release.workflow_by_media_package() {
+        return plain(StatusCode::NOT_FOUND, "Not Found");
+    }
     if let Err(r) = st.authorize(&headers, &uri) {
         return *r;
     }
@@ -555,9 +664,13 @@ async fn workflows(
         .and_then(|mp| st.episode_index.get(mp))
         .map(|k| st.data.workflows_json(*k))
         .unwrap_or_default();
-    let mut body = serde_json::json!({
-        "totalCount": wfs.len().to_string(), "startPage": "0", "count": wfs.len().to_string()
-    });
+    let mut body = if st.cfg.release.string_attributes() {
+        serde_json::json!({
+            "totalCount": wfs.len().to_string(), "startPage": "0", "count": wfs.len().to_string()
+        })
+    } else {
+        serde_json::json!({"totalCount": wfs.len(), "startPage": 0, "count": wfs.len()})
+    };
     if let Some(w) = one_or_many(wfs) {
         body["workflow"] = w;
     }
@@ -590,4 +703,55 @@ async fn unrouted(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Uri)
         return *r;
     }
     plain(StatusCode::NOT_FOUND, "Not Found")
+/// `/workflow/mediaPackage/{id}/instances.json` (12.0+): every workflow of the media package,
+/// no filter, no total (`WorkflowSetImpl`).
+async fn workflows_of_media_package(
+    State(st): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Resp {
+    if !st.cfg.release.workflow_by_media_package() {
+        return plain(StatusCode::NOT_FOUND, "Not Found");
+    }
+    if let Err(r) = st.authorize(&headers, &uri) {
+        return *r;
+    }
+    st.stats.workflow_requests.fetch_add(1, Ordering::Relaxed);
+    let wfs = st
+        .episode_index
+        .get(&id)
+        .map(|k| st.data.workflows_json(*k))
+        .unwrap_or_default();
+    let mut body = serde_json::json!({});
+    if let Some(w) = one_or_many(wfs) {
+        body["workflow"] = w;
+    }
+    st.faulty(serde_json::json!({ "workflows": body }).to_string())
+        .await
+}
+
+/// `/recordings/{id}/technical.json` (4.0+): the scheduler's times of a scheduled event, a
+/// 404 for any other (and on releases that do not have the endpoint).
+async fn technical(
+    State(st): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Resp {
+    let has_endpoint = st.cfg.release.is_stock() && !st.cfg.release.capture_operation();
+    if !has_endpoint {
+        return plain(StatusCode::NOT_FOUND, "Not Found");
+    }
+    if let Err(r) = st.authorize(&headers, &uri) {
+        return *r;
+    }
+    match st
+        .episode_index
+        .get(&id)
+        .and_then(|k| st.data.technical_json(*k))
+    {
+        Some(t) => st.faulty(t.to_string()).await,
+        None => plain(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }

@@ -201,9 +201,12 @@ pub fn expected_record(sim: &SimHandle, a: &harvester::sim::SimAction) -> serde_
             if let (Some(series), Some(title)) = (s(&mp["series"]), s(&mp["seriestitle"])) {
                 ep.insert("course".into(), json!(title));
                 ep.insert("series".into(), json!(series));
-                ep.insert("year".into(), json!(series[0..4]));
-                ep.insert("term".into(), json!(series[4..6]));
-                ep.insert("cdn".into(), json!(series[6..11]));
+                // Only a DCE series id (eleven digits) holds a year, term and course number.
+                if series.len() == 11 && series.bytes().all(|b| b.is_ascii_digit()) {
+                    ep.insert("year".into(), json!(series[0..4]));
+                    ep.insert("term".into(), json!(series[4..6]));
+                    ep.insert("cdn".into(), json!(series[6..11]));
+                }
             }
             if let Some(t) = s(&e["dcType"]) {
                 ep.insert("type".into(), json!(t));
