@@ -409,6 +409,13 @@ impl Harvester {
                         p.asked = (sent_us, received_us);
                         return Ok(p);
                     }
+                    // A complete body of the wrong shape says the same next time: final.
+                    Err(e) if !e.is_truncation() => {
+                        return Err(HarvestError::Opencast(OpencastError::Unexpected {
+                            url: url.to_string(),
+                            why: format!("not a user-actions page ({} bytes): {e}", body.len()),
+                        }))
+                    }
                     Err(e) if attempt < oc.client().retries() => {
                         attempt += 1;
                         let why = format!("unreadable body ({} bytes): {e}", body.len());
@@ -990,14 +997,7 @@ async fn prepare_page(
 ) -> Result<Prepared, HarvestError> {
     let (from_us, to_us) = scope.bounds;
     let rows = (page.actions.len() + page.rejected.len()) as u64;
-    let omitted = page
-        .actions
-        .iter()
-        .filter(|a| {
-            let o = |v: &Option<std::borrow::Cow<'_, str>>| v.as_deref() == Some(OMITTED);
-            o(&a.user_id) || o(&a.user_ip) || a.session_id == OMITTED
-        })
-        .count() as u64;
+    let omitted = page.omitted;
     let dead_created: Vec<Option<i64>> = page
         .rejected
         .iter()
@@ -1066,9 +1066,6 @@ async fn prepare_page(
         omitted,
     })
 }
-
-/// What Opencast writes for a user, address or session its privacy settings keep back.
-const OMITTED: &str = "-omitted-";
 
 /// The `created` of a raw action that did not become a record, when it can be read: the day
 /// counts place it.

@@ -34,13 +34,13 @@ impl Identity {
     /// Reads a `/info/me.json` body of any release.
     pub fn parse(body: &[u8]) -> Result<Identity, DecodeError> {
         let v: Value = serde_json::from_slice(body)
-            .map_err(|e| DecodeError(format!("not a user description: {e}")))?;
+            .map_err(|e| DecodeError::json("not a user description", &e))?;
         let username = v
             .get("user")
             .and_then(|u| u.get("username"))
             .or_else(|| v.get("username"))
             .and_then(Value::as_str)
-            .ok_or_else(|| DecodeError("no user.username in /info/me.json".into()))?
+            .ok_or_else(|| DecodeError::wrong_shape("no user.username in /info/me.json"))?
             .to_string();
         let roles = match v.get("roles") {
             Some(Value::Array(a)) => a

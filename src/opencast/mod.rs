@@ -60,7 +60,7 @@ impl Opencast {
         let probe = self.client.probe(&u).await?;
         Identity::parse(&probe.body).map_err(|e| OpencastError::Unexpected {
             url: u.to_string(),
-            why: e.0,
+            why: e.to_string(),
         })
     }
 

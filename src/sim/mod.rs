@@ -133,6 +133,8 @@ struct SimState {
     stats: Arc<SimStats>,
     nonces: auth::Nonces,
     episode_index: HashMap<String, u64>,
+    /// Queries answered in a shuffled order so far (each gets an order of its own).
+    shuffles: AtomicU64,
 }
 
 /// A running simulator; stops when dropped or on [`SimHandle::stop`].
@@ -183,6 +185,7 @@ pub async fn spawn(mut cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimH
         stats: stats.clone(),
         nonces: auth::Nonces::default(),
         episode_index,
+        shuffles: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/usertracking/actions.json", get(actions))
@@ -429,7 +432,7 @@ fn stock_rows(st: &SimState, q: &HashMap<String, String>) -> Result<Rows, Refusa
         RowOrder::Created | RowOrder::Id => Ok(Rows::Range(range)),
         RowOrder::Shuffled if n > 1 => {
             // A new order for every query, as a planner that promises none may give.
-            let k = st.nonce_counter.fetch_add(1, Ordering::Relaxed);
+            let k = st.shuffles.fetch_add(1, Ordering::Relaxed);
             let h = data::mix(st.cfg.data.seed ^ 0x5eed, k);
             let mut a = (h % n).max(1);
             while gcd(a, n) != 1 {
@@ -703,6 +706,8 @@ async fn unrouted(State(st): State<Arc<SimState>>, headers: HeaderMap, uri: Uri)
         return *r;
     }
     plain(StatusCode::NOT_FOUND, "Not Found")
+}
+
 /// `/workflow/mediaPackage/{id}/instances.json` (12.0+): every workflow of the media package,
 /// no filter, no total (`WorkflowSetImpl`).
 async fn workflows_of_media_package(
