@@ -499,3 +499,44 @@ async fn load_episodes_is_the_same_on_every_release() {
         }
     }
 }
+
+/// The 16.0+ simulator keeps the search service's rules (`SearchRestService.getEpisodes` at
+/// 16.0): a sort other than title/contributor/creator/modified is a 400, so is a limit over 250;
+/// the older search answers the same request.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_16_search_keeps_its_sort_and_limit_rules() {
+    for (family, bad_sort_status) in [("oc16-17", Some(400)), ("oc13-15", None)] {
+        let sim = sim_of(release(family), data(10, 60), false).await;
+        let mut cfg = harvester::opencast::ClientConfig::new(USER, PASS);
+        cfg.retries = 0;
+        let client = harvester::opencast::Client::new(cfg);
+        let status = |q: &'static str| {
+            let client = client.clone();
+            let url =
+                reqwest::Url::parse(&format!("{}/search/episode.json?{q}", sim.url())).unwrap();
+            async move {
+                match client.get_bytes(&url).await {
+                    Ok(_) => None,
+                    Err(harvester::opencast::OpencastError::Status { status, .. }) => Some(status),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        };
+        assert_eq!(
+            status("sort=DATE_CREATED_DESC&limit=10").await,
+            bad_sort_status,
+            "{family}"
+        );
+        assert_eq!(
+            status("sort=modified%20sideways").await,
+            bad_sort_status,
+            "{family}"
+        );
+        assert_eq!(
+            status("sort=modified+desc&limit=250").await,
+            None,
+            "{family}"
+        );
+        assert_eq!(status("limit=251").await, bad_sort_status, "{family}");
+    }
+}
