@@ -187,3 +187,26 @@ async fn check_leaves_nothing_in_a_versioned_bucket() {
         .collect();
     assert_eq!(keys, [KEY.to_string()], "left in the bucket: {keys:?}");
 }
+
+/// The same for the journal's own checkpoint (set by hand, or copied from a bad S3 object):
+/// `harvest` said "check --start/--end" though none was given.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_checkpoint_in_the_future_names_the_remedy() {
+    let sim = start_sim(SimConfig::new(data(100, 60))).await;
+    let dir = scratch();
+    let mut c = harvester(dir.path());
+    c.args(["checkpoint", "--set", "20991231235959"]);
+    assert_ok(&run(c));
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args(["harvest", "-o", "none"]);
+    let out = tokio::task::spawn_blocking(move || run(c)).await.unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("20991231235959")
+            && err.contains("after now")
+            && err.contains("checkpoint --set"),
+        "{err}"
+    );
+    assert!(!err.contains("check --start/--end"), "{err}");
+}
