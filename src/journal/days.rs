@@ -245,8 +245,9 @@ mod tests {
         }
         s.add(&d, None);
         assert_eq!(s.count, 7);
-        // A query at second 0: everything but what is at 00:00:00 when the clock's millis > 0.
-        assert_eq!(s.in_bounds(0), (6, 7));
+        // A query at second 0: not the last minute's 23:59:30 and :59; 00:00:00 only when the
+        // clock's millis are 0.
+        assert_eq!(s.in_bounds(0), (4, 5));
         // At second 30: 00:00:00 and :01 out, :30 in or out; 23:59:59 out, 23:59:30 in.
         assert_eq!(s.in_bounds(30), (3, 4));
         // At second 59: 23:59:59 in, the first three out.
