@@ -32,7 +32,7 @@ fn stock(n: u64, secs: i64) -> SimConfig {
 /// The harvester for a stock simulator (the windowed reader until the stock one lands).
 fn harvester_stock(dir: &std::path::Path, sim: &SimHandle) -> Command {
     let mut c = harvester_for(dir, sim);
-    c.env("OPENCAST_API", "windowed");
+    c.env("OPENCAST_API", "stock");
     c
 }
 

@@ -40,6 +40,19 @@ async fn serve() -> String {
                 let n = none.to_string();
                 async move { ([("content-type", "application/json")], n) }
             }),
+        )
+        // The path the client asks its Digest challenge from (answers go unchecked here).
+        .route(
+            "/services/services.json",
+            get(|| async {
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    [(
+                        axum::http::header::WWW_AUTHENTICATE,
+                        r#"Digest realm="Opencast", qop="auth", nonce="n1""#,
+                    )],
+                )
+            }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -298,7 +298,7 @@ async fn every_release_family_is_harvested_and_checked() {
         .await;
         let dir = scratch();
         let mut c = harvester_for(dir.path(), &sim);
-        c.args([
+        c.env("OPENCAST_API", "auto").args([
             "harvest",
             "-s",
             "20160301110000",

@@ -304,16 +304,30 @@ fn the_12_workflow_list_decodes_with_names_from_template() {
 async fn answering(answers: Vec<&'static str>) -> (String, Arc<AtomicU64>) {
     let n = Arc::new(AtomicU64::new(0));
     let counter = n.clone();
-    let app = axum::Router::new().fallback(move || {
-        let k = counter.fetch_add(1, Ordering::SeqCst) as usize;
-        let body = answers[k.min(answers.len() - 1)];
-        async move {
-            axum::http::Response::builder()
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(body))
-                .unwrap()
-        }
-    });
+    let app = axum::Router::new()
+        // The path the client asks its Digest challenge from (answers go unchecked here).
+        .route(
+            "/services/services.json",
+            axum::routing::get(|| async {
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    [(
+                        axum::http::header::WWW_AUTHENTICATE,
+                        r#"Digest realm="Opencast", qop="auth", nonce="n1""#,
+                    )],
+                )
+            }),
+        )
+        .fallback(move || {
+            let k = counter.fetch_add(1, Ordering::SeqCst) as usize;
+            let body = answers[k.min(answers.len() - 1)];
+            async move {
+                axum::http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .unwrap()
+            }
+        });
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await });

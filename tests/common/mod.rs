@@ -47,7 +47,11 @@ pub fn harvester(dir: &Path) -> Command {
         .current_dir(dir)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("JOURNAL_PATH", dir.join("journal.redb"))
-        .env("LOG_LEVEL", "info");
+        .env("LOG_LEVEL", "info")
+        // The simulated (and hand-made) Opencasts play the DCE build unless a test says
+        // otherwise: its requests are the original's, without the probe of OPENCAST_API=auto
+        // (tests/stock.rs tests `auto`).
+        .env("OPENCAST_API", "windowed");
     c
 }
 
@@ -57,10 +61,7 @@ pub fn harvester_for(dir: &Path, sim: &SimHandle) -> Command {
     c.env("MATTERHORN_ENGAGE_HOST", sim.url())
         .env("MATTERHORN_REST_USER", USER)
         .env("MATTERHORN_REST_PASS", PASS)
-        .env("OPENCAST_RETRIES", "8")
-        // The simulator plays the DCE build unless a test says otherwise: its requests are the
-        // original's, without the probe of OPENCAST_API=auto (tests/stock.rs tests `auto`).
-        .env("OPENCAST_API", "windowed");
+        .env("OPENCAST_RETRIES", "8");
     c
 }
 
