@@ -215,7 +215,7 @@ impl Harvester {
             let need = ((a - day.start_us) / SECOND_US) as u32;
             if ss.iter().any(|s| *s > need) {
                 let head = self
-                    .timed_read(&w, 0, Some(day.start_us + MINUTE_US), sum, progress)
+                    .timed(&w, 0, 0, Some(day.start_us + MINUTE_US), sum, progress)
                     .await?;
                 newest = newest.max(head.max_created);
             }
@@ -236,7 +236,7 @@ impl Harvester {
                 / SECOND_US) as u32;
             if ss.iter().any(|s| *s < need) {
                 let offset = main.total.saturating_sub(self.opts.batch_size / 2);
-                let tail = self.timed_read_from(&w, 59, offset, sum, progress).await?;
+                let tail = self.timed(&w, 59, offset, None, sum, progress).await?;
                 newest = newest.max(tail.max_created);
             }
         }
@@ -330,28 +330,6 @@ impl Harvester {
 
     /// A read of the first minute (from the first row, `second` = 0) or of the last (from
     /// `offset`, `second` = 59), sent when the server clock is at that second, then proven at it.
-    async fn timed_read(
-        &self,
-        w: &Window,
-        second: u32,
-        stop_after_us: Option<i64>,
-        sum: &mut HarvestSummary,
-        progress: &Progress,
-    ) -> Result<WindowSeen, HarvestError> {
-        self.timed(w, second, 0, stop_after_us, sum, progress).await
-    }
-
-    async fn timed_read_from(
-        &self,
-        w: &Window,
-        second: u32,
-        offset: u64,
-        sum: &mut HarvestSummary,
-        progress: &Progress,
-    ) -> Result<WindowSeen, HarvestError> {
-        self.timed(w, second, offset, None, sum, progress).await
-    }
-
     async fn timed(
         &self,
         w: &Window,

@@ -90,16 +90,11 @@ impl Opencast {
 
     /// The URL of one page of user actions (`start`/`end` already in the server's zone).
     pub fn actions_url(&self, start: &str, end: &str, limit: u64, offset: u64) -> Url {
-        let mut u = self
-            .engage
-            .join("usertracking/actions.json")
-            .expect("static path");
-        u.query_pairs_mut()
-            .append_pair("start", start)
-            .append_pair("end", end)
-            .append_pair("limit", &limit.to_string())
-            .append_pair("offset", &offset.to_string());
-        u
+        let q = ActionsQuery::Window {
+            start: start.into(),
+            end: end.into(),
+        };
+        self.actions_query_url(&q, limit, offset)
     }
 
     /// The raw body of one page of user actions (transport faults and 5xx retried). The caller
