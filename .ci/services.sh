@@ -5,6 +5,9 @@
 #   ES  : Elasticsearch's test distribution (Maven Central
 #         org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>:zip), single node,
 #         run as an unprivileged user (it refuses root) with Java 21+.
+#   ES with security on: a second node of the same distribution, https only (a certificate of a
+#         private CA made here with openssl, as Elasticsearch 8/9 make one at first start), a user
+#         in the file realm: the tests of ES_CA_FILE / ES_CA_FINGERPRINT / OPENCAST_CA_FILE.
 #   Toxiproxy: the fault proxy the fault-injection tests put between the harvester and each service
 #         (latency, resets mid-body, bandwidth, down/up), built from the Go module proxy.
 # `start` installs what is missing, waits until each answers, and writes the endpoints to
@@ -18,6 +21,9 @@ S3_PORT="${HARVESTER_S3_PORT:-29550}"
 SQS_PORT="${HARVESTER_SQS_PORT:-29551}"
 ES_PORT="${HARVESTER_ES_PORT:-29552}"
 TOXI_PORT="${HARVESTER_TOXI_PORT:-29553}"
+ES_TLS_PORT="${HARVESTER_ES_TLS_PORT:-29554}"
+ES_TLS_USER=harvester
+ES_TLS_PASS=harvester-tls-test
 TOXIPROXY_VERSION=v2.5.0
 ELASTICMQ_VERSION=1.6.11
 # Major 9, like the `elasticsearch` crate (9.1.0-alpha.1) the harvester uses.
@@ -42,7 +48,7 @@ wait_http() { # url name seconds
 }
 
 stop() {
-  for name in moto elasticmq elasticsearch toxiproxy; do
+  for name in moto elasticmq elasticsearch elasticsearch-tls toxiproxy; do
     if [[ -f "$state/$name.pid" ]]; then
       kill "$(cat "$state/$name.pid")" 2>/dev/null || true
       rm -f "$state/$name.pid"
@@ -118,6 +124,69 @@ start_es() {
   echo $! >"$state/elasticsearch.pid"
 }
 
+# A private CA and a certificate for 127.0.0.1/localhost signed by it (PEM), made once.
+make_tls_certs() {
+  local d="$state/tls"
+  [[ -s "$d/node-chain.pem" && -s "$d/ca.pem" ]] && return 0
+  rm -rf "$d" && mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=harvester test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/node.key" \
+    -out "$d/node.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$d/node.ext"
+  openssl x509 -req -in "$d/node.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$d/node.ext" -out "$d/node.pem" 2>/dev/null
+  cat "$d/node.pem" "$d/ca.pem" >"$d/node-chain.pem"
+  chmod 0644 "$d"/*.pem "$d/node.key"
+}
+
+# The second node: security on, https with the private CA's certificate, one superuser.
+start_es_tls() {
+  local home="$state/elasticsearch-$ES_VERSION" cfg="$state/es-tls-config"
+  local java; java=$(java_home_21)
+  make_tls_certs
+  rm -rf "$cfg" "$state/es-tls-data" "$state/es-tls-logs"
+  cp -r "$home/config" "$cfg"
+  rm -f "$cfg/elasticsearch.keystore"
+  mkdir -p "$cfg/certs" "$state/es-tls-data" "$state/es-tls-logs"
+  cp "$state/tls/node-chain.pem" "$state/tls/node.key" "$state/tls/ca.pem" "$cfg/certs/"
+  local run=()
+  if [[ $(id -u) -eq 0 ]]; then
+    run=(runuser -u "$ES_USER" --)
+    chown -R "$ES_USER" "$cfg" "$state/es-tls-data" "$state/es-tls-logs"
+  fi
+  ES_PATH_CONF="$cfg" ES_JAVA_HOME="$java" "${run[@]}" "$home/bin/elasticsearch-users" useradd \
+    "$ES_TLS_USER" -p "$ES_TLS_PASS" -r superuser >/dev/null
+  wait_port_free "$ES_TLS_PORT" elasticsearch-tls
+  log "starting Elasticsearch $ES_VERSION with security on https://127.0.0.1:$ES_TLS_PORT"
+  ES_PATH_CONF="$cfg" ES_JAVA_HOME="$java" ES_TMPDIR="$state/es-tmp" ES_JAVA_OPTS="-Xms512m -Xmx512m" \
+    nohup "${run[@]}" "$home/bin/elasticsearch" -E discovery.type=single-node \
+    -E network.host=127.0.0.1 -E http.port="$ES_TLS_PORT" -E transport.port=0 \
+    -E path.data="$state/es-tls-data" -E path.logs="$state/es-tls-logs" \
+    -E cluster.routing.allocation.disk.threshold_enabled=false -E xpack.ml.enabled=false \
+    -E xpack.security.enabled=true -E xpack.security.http.ssl.enabled=true \
+    -E xpack.security.http.ssl.certificate=certs/node-chain.pem \
+    -E xpack.security.http.ssl.key=certs/node.key \
+    >"$state/elasticsearch-tls.log" 2>&1 &
+  echo $! >"$state/elasticsearch-tls.pid"
+}
+
+wait_es_tls() { # seconds
+  local deadline=$((SECONDS + $1)) url="https://127.0.0.1:$ES_TLS_PORT/_cluster/health?wait_for_status=green&timeout=1s"
+  while ((SECONDS < deadline)); do
+    if curl -sf --max-time 2 --cacert "$state/tls/ca.pem" -u "$ES_TLS_USER:$ES_TLS_PASS" "$url" >/dev/null 2>&1; then
+      log "elasticsearch-tls is up at https://127.0.0.1:$ES_TLS_PORT"; return 0
+    fi
+    if ! kill -0 "$(cat "$state/elasticsearch-tls.pid")" 2>/dev/null; then
+      log "elasticsearch-tls exited while starting; its log:"; tail -n 40 "$state/elasticsearch-tls.log" | cut -c1-300 >&2; return 1
+    fi
+    sleep 0.5
+  done
+  log "elasticsearch-tls did not answer within $1 s; its log:"; tail -n 40 "$state/elasticsearch-tls.log" | cut -c1-300 >&2
+  return 1
+}
+
 start() {
   stop
   if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import flask, moto' 2>/dev/null; then
@@ -142,6 +211,7 @@ CONF
     mv "$state/bin.tmp/server" "$state/bin/toxiproxy-server-$TOXIPROXY_VERSION" && rm -rf "$state/bin.tmp"
   fi
   start_es
+  start_es_tls
   wait_port_free "$S3_PORT" moto
   wait_port_free "$TOXI_PORT" toxiproxy
   nohup "$state/bin/toxiproxy-server-$TOXIPROXY_VERSION" -host 127.0.0.1 -port "$TOXI_PORT" \
@@ -157,11 +227,14 @@ CONF
   wait_http "http://127.0.0.1:$TOXI_PORT/version" toxiproxy 30
   wait_http "http://127.0.0.1:$SQS_PORT/?Action=ListQueues" elasticmq 120
   wait_http "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=green&timeout=1s" elasticsearch 180
+  wait_es_tls 180
   cat >"$here/services.env" <<ENV
 export HARVESTER_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 export HARVESTER_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT
 export HARVESTER_TEST_ES_URL=http://127.0.0.1:$ES_PORT
 export HARVESTER_TEST_TOXIPROXY=http://127.0.0.1:$TOXI_PORT
+export HARVESTER_TEST_ES_TLS_URL=https://$ES_TLS_USER:$ES_TLS_PASS@127.0.0.1:$ES_TLS_PORT
+export HARVESTER_TEST_TLS_DIR=$state/tls
 ENV
   log "endpoints written to $here/services.env"
 }

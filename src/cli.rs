@@ -196,6 +196,9 @@ pub struct LoadEpisodesArgs {
     )]
     pub es_host: String,
 
+    #[command(flatten)]
+    pub es_tls: EsTlsArgs,
+
     /// Index of the episode documents.
     #[arg(
         short = 'i',
@@ -264,6 +267,44 @@ pub struct LoadEpisodesArgs {
     pub es_attempts: u32,
 }
 
+/// Whom to trust for an https Elasticsearch signed by the site's own CA (Elasticsearch 8 and 9
+/// make one at first start), besides the system's trust store.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EsTlsArgs {
+    /// The CA certificate (PEM) that signs Elasticsearch's https certificate (for a node set up
+    /// by Elasticsearch itself: config/certs/http_ca.crt).
+    #[arg(long, env = "ES_CA_FILE")]
+    pub es_ca_file: Option<std::path::PathBuf>,
+
+    /// The SHA-256 fingerprint of that CA, as Elasticsearch prints at its first start (64 hex
+    /// digits, colons allowed): the CA is taken from the chain the node presents.
+    #[arg(long, env = "ES_CA_FINGERPRINT")]
+    pub es_ca_fingerprint: Option<String>,
+}
+
+impl EsTlsArgs {
+    /// The trust these settings give (exit 2 for an unreadable file or a malformed fingerprint).
+    pub fn trust(&self) -> Result<crate::es::EsTrust, crate::config::ConfigError> {
+        let ca = match self
+            .es_ca_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            Some(p) => Some(crate::tls::read_ca_file("ES_CA_FILE", p)?),
+            None => None,
+        };
+        let pin = match self
+            .es_ca_fingerprint
+            .as_deref()
+            .filter(|f| !f.trim().is_empty())
+        {
+            Some(f) => Some(crate::tls::parse_fingerprint("ES_CA_FINGERPRINT", f)?),
+            None => None,
+        };
+        Ok(crate::es::EsTrust { ca, pin })
+    }
+}
+
 /// How to reach Opencast's engage node (`-H`, as the original's `harvest`).
 #[derive(Debug, Clone, Args)]
 pub struct OpencastArgs {
@@ -298,6 +339,7 @@ impl From<&OpencastArgs> for crate::config::OpencastSettings {
             api: a.conn.opencast_api.into(),
             auth: a.conn.opencast_auth.into(),
             allow_basic_over_http: a.conn.opencast_allow_basic_over_http,
+            ca_file: a.conn.opencast_ca_file.clone(),
         }
     }
 }
@@ -328,6 +370,11 @@ pub struct OpencastConn {
         default_value = "UTC"
     )]
     pub opencast_timezone: String,
+
+    /// The site's own CA certificate (PEM) for an https Opencast it signs, trusted besides the
+    /// system's trust store (which SSL_CERT_FILE and SSL_CERT_DIR also extend).
+    #[arg(long, env = "OPENCAST_CA_FILE")]
+    pub opencast_ca_file: Option<std::path::PathBuf>,
 
     /// Seconds before an Opencast request times out (1 to 3600).
     #[arg(long, env = "OPENCAST_TIMEOUT", default_value_t = 30,
@@ -402,6 +449,9 @@ pub struct SinkArgs {
         hide_default_value = false
     )]
     pub es_host: String,
+
+    #[command(flatten)]
+    pub es_tls: EsTlsArgs,
 
     /// Index of action records, a chrono strftime pattern over the action's UTC time.
     #[arg(long, env = "ES_ACTION_INDEX", default_value = crate::forward::es::DEFAULT_INDEX_PATTERN)]

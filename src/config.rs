@@ -170,6 +170,8 @@ pub struct OpencastSettings {
     pub auth: AuthScheme,
     /// Basic auth may go over plain http (`OPENCAST_ALLOW_BASIC_OVER_HTTP`).
     pub allow_basic_over_http: bool,
+    /// The site's own CA (`OPENCAST_CA_FILE`), trusted besides the system's store.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// `OPENCAST_API`: how user actions are asked for.
@@ -231,6 +233,14 @@ pub fn opencast(
     cfg.timeout = Duration::from_secs(args.timeout_secs);
     cfg.retries = args.retries;
     cfg.auth = args.auth;
+    cfg.ca = match args
+        .ca_file
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        Some(p) => Some(crate::tls::read_ca_file("OPENCAST_CA_FILE", p)?),
+        None => None,
+    };
     Ok(Opencast::new(Client::new(cfg), engage, admin))
 }
 

@@ -36,3 +36,4 @@ mod secret;
 mod shutdown;
 pub mod sim;
 pub mod timefmt;
+pub mod tls;

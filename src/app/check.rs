@@ -1045,6 +1045,9 @@ fn opencast_remedy(e: &OpencastError) -> &'static str {
         OpencastError::Status { status: 404, .. } => {
             "the node has no /usertracking/actions.json: check MATTERHORN_ENGAGE_HOST (an engage node, its path prefix) and that the usertracking service runs"
         }
+        OpencastError::Certificate { .. } => {
+            "set OPENCAST_CA_FILE to the CA that signs Opencast's certificate, and give a host name the certificate names"
+        }
         _ => "check that Opencast is up and MATTERHORN_ENGAGE_HOST (host, port, http/https) is right; OPENCAST_TIMEOUT bounds the wait",
     }
 }
@@ -1197,10 +1200,27 @@ async fn report_max_message_size(
 /// The Elasticsearch node (version, credentials) and the actions template.
 async fn check_es(args: &CheckArgs, r: &mut Report) {
     let sink = &args.harvest.sink;
-    let client = match EsClient::new(&sink.es_host, Duration::from_secs(sink.es_timeout.max(1))) {
+    let trust = match sink.es_tls.trust() {
+        Ok(t) => t,
+        Err(e) => {
+            r.fail(
+                "elasticsearch",
+                e.to_string(),
+                "fix ES_CA_FILE / ES_CA_FINGERPRINT",
+            );
+            return;
+        }
+    };
+    let timeout = Duration::from_secs(sink.es_timeout.max(1));
+    let client = match EsClient::new(&sink.es_host, timeout, &trust).await {
         Ok(c) => c,
         Err(e) => {
-            r.fail("elasticsearch", e.to_string(), "fix ELASTICSEARCH_HOST");
+            let fix = match e {
+                crate::es::EsError::BadHost(_) => "fix ELASTICSEARCH_HOST",
+                crate::es::EsError::NoPinnedCa { .. } => "fix ES_CA_FINGERPRINT",
+                _ => "check that Elasticsearch is up and ELASTICSEARCH_HOST is right",
+            };
+            r.fail("elasticsearch", e.to_string(), fix);
             return;
         }
     };
@@ -1247,6 +1267,9 @@ fn es_remedy(e: &EsError) -> &'static str {
         }
         EsError::Status { status: 403, .. } => {
             "grant this user the `monitor` cluster privilege (and write access to the action indices)"
+        }
+        EsError::Certificate { .. } => {
+            "set ES_CA_FILE (or ES_CA_FINGERPRINT) to the CA that signs the node's certificate, and give a host name the certificate names"
         }
         _ => "start the node, or point ELASTICSEARCH_HOST at a reachable one (host:port or URL); ES_TIMEOUT bounds the wait",
     }

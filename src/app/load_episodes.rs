@@ -57,13 +57,13 @@ struct Setup {
 }
 
 /// Reads and checks the settings; nothing is contacted yet.
-fn setup(a: &LoadEpisodesArgs) -> Result<Setup, ConfigError> {
+async fn setup(a: &LoadEpisodesArgs) -> Result<Setup, AppError> {
     let tz = config::parse_tz(&a.conn.opencast_timezone, "OPENCAST_TIMEZONE")?;
     let admin = a.admin_host.as_deref().filter(|h| !h.trim().is_empty());
     if admin.is_none() {
         return Err(ConfigError::new(
             "load-episodes reads live-stream times from the admin node: set MATTERHORN_ADMIN_HOST (in .env) or pass -A/--admin-host"
-        ));
+        ).into());
     }
     let oc = config::opencast(
         &OpencastArgs {
@@ -79,25 +79,34 @@ fn setup(a: &LoadEpisodesArgs) -> Result<Setup, ConfigError> {
                 .replace("-H/--engage-host", "-E/--engage-host"),
         )
     })?;
-    let es = EsClient::new(&a.es_host, Duration::from_secs(a.es_timeout.max(1)))
+    let trust = a.es_tls.trust()?;
+    crate::es::parse_host(&a.es_host)
         .map_err(|e| ConfigError::new(format!("{e} (set ELASTICSEARCH_HOST or -e/--es-host)")))?;
     if a.es_index.contains('%') {
-        return Err(ConfigError::new(
-            "EPISODE_INDEX_NAME is one index name, without %-fields",
-        ));
+        return Err(
+            ConfigError::new("EPISODE_INDEX_NAME is one index name, without %-fields").into(),
+        );
     }
     crate::forward::es::check_index_pattern(&a.es_index)
         .map_err(|e| ConfigError::new(format!("EPISODE_INDEX_NAME: {e}")))?;
     if !a.wait.is_finite() || a.wait < 0.0 {
-        return Err(ConfigError::new(
-            "--wait takes a number of seconds, 0 or more",
-        ));
+        return Err(ConfigError::new("--wait takes a number of seconds, 0 or more").into());
     }
+    let selection = selection(a)?;
+    // Last: with ES_CA_FINGERPRINT this asks the node for its chain.
+    let es = EsClient::new(&a.es_host, Duration::from_secs(a.es_timeout.max(1)), &trust)
+        .await
+        .map_err(|e| match e {
+            crate::es::EsError::BadHost(_) => AppError::Config(ConfigError::new(format!(
+                "{e} (set ELASTICSEARCH_HOST or -e/--es-host)"
+            ))),
+            e => AppError::Es(e),
+        })?;
     Ok(Setup {
         tz,
         oc,
         es,
-        selection: selection(a)?,
+        selection,
     })
 }
 
@@ -107,7 +116,7 @@ pub async fn load_episodes(cli: &Cli, a: &LoadEpisodesArgs) -> Result<(), AppErr
         oc,
         es,
         selection,
-    } = setup(a)?;
+    } = setup(a).await?;
     let journal = open_journal(&cli.journal)?;
     let began = Instant::now();
 

@@ -65,6 +65,7 @@ pub(crate) fn check_sink_settings(sink: &SinkArgs) -> Result<(), ConfigError> {
 pub(crate) fn check_sink_formats(sink: &SinkArgs) -> Result<(), ConfigError> {
     crate::es::parse_host(&sink.es_host)
         .map_err(|e| ConfigError::new(format!("{e} (set ELASTICSEARCH_HOST or --es-host)")))?;
+    sink.es_tls.trust()?;
     crate::enrich::Scope::parse(&sink.enrich.enrich_sinks).map_err(ConfigError::new)?;
     forward::es::check_index_pattern(&sink.es_action_index)
         .map_err(|e| ConfigError::new(format!("ES_ACTION_INDEX: {e}")))?;
@@ -107,8 +108,13 @@ pub(crate) async fn make_sink(
             let client = EsClient::new(
                 &sink.es_host,
                 std::time::Duration::from_secs(sink.es_timeout.max(1)),
+                &sink.es_tls.trust()?,
             )
-            .map_err(|e| ConfigError::new(e.to_string()))?;
+            .await
+            .map_err(|e| match e {
+                crate::es::EsError::BadHost(_) => AppError::Config(ConfigError::new(e.to_string())),
+                e => AppError::Es(e),
+            })?;
             let cfg = EsConfig {
                 max_docs: sink.es_bulk_docs as usize,
                 max_bytes: sink.es_bulk_bytes.max(1024),

@@ -11,23 +11,67 @@ use elasticsearch::indices::{
 use elasticsearch::{Elasticsearch, SearchParts};
 use serde_json::Value;
 
-use super::{parse_host, EsError};
+use super::{parse_host, EsError, EsTrust};
+use elasticsearch::cert::{Certificate, CertificateValidation};
 
 /// A connection to one Elasticsearch node (or a cluster behind one URL).
 #[derive(Clone)]
 pub struct EsClient {
     pub(super) es: Elasticsearch,
     pub(super) shown: String,
+    /// A CA is configured (certificate errors say so).
+    trusted: bool,
 }
 
 impl EsClient {
-    /// Parses `ELASTICSEARCH_HOST` and builds the client (nothing is sent yet).
-    pub fn new(host: &str, timeout: Duration) -> Result<EsClient, EsError> {
+    /// Parses `ELASTICSEARCH_HOST` and builds the client. Nothing is sent, unless the CA is
+    /// pinned by fingerprint: then one request without credentials fetches the node's chain, and
+    /// the CA found in it is trusted like `ES_CA_FILE` (every connection verified in full).
+    pub async fn new(host: &str, timeout: Duration, trust: &EsTrust) -> Result<EsClient, EsError> {
         let (url, credentials) = parse_host(host)?;
         let shown = url.as_str().trim_end_matches('/').to_string();
+        let mut roots: Vec<Vec<u8>> = trust
+            .ca
+            .iter()
+            .flat_map(|c| c.ders.iter().cloned())
+            .collect();
+        if let (Some(pin), "https") = (trust.pin, url.scheme()) {
+            match crate::tls::fetch_pinned(&url, pin, timeout).await {
+                Ok(c) => roots.push(c),
+                Err(crate::tls::PinError::Unreachable(reason)) => {
+                    return Err(EsError::Unreachable {
+                        host: shown,
+                        reason,
+                    })
+                }
+                Err(crate::tls::PinError::NotPresented { presented }) => {
+                    let list: Vec<String> = presented.iter().map(|f| f.to_string()).collect();
+                    return Err(EsError::NoPinnedCa {
+                        host: shown,
+                        pin,
+                        presented: if list.is_empty() {
+                            "none".into()
+                        } else {
+                            list.join(", ")
+                        },
+                    });
+                }
+            }
+        }
         let mut b = TransportBuilder::new(SingleNodeConnectionPool::new(url))
             .timeout(timeout)
             .disable_proxy();
+        let mut chain: Option<Certificate> = None;
+        for der in &roots {
+            let c = Certificate::from_der(der).map_err(|e| EsError::BadHost(e.to_string()))?;
+            match chain.as_mut() {
+                Some(all) => all.append(c),
+                None => chain = Some(c),
+            }
+        }
+        if let Some(chain) = chain {
+            b = b.cert_validation(CertificateValidation::Full(chain));
+        }
         if let Some(c) = credentials {
             b = b.auth(c);
         }
@@ -35,6 +79,7 @@ impl EsClient {
         Ok(EsClient {
             es: Elasticsearch::new(transport),
             shown,
+            trusted: trust.configured(),
         })
     }
 
@@ -44,6 +89,13 @@ impl EsClient {
     }
 
     pub(super) fn unreachable(&self, e: elasticsearch::Error) -> EsError {
+        if let Some(reason) = crate::tls::certificate_problem(&e) {
+            return EsError::Certificate {
+                host: self.shown.clone(),
+                reason,
+                configured: self.trusted,
+            };
+        }
         EsError::Unreachable {
             host: self.shown.clone(),
             reason: error_chain(&e),

@@ -41,6 +41,8 @@ pub struct ClientConfig {
     pub max_backoff: Duration,
     /// How every request is authenticated (`OPENCAST_AUTH`).
     pub auth: AuthScheme,
+    /// The site's own CA, trusted besides the system's store (`OPENCAST_CA_FILE`).
+    pub ca: Option<crate::tls::CaFile>,
 }
 
 /// How the client proves who it is (`OPENCAST_AUTH`).
@@ -86,6 +88,7 @@ impl ClientConfig {
             backoff: retry::OPENCAST.first,
             max_backoff: retry::OPENCAST.cap,
             auth: AuthScheme::Digest,
+            ca: None,
         }
     }
 }
@@ -151,6 +154,17 @@ pub enum OpencastError {
          harvester reads"
     )]
     Undecodable { url: String, message: String },
+    #[error(
+        "Opencast at {url} presented a certificate the harvester does not trust ({reason}); \
+         it was not retried. If the site signs with its own CA, set OPENCAST_CA_FILE to the CA's \
+         certificate (PEM), or add the CA to the system trust store (or SSL_CERT_FILE){}",
+        .ca.as_ref().map(|p| format!(" (OPENCAST_CA_FILE={p} is set: it does not sign this certificate, or the certificate does not name this host)")).unwrap_or_default()
+    )]
+    Certificate {
+        url: String,
+        reason: String,
+        ca: Option<String>,
+    },
     #[error("bad Opencast address '{0}': give a host, host:port or a full http(s) URL")]
     BadHost(String),
     #[error(
@@ -276,7 +290,11 @@ pub fn base_url(host: &str) -> Result<Url, OpencastError> {
 
 impl Client {
     pub fn new(cfg: ClientConfig) -> Client {
-        let http = reqwest::Client::builder()
+        let mut b = reqwest::Client::builder();
+        for c in cfg.ca.iter().flat_map(|ca| ca.certs.iter()) {
+            b = b.add_root_certificate(c.clone());
+        }
+        let http = b
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
@@ -361,6 +379,23 @@ impl Client {
     /// Retries allowed after the first attempt.
     pub fn retries(&self) -> u32 {
         self.cfg.retries
+    }
+
+    /// A request that got no answer: transient (the node may come back), except a certificate
+    /// the harvester does not trust, which comes back the same until a setting changes.
+    fn transport_fault(&self, url: &Url, e: &reqwest::Error) -> Attempt {
+        match crate::tls::certificate_problem(e) {
+            Some(reason) => Attempt::Fatal(OpencastError::Certificate {
+                url: url.to_string(),
+                reason,
+                ca: self
+                    .cfg
+                    .ca
+                    .as_ref()
+                    .map(|c| crate::escape::text(&c.path.display().to_string()).into_owned()),
+            }),
+            None => Attempt::Transient(describe(e)),
+        }
     }
 
     /// Counts a retry, logs it and sleeps the backoff of retry number `attempt` (from 1):
@@ -496,7 +531,7 @@ impl Client {
             .basic_auth(&self.cfg.user, Some(self.cfg.password.expose()))
             .send()
             .await
-            .map_err(|e| Attempt::Transient(describe(&e)))?;
+            .map_err(|e| self.transport_fault(url, &e))?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(Attempt::Fatal(self.rejected(url)));
         }
@@ -549,7 +584,7 @@ impl Client {
                 .header(AUTHORIZATION, v)
                 .send()
                 .await
-                .map_err(|e| Attempt::Transient(describe(&e)))?;
+                .map_err(|e| self.transport_fault(url, &e))?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -627,7 +662,7 @@ impl Client {
             .header("X-Opencast-Matterhorn-Authorization", "true")
             .send()
             .await
-            .map_err(|e| Attempt::Transient(describe(&e)))?;
+            .map_err(|e| self.transport_fault(url, &e))?;
         self.stats.challenges.fetch_add(1, Ordering::Relaxed);
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED {
