@@ -952,7 +952,7 @@ pub enum JournalCommand {
     Verify,
     /// Send a range again to a sink (a new queue, say) without moving the regular cursors.
     #[command(after_help = REPLAY_HELP)]
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Remove old records every sink has acknowledged, and give the space back.
     #[command(after_help = PRUNE_HELP)]
     Prune(PruneArgs),
