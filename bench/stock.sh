@@ -6,6 +6,7 @@
 #
 #   bash bench/stock.sh                       # 30 days x 200,000 actions
 #   DAYS=3 PER_DAY=20000 bash bench/stock.sh  # a quick look
+#   ONLY_PAIRS=1 RUNS=5 bash bench/stock.sh   # only stock against windowed, RUNS pairs
 #
 # Figures: a whole past day caught up (requests = pages asked for, seconds, of which waiting for
 # the server clock's second 0/59, the day bug); a steady-state run over the last 2 minutes after
@@ -39,8 +40,10 @@ ACTIONS=$(((DAYS + 1) * PER_DAY))
 Y=$((today - 86400))
 
 start_sim() { # release order
-  kill $SIM_PID 2>/dev/null || true
-  wait $SIM_PID 2>/dev/null || true
+  if [[ -n "$SIM_PID" ]]; then
+    kill "$SIM_PID" 2>/dev/null || true
+    wait "$SIM_PID" 2>/dev/null || true
+  fi
   "$H" sim --listen "127.0.0.1:$PORT" --opencast "$1" --row-order "$2" --actions "$ACTIONS" \
     --from "$FROM" --to "$TO" >"$work/sim.log" 2>&1 &
   SIM_PID=$!
@@ -59,7 +62,9 @@ row() { echo "| $* |" | tee -a "$out/stock.md"; }
 : >"$out/stock.md"
 row "data | run | page requests | seconds | of which clock wait (s) | actions journaled | actions/s"
 row "---|---|---|---|---|---|---"
-for order in created shuffled; do
+# ONLY_PAIRS=1: only the stock/windowed pairs at the end.
+orders="created shuffled"; [[ -n "${ONLY_PAIRS:-}" ]] && orders=
+for order in $orders; do
   start_sim oc16-17 "$order"
   export JOURNAL_PATH="$work/j-$order.redb"
   rm -f "$JOURNAL_PATH"
@@ -77,14 +82,39 @@ for order in created shuffled; do
   row "$DAYS d x $PER_DAY, $order | steady state (last 2 min) | $(summary "$work/steady.log" batches) | $s | $(summary "$work/steady.log" clock_wait_s) | $n | -"
 done
 
-# The same past day without its first and last minute: stock (created order) against windowed.
-for mode in stock windowed; do
-  release=oc16-17; [[ $mode == windowed ]] && release=dce
-  start_sim $release created
-  export JOURNAL_PATH="$work/j-$mode.redb"
-  rm -f "$JOURNAL_PATH"
-  OPENCAST_API=$mode "$H" harvest -s "$(fmt $((Y + 60)))" -e "$(fmt $((Y + 86339)))" -o none \
-    --max-in-flight 12 --no-update-last-ts >"$work/$mode.log" 2>&1 || { cat "$work/$mode.log"; exit 1; }
-  s=$(summary "$work/$mode.log" seconds); n=$(summary "$work/$mode.log" actions)
-  row "one day of $PER_DAY, created order | $mode, 00:01-23:58 | $(summary "$work/$mode.log" batches) | $s | $(summary "$work/$mode.log" clock_wait_s) | $n | $(python3 -c "print(round($n/$s))")"
+# The same past day without its first and last minute: stock (created order) against windowed,
+# RUNS pairs run back to back (this shared machine's speed drifts; a pair's halves see the same),
+# each from a fresh journal; the table gives each mode's median and the median of the pairs'
+# ratios.
+start_sim oc16-17 created
+STOCK_PID=$SIM_PID SIM_PID=
+PORT_STOCK=$PORT PORT=$((PORT + 1))
+start_sim dce created
+trap 'kill $SIM_PID $STOCK_PID 2>/dev/null || true; rm -rf "$work"' EXIT
+: >"$work/pairs"
+for run in $(seq "${RUNS:-5}"); do
+  for mode in stock windowed; do
+    port=$PORT; [[ $mode == stock ]] && port=$PORT_STOCK
+    export JOURNAL_PATH="$work/j-$mode.redb"
+    rm -f "$JOURNAL_PATH"
+    MATTERHORN_ENGAGE_HOST="127.0.0.1:$port" OPENCAST_API=$mode "$H" harvest -s "$(fmt $((Y + 60)))" \
+      -e "$(fmt $((Y + 86339)))" -o none --max-in-flight 12 --no-update-last-ts \
+      >"$work/$mode.log" 2>&1 || { cat "$work/$mode.log"; exit 1; }
+    s=$(summary "$work/$mode.log" seconds); n=$(summary "$work/$mode.log" actions)
+    echo "$run $mode $(summary "$work/$mode.log" batches) $s $n" >>"$work/pairs"
+  done
 done
+python3 - "$work/pairs" "$PER_DAY" >>"$out/stock.md" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+by = {m: [r for r in rows if r[1] == m] for m in ("stock", "windowed")}
+for m in ("stock", "windowed"):
+    rs = by[m]
+    secs = statistics.median(float(r[3]) for r in rs)
+    n = int(rs[0][4])
+    print(f"| one day of {sys.argv[2]}, created order | {m}, 00:01-23:58 (median of {len(rs)}) | {rs[0][2]} | {secs:.3f} | 0.0 | {n} | {round(n / secs)} |")
+ratios = sorted(float(w[3]) / float(s[3]) for s, w in zip(by["stock"], by["windowed"]))
+print()
+print(f"stock / windowed throughput: median of {len(ratios)} pairs {statistics.median(ratios):.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f})")
+PY
+tail -4 "$out/stock.md"

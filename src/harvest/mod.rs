@@ -384,6 +384,10 @@ impl Harvester {
             keep_only: w.keep_only,
             day: w.day,
             source: w.query.source(offset),
+            head: match w.day {
+                Some(_) if offset > 0 => day_overlap(limit) as usize,
+                _ => 0,
+            },
         };
         tokio::spawn(async move {
             // A body that does not decode as a page (truncated, an HTML error page) is retried
@@ -492,7 +496,7 @@ impl Harvester {
             // moves up by as many. Pages that repeat the end of the one before lose none of them
             // (what is read twice is skipped by id); what still slips through, the day's proof
             // finds.
-            paging.overlap = (batch / 50).clamp(1, 100).min(batch.saturating_sub(1));
+            paging.overlap = day_overlap(batch);
             paging.next_offset = first_offset.saturating_add(batch - paging.overlap);
         }
         let mut seen = WindowSeen::new();
@@ -754,6 +758,11 @@ struct Window {
     sets_checkpoint: bool,
 }
 
+/// How many rows a `day` page repeats of the page before it (2%, 1 to 100).
+fn day_overlap(batch: u64) -> u64 {
+    (batch / 50).clamp(1, 100).min(batch.saturating_sub(1))
+}
+
 /// What a page task needs to know of its window.
 struct PageScope {
     tz: Tz,
@@ -761,6 +770,8 @@ struct PageScope {
     keep_only: bool,
     day: Option<DayRange>,
     source: String,
+    /// The page's first rows that repeat the page before (a `day` page after the first).
+    head: usize,
 }
 
 /// What a window's pages showed so far.
@@ -1026,8 +1037,12 @@ async fn prepare_page(
     let mut created: Vec<i64> = Vec::with_capacity(records.len());
     let mut newest = None;
     let mut outside = seen_only.len() as u64;
-    let mut builder = codec::BlockBuilder::with_capacity(records.len());
-    for r in &records {
+    // A stock page's first rows repeat the end of the page before: encoded apart (see
+    // `PageCommit::head`).
+    let head_n = scope.head.min(records.len());
+    let mut head = codec::BlockBuilder::with_capacity(head_n);
+    let mut builder = codec::BlockBuilder::with_capacity(records.len() - head_n);
+    for (i, r) in records.iter().enumerate() {
         ids.push(r.action_id);
         created.push(r.created_us);
         // An action outside the window (a server's bad clock, `9999-12-31`) is kept, but
@@ -1037,15 +1052,31 @@ async fn prepare_page(
         } else {
             outside += 1;
         }
-        builder.push(r);
+        if i < head_n {
+            head.push(r);
+        } else {
+            builder.push(r);
+        }
     }
-    let (blocks, new_episodes) =
-        look_up_episodes(builder.media_packages(), episodes, concurrency).await?;
+    let mut mpids: Vec<&str> = head.media_packages().to_vec();
+    for m in builder.media_packages() {
+        if !head.media_packages().contains(m) {
+            mpids.push(m);
+        }
+    }
+    let (blocks, new_episodes) = look_up_episodes(&mpids, episodes, concurrency).await?;
     let block =
         (!builder.is_empty()).then(|| builder.finish(|mpid| blocks.get(mpid).cloned().flatten()));
+    let head = (!head.is_empty()).then(|| {
+        (
+            head_n,
+            head.finish(|mpid| blocks.get(mpid).cloned().flatten()),
+        )
+    });
     let commit = PageCommit {
         ids,
         block,
+        head,
         dead_letters: dead,
         episodes: new_episodes,
         position: None,

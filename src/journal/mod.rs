@@ -499,23 +499,39 @@ impl Journal {
             }
             let n_fresh = fresh_flags.iter().filter(|f| **f).count();
             if n_fresh > 0 {
-                let encoded = page.block.unwrap_or_default();
-                let block = if n_fresh == page.ids.len() {
-                    encoded
-                } else {
-                    let all = codec::decode_block(&encoded)
-                        .map_err(|source| JournalError::Corrupt { seq: 0, source })?;
-                    let fresh: Vec<Record> = all
-                        .into_iter()
-                        .zip(&fresh_flags)
-                        .filter(|(_, f)| **f)
-                        .map(|(r, _)| r)
-                        .collect();
-                    codec::encode_block(&fresh)
-                };
-                let seq = get_u64(&meta, META_NEXT_SEQ)?;
-                tx.open_table(BLOCKS)?.insert(seq, block.as_slice())?;
-                put_u64(&mut meta, META_NEXT_SEQ, seq + n_fresh as u64)?;
+                let head_n = page.head.as_ref().map_or(0, |h| h.0).min(page.ids.len());
+                let segments = [
+                    (0..head_n, page.head.map(|h| h.1)),
+                    (head_n..page.ids.len(), page.block),
+                ];
+                let mut seq = get_u64(&meta, META_NEXT_SEQ)?;
+                let mut blocks = tx.open_table(BLOCKS)?;
+                for (range, encoded) in segments {
+                    let flags = &fresh_flags[range.clone()];
+                    let fresh_in = flags.iter().filter(|f| **f).count();
+                    if fresh_in == 0 {
+                        continue;
+                    }
+                    let encoded = encoded.unwrap_or_default();
+                    // Some are duplicates (rare outside a stock page's head): the fresh ones
+                    // are encoded again.
+                    let block = if fresh_in == range.len() {
+                        encoded
+                    } else {
+                        let all = codec::decode_block(&encoded)
+                            .map_err(|source| JournalError::Corrupt { seq: 0, source })?;
+                        let fresh: Vec<Record> = all
+                            .into_iter()
+                            .zip(flags)
+                            .filter(|(_, f)| **f)
+                            .map(|(r, _)| r)
+                            .collect();
+                        codec::encode_block(&fresh)
+                    };
+                    blocks.insert(seq, block.as_slice())?;
+                    seq += fresh_in as u64;
+                }
+                put_u64(&mut meta, META_NEXT_SEQ, seq)?;
                 out.appended = n_fresh as u64;
             }
             if !page.dead_letters.is_empty() {
@@ -1222,6 +1238,34 @@ mod tests {
             is_live: false,
             episode: None,
         }
+    }
+
+    /// A page whose first records are encoded apart (a stock `day` page's repeated head): a
+    /// head of duplicates is dropped, a head partly fresh keeps its fresh records, and the body
+    /// follows in order either way.
+    #[test]
+    fn a_page_head_read_twice_is_dropped_and_a_partly_fresh_head_keeps_its_fresh_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.redb")).unwrap();
+        let enc =
+            |ids: &[i64]| codec::encode_block(&ids.iter().copied().map(rec).collect::<Vec<_>>());
+        let page = |head: &[i64], body: &[i64]| PageCommit {
+            ids: head.iter().chain(body).copied().collect(),
+            head: Some((head.len(), enc(head))),
+            block: Some(enc(body)),
+            ..PageCommit::default()
+        };
+        j.commit_page(page(&[], &[1, 2, 3, 4])).unwrap();
+        let out = j.commit_page(page(&[3, 4], &[5, 6])).unwrap();
+        assert_eq!((out.appended, out.duplicates), (2, 2));
+        let out = j.commit_page(page(&[6, 7], &[8])).unwrap();
+        assert_eq!((out.appended, out.duplicates), (2, 1));
+        let out = j.commit_page(page(&[9], &[8, 10])).unwrap();
+        assert_eq!((out.appended, out.duplicates), (2, 1));
+        let (_, recs) = j.read_from(0, usize::MAX).unwrap();
+        let ids: Vec<i64> = recs.iter().map(|r| r.action_id).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(recs, (1..=10).map(rec).collect::<Vec<_>>());
     }
 
     #[test]

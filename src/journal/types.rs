@@ -57,6 +57,11 @@ pub struct PageCommit {
     /// Those records encoded as one block (done off the commit path). When some turn out to be
     /// duplicates, the block is decoded and the fresh ones encoded again (rare).
     pub block: Option<Vec<u8>>,
+    /// The page's first records, encoded apart from `block` (how many, and the block): a stock
+    /// `day` page repeats the end of the page before, and those rows, read twice, are dropped
+    /// (or the few fresh ones encoded again) without decoding the page's main block. `ids` and
+    /// `created` list the head's records first.
+    pub head: Option<(usize, Vec<u8>)>,
     /// Dead letters with their dedupe key (the action id when known, else a hash of the text).
     pub dead_letters: Vec<(String, DeadLetter)>,
     /// Newly fetched episodes by media package id (`meta: None` records an unknown id).
