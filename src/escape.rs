@@ -71,4 +71,20 @@ mod tests {
         assert_eq!(quoted_short("abcdef", 3), "abc… (6 bytes in all)");
         assert_eq!(quoted_short("a\u{1b}", 3), "a\\u{1b}");
     }
+
+    proptest::proptest! {
+        /// Whatever text comes from outside, what is printed holds nothing that acts on a
+        /// terminal or a line-based log, and text without such characters is printed as is.
+        #[test]
+        fn escaped_text_never_acts_and_plain_text_is_kept(s in proptest::prelude::any::<String>()) {
+            let out = text(&s);
+            proptest::prop_assert!(!out.chars().any(acts), "{out:?}");
+            if !needs(&s) {
+                proptest::prop_assert_eq!(out.as_ref(), s.as_str());
+            }
+            let short = quoted_short(&s, 20);
+            proptest::prop_assert!(!short.chars().any(acts));
+            proptest::prop_assert!(short.chars().count() <= 20 * 10 + 40, "{short:?}");
+        }
+    }
 }

@@ -331,6 +331,51 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any fingerprint, in any of the usual spellings, parses to itself; any other text is
+        /// refused with the setting's name, never a panic.
+        #[test]
+        fn fingerprints_round_trip_and_garbage_is_refused(
+            bytes in proptest::array::uniform32(proptest::prelude::any::<u8>()),
+            colons in proptest::prelude::any::<bool>(),
+            upper in proptest::prelude::any::<bool>(),
+            junk in proptest::prelude::any::<String>(),
+        ) {
+            let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let mut text = hex.join(if colons { ":" } else { "" });
+            if upper {
+                text = text.to_uppercase();
+            }
+            proptest::prop_assert_eq!(parse_fingerprint("ES_CA_FINGERPRINT", &text).unwrap().0, bytes);
+            proptest::prop_assert_eq!(Fingerprint(bytes).to_string(), hex.concat());
+            if let Err(e) = parse_fingerprint("ES_CA_FINGERPRINT", &junk) {
+                proptest::prop_assert!(e.to_string().contains("ES_CA_FINGERPRINT"));
+            }
+        }
+
+        /// A CA file of arbitrary bytes is refused by name or read, never a panic.
+        #[test]
+        fn ca_files_of_any_bytes_never_panic(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            framed in proptest::prelude::any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ca.pem");
+            let mut bytes = Vec::new();
+            if framed {
+                bytes.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+            }
+            bytes.extend_from_slice(&body);
+            if framed {
+                bytes.extend_from_slice(b"\n-----END CERTIFICATE-----\n");
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            if let Err(e) = read_ca_file("OPENCAST_CA_FILE", &path) {
+                proptest::prop_assert!(e.to_string().contains("OPENCAST_CA_FILE"));
+            }
+        }
+    }
+
     #[test]
     fn ca_files_that_are_not_certificates_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
