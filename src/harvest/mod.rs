@@ -216,6 +216,8 @@ pub struct Harvester {
     clock: std::sync::Mutex<stock::ServerClock>,
     /// Stock: paging a whole day missed rows, so the order changes between queries.
     order_unstable: std::sync::atomic::AtomicBool,
+    /// The server's clock was read to the tick of its second this run (before timed reads).
+    clock_precise: std::sync::atomic::AtomicBool,
 }
 
 /// At most this many pages are committed in one transaction.
@@ -249,6 +251,7 @@ impl Harvester {
             requests,
             clock: std::sync::Mutex::new(stock::ServerClock::default()),
             order_unstable: std::sync::atomic::AtomicBool::new(false),
+            clock_precise: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

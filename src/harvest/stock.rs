@@ -36,8 +36,6 @@ const MINUTE_US: i64 = 60 * SECOND_US;
 const QUICK_MARGIN: u64 = 50;
 /// The most rows the one-request read asks for.
 const MAX_SINGLE_PAGE: u64 = 2_000_000;
-/// How long after a day's end (server clock) the day counts as closed: nothing new arrives.
-const SETTLE_US: i64 = 5 * SECOND_US;
 
 /// Which read of a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +91,28 @@ impl ServerClock {
         Some(ServerClock {
             offset_us: est,
             slack_us: SECOND_US / 2 + (received_us - sent_us) / 2 + 100_000,
+        })
+    }
+
+    /// The clock from answers' `Date` headers (each the server's second, floored) and the local
+    /// times each request was sent and received: each answer bounds the offset to
+    /// `[date - received, date + 1 s - sent)`, and samples on both sides of a tick of the
+    /// server's second bound it to a few milliseconds. `None` when the samples disagree (a
+    /// clock that jumped) or there are none.
+    pub fn from_samples(samples: &[(i64, i64, i64)]) -> Option<ServerClock> {
+        let mut lo = i64::MIN;
+        let mut hi = i64::MAX;
+        for &(date, sent, received) in samples {
+            lo = lo.max(date - received);
+            hi = hi.min(date + SECOND_US - sent);
+        }
+        if samples.is_empty() || lo > hi {
+            return None;
+        }
+        Some(ServerClock {
+            offset_us: lo + (hi - lo) / 2,
+            // Half the interval, and a margin for the server's own time to its header.
+            slack_us: (hi - lo) / 2 + 30_000,
         })
     }
 
@@ -260,6 +280,7 @@ impl Harvester {
             .before_minute_of(&day, w.bounds.0)
             .saturating_sub(stats.head_total() + QUICK_MARGIN);
         let mut last_short = 0;
+        let mut last_over: Option<u64> = None;
         for read in [Read::Quick, Read::WholeDay, Read::OneRequest] {
             if read == Read::Quick && (quick_from == 0 || self.order_unstable()) {
                 continue;
@@ -285,11 +306,21 @@ impl Harvester {
             }
             match self.prove(w, &seen).await? {
                 Verdict::Complete => return Ok(seen),
-                Verdict::Over { extra } => {
-                    self.accept_over(w, &seen, extra);
+                Verdict::Over { extra } if self.over_explained(w, &seen, extra).await? => {
                     return Ok(seen);
                 }
+                Verdict::Over { extra } => {
+                    tracing::info!(
+                        day = %day.param(),
+                        read = ?read,
+                        extra,
+                        total = seen.total,
+                        "the journal holds more actions of this day than Opencast counts: reading it again"
+                    );
+                    last_over = Some(extra);
+                }
                 Verdict::Short { missing } => {
+                    last_over = None;
                     tracing::info!(
                         day = %day.param(),
                         read = ?read,
@@ -305,6 +336,17 @@ impl Harvester {
                     }
                 }
             }
+        }
+        if let Some(extra) = last_over {
+            return Err(HarvestError::Unproven(format!(
+                "the actions of day {} could not be proven complete: the journal holds {extra} \
+                 more of them than Opencast counts, read after read (rows deleted in Opencast, \
+                 Opencast's clock far from this machine's, or OPENCAST_TIMEZONE not the zone of \
+                 Opencast's JVM). Every action read is journaled; the checkpoint stays before this \
+                 day. If Opencast did delete them, move past the day with `harvester checkpoint \
+                 --set`",
+                day.param()
+            )));
         }
         Err(HarvestError::Unproven(format!(
             "the actions of day {} could not be proven complete: Opencast counts more than \
@@ -340,8 +382,14 @@ impl Harvester {
         progress: &Progress,
     ) -> Result<WindowSeen, HarvestError> {
         let day = w.day.expect("a day query");
+        let mut retry = false;
         for _ in 0..3 {
-            self.wait_for_second(second, sum).await?;
+            if retry {
+                // Read the clock again, and ask at that second of a later minute, not now.
+                self.clock_precise
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.wait_for_second(second, retry, sum).await?;
             let known = progress.total();
             let seen = self
                 .read_pages(w, offset, stop_after_us, sum, progress, known)
@@ -350,13 +398,18 @@ impl Harvester {
             let ss = self.clock().seconds_between(sent, received);
             if ss.iter().any(|s| *s != second) {
                 tracing::info!(day = %day.param(), second, seen = ?ss, "the query was not answered within the second it needs; asking again next minute");
+                retry = true;
                 continue;
             }
             match self.prove(w, &seen).await? {
                 Verdict::Complete => return Ok(seen),
-                Verdict::Over { extra } => {
-                    self.accept_over(w, &seen, extra);
+                Verdict::Over { extra } if self.over_explained(w, &seen, extra).await? => {
                     return Ok(seen);
+                }
+                Verdict::Over { extra } => {
+                    tracing::info!(day = %day.param(), second, extra, "the journal holds more actions of this day than Opencast counts at this second: asking again next minute");
+                    retry = true;
+                    continue;
                 }
                 Verdict::Short { missing } => {
                     // Not in `created` order: the minute's rows may be anywhere. One request
@@ -368,13 +421,17 @@ impl Harvester {
                             day.param()
                         ))
                     })?;
-                    self.wait_for_second(second, sum).await?;
+                    self.wait_for_second(second, false, sum).await?;
                     let seen = self
                         .read_pages(&one, 0, None, sum, progress, progress.total())
                         .await?;
                     sum.day_rereads += 1;
-                    if let Verdict::Complete | Verdict::Over { .. } = self.prove(w, &seen).await? {
-                        return Ok(seen);
+                    match self.prove(w, &seen).await? {
+                        Verdict::Complete => return Ok(seen),
+                        Verdict::Over { extra } if self.over_explained(w, &seen, extra).await? => {
+                            return Ok(seen)
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -388,12 +445,73 @@ impl Harvester {
         )))
     }
 
+    /// Reads the server's clock to the tick of its second, once a run (before the first timed
+    /// read): `Date` headers of answers to a request Opencast's security filter answers at once
+    /// (no credentials, nothing read), a few dozen milliseconds apart, until one tick of the
+    /// server's second is seen between two of them. A header gives only the whole second, so a
+    /// single one leaves the clock ±0.5 s open: too loose to tell second 59 from second 0.
+    async fn read_clock_precisely(&self) {
+        use std::sync::atomic::Ordering;
+        if self.clock_precise.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let url = self
+            .opencast
+            .actions_query_url(&ActionsQuery::Day("19700101".into()), 1, 0);
+        let mut samples: Vec<(i64, i64, i64)> = Vec::new();
+        let began = timefmt::now_us();
+        while timefmt::now_us() - began < 1_600_000 {
+            let Some((date, sent, received)) = self.opencast.client().server_date(&url).await
+            else {
+                break;
+            };
+            let Some(d) = chrono::DateTime::parse_from_rfc2822(&date)
+                .ok()
+                .map(|d| d.timestamp_micros())
+            else {
+                break;
+            };
+            samples.push((d, sent, received));
+            let ticked = samples.first().is_some_and(|f| f.0 != d);
+            if let Some(c) = ServerClock::from_samples(&samples) {
+                if ticked && c.slack_us < 100_000 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        match ServerClock::from_samples(&samples) {
+            Some(c) => {
+                if c.offset_us.abs() >= SECOND_US {
+                    tracing::warn!(
+                        offset_s = format!("{:+.2}", c.offset_us as f64 / 1e6),
+                        "Opencast's clock is off from this machine's; the first and last minute \
+                         of a day are read at the server's second 0 and 59 (synchronise both \
+                         clocks with NTP)"
+                    );
+                }
+                tracing::debug!(offset_us = c.offset_us, slack_us = c.slack_us, samples = samples.len(), "server clock");
+                *self.clock.lock().expect("clock lock") = c;
+            }
+            None if samples.len() > 1 => {
+                tracing::warn!(
+                    "Opencast's Date headers disagree with each other (its clock jumped?): the \
+                     first and last minute of a day may not be provable this run"
+                );
+            }
+            None => {}
+        }
+    }
+
     /// Sleeps until the server's clock is a little into `second` of a minute.
+    /// `later`: not in the minute in hand (after a miss), at least a few seconds from now.
     async fn wait_for_second(
         &self,
         second: u32,
+        later: bool,
         sum: &mut HarvestSummary,
     ) -> Result<(), HarvestError> {
+        self.read_clock_precisely().await;
         let clock = self.clock();
         // Early in second 0 (the rows of 00:00:00.xxx from the clock's millis on are in);
         // mid-way through 59, clear of the next minute.
@@ -401,7 +519,11 @@ impl Harvester {
         let server_now = timefmt::now_us() + clock.offset_us;
         let into = server_now.rem_euclid(MINUTE_US);
         let mut wait = (target - into).rem_euclid(MINUTE_US);
-        if wait > MINUTE_US - 50_000 {
+        if later {
+            if wait < 5 * SECOND_US {
+                wait += MINUTE_US;
+            }
+        } else if wait > MINUTE_US - 50_000 {
             wait = 0;
         }
         if wait > 0 {
@@ -436,20 +558,31 @@ impl Harvester {
         Ok(verdict)
     }
 
-    /// More held than counted: rows that arrived after the count (today), or rows Opencast no
-    /// longer has (a closed day).
-    fn accept_over(&self, w: &Window, seen: &WindowSeen, extra: u64) {
+    /// Whether more held than counted is explained: on a day still being written, rows created
+    /// after the count was taken (from the minute before the answer's request, on the server's
+    /// clock less its slack) may be more than it saw. On a closed day nothing explains it:
+    /// a `total` lower than what the journal holds is never taken as proof (it once let a
+    /// glitch, or a query answered at the wrong second of the clock, pass a day as complete).
+    async fn over_explained(
+        &self,
+        w: &Window,
+        seen: &WindowSeen,
+        extra: u64,
+    ) -> Result<bool, HarvestError> {
         let day = w.day.expect("a day query");
-        let closed = timefmt::now_us() + self.clock().offset_us > day.end_us + SETTLE_US;
-        if closed {
-            tracing::warn!(
-                day = %day.param(),
-                extra,
-                total = seen.total,
-                "the journal holds more actions of this day than Opencast now counts (deleted in \
-                 Opencast, or OPENCAST_TIMEZONE is not the zone of Opencast's JVM)"
-            );
+        let clock = self.clock();
+        let (_, sent, _) = seen.last_answer.unwrap_or_default();
+        let counted_from = sent + clock.offset_us - clock.slack_us - MINUTE_US;
+        if counted_from >= day.end_us {
+            return Ok(false);
         }
+        let journal = self.journal.clone();
+        let stats = tokio::task::spawn_blocking(move || journal.day_stats(day.key))
+            .await
+            .map_err(|e| HarvestError::Task(e.to_string()))??;
+        let timed: u64 = stats.minutes.iter().map(|n| u64::from(*n)).sum();
+        let recent = timed.saturating_sub(stats.before_minute_of(&day, counted_from));
+        Ok(extra <= recent)
     }
 }
 

@@ -412,6 +412,29 @@ impl DecodeError {
     }
 }
 
+/// Every release sends `actions` as an object with a `total` attribute (`ActionListImpl`, an
+/// `int` JAXB attribute, so never left out), even for no rows. An `actions` that is `""`,
+/// `null` or an array, or an object without a count, is not a page: read as "no actions" it
+/// once let a day pass as proven with most of its rows never read.
+fn no_actions_object() -> DecodeError {
+    DecodeError::wrong_shape(
+        "not a user-actions page: `actions` is not an object with a `total` (an empty, null or \
+         array value)",
+    )
+}
+
+fn page_total(total: Option<LenientI64>) -> Result<i64, DecodeError> {
+    match total {
+        Some(LenientI64(n)) if n >= 0 => Ok(n),
+        Some(LenientI64(n)) => Err(DecodeError::wrong_shape(format!(
+            "not a user-actions page: its `total` is negative ({n})"
+        ))),
+        None => Err(DecodeError::wrong_shape(
+            "not a user-actions page: it has no `total` (every Opencast release sends one)",
+        )),
+    }
+}
+
 impl<'a> ActionsPage<'a> {
     /// Decodes a page body. A body that is not the expected envelope (truncated, HTML, ...) is an
     /// error; an individual action that is odd is not (it is judged later, alone).
@@ -425,12 +448,11 @@ impl<'a> ActionsPage<'a> {
             Err(_) => serde_json::from_slice::<DecodedEnvelope<'a>>(body),
         };
         if let Ok(env) = decoded {
-            let Some(b) = env.actions.0 else {
-                return Ok(ActionsPage::empty(body));
-            };
+            let b = env.actions.0.ok_or_else(no_actions_object)?;
+            let total = page_total(b.total)?;
             let actions = b.action.0;
             return Ok(ActionsPage {
-                total: b.total.map(|n| n.0).unwrap_or(actions.len() as i64),
+                total,
                 offset: b.offset.map(|n| n.0).unwrap_or(0),
                 limit: b.limit.map(|n| n.0).unwrap_or(0),
                 actions: PageActions::Decoded(actions),
@@ -440,30 +462,19 @@ impl<'a> ActionsPage<'a> {
         // Some element has an unexpected shape (or the body is broken): split it raw.
         let env: ActionsEnvelope<'a> = serde_json::from_slice(body)
             .map_err(|e| DecodeError::json("not a user-actions page", &e))?;
-        let Some(b) = env.actions.0 else {
-            return Ok(ActionsPage::empty(body));
-        };
+        let b = env.actions.0.ok_or_else(no_actions_object)?;
+        let total = page_total(b.total)?;
         let actions = match b.action {
             None => Vec::new(),
             Some(raw) => split_one_or_many(raw)?,
         };
         Ok(ActionsPage {
-            total: b.total.map(|n| n.0).unwrap_or(actions.len() as i64),
+            total,
             offset: b.offset.map(|n| n.0).unwrap_or(0),
             limit: b.limit.map(|n| n.0).unwrap_or(0),
             actions: PageActions::Raw(actions),
             body,
         })
-    }
-
-    fn empty(body: &'a [u8]) -> ActionsPage<'a> {
-        ActionsPage {
-            total: 0,
-            offset: 0,
-            limit: 0,
-            actions: PageActions::Raw(Vec::new()),
-            body,
-        }
     }
 
     /// Number of actions on the page.

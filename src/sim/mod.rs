@@ -48,8 +48,9 @@ pub struct Faults {
     pub nonce_uses: u64,
     /// Shuffle rows within a page (the server promises no order).
     pub shuffle: bool,
-    /// Add this to every `total` (a count that disagrees with the rows served).
-    pub total_extra: u64,
+    /// Add this to every `total` (a count that disagrees with the rows served; negative: fewer
+    /// than served, as after rows deleted mid-read, never below 0).
+    pub total_extra: i64,
 }
 
 /// Everything the simulator needs to run.
@@ -203,6 +204,10 @@ pub async fn spawn(mut cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimH
         .route("/info/me.json", get(me))
         .route("/services/services.json", get(services))
         .fallback(unrouted)
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            date_header,
+        ))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -240,6 +245,19 @@ fn json(body: String) -> Resp {
         .header("content-type", "application/json")
         .body(Body::from(body))
         .unwrap()
+}
+
+/// Every answer's `Date` header from the server's own clock (offset included), as Jetty sends
+/// it: the whole second, floored. (hyper would otherwise send this machine's clock.)
+async fn date_header(State(st): State<Arc<SimState>>, mut resp: Resp) -> Resp {
+    let now = st.now_us().div_euclid(1_000_000) * 1_000_000;
+    if let Some(t) = chrono::DateTime::from_timestamp_micros(now) {
+        let v = t.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(axum::http::header::DATE, v);
+        }
+    }
+    resp
 }
 
 impl SimState {
@@ -319,7 +337,7 @@ async fn actions(
         }
     };
     let total = rows.len();
-    let counted = total + st.cfg.faults.total_extra;
+    let counted = (total as i64).saturating_add(st.cfg.faults.total_extra).max(0);
     // The overlap fault repeats rows of the previous page in front of this one.
     let from = (offset as u64)
         .saturating_sub(st.cfg.faults.overlap)
