@@ -244,7 +244,10 @@ fn a_page_without_an_actions_object_and_a_total_is_not_a_page() {
     ] {
         let e = ActionsPage::parse(body.as_bytes()).expect_err(&body);
         assert!(!e.is_truncation(), "{body}: {e}");
-        assert!(e.to_string().contains("not a user-actions page"), "{body}: {e}");
+        assert!(
+            e.to_string().contains("not a user-actions page"),
+            "{body}: {e}"
+        );
     }
     // An empty page as Opencast sends one.
     let p = ActionsPage::parse(br#"{"actions":{"total":"0","offset":"0","limit":"10"}}"#).unwrap();

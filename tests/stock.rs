@@ -288,7 +288,11 @@ async fn a_server_clock_a_second_off_still_gives_the_first_and_last_minute() {
             for id in ids_between(&sim, utc("20160302000000"), utc("20160302000000")) {
                 want.remove(&id);
             }
-            assert_exactly(journal_ids(dir.path()), &want, &format!("clock {offset:+} s"));
+            assert_exactly(
+                journal_ids(dir.path()),
+                &want,
+                &format!("clock {offset:+} s"),
+            );
         }));
     }
     for r in runs {

@@ -160,6 +160,9 @@ impl Harvester {
         progress: &Progress,
         known_before: u64,
     ) -> Result<(), HarvestError> {
+        // Every proof depends on the second of the server's clock a query was answered at
+        // (a `day` query's bounds move with it): read the clock to its tick first.
+        self.read_clock_precisely().await;
         let tz = self.opts.tz;
         let end_incl = end_us.saturating_add(SECOND_US - 1);
         let old_checkpoint = self.journal.checkpoint()?.map(|c| c.last_action_us);
@@ -490,7 +493,12 @@ impl Harvester {
                          clocks with NTP)"
                     );
                 }
-                tracing::debug!(offset_us = c.offset_us, slack_us = c.slack_us, samples = samples.len(), "server clock");
+                tracing::debug!(
+                    offset_us = c.offset_us,
+                    slack_us = c.slack_us,
+                    samples = samples.len(),
+                    "server clock"
+                );
                 *self.clock.lock().expect("clock lock") = c;
             }
             None if samples.len() > 1 => {

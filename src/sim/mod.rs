@@ -337,7 +337,9 @@ async fn actions(
         }
     };
     let total = rows.len();
-    let counted = (total as i64).saturating_add(st.cfg.faults.total_extra).max(0);
+    let counted = (total as i64)
+        .saturating_add(st.cfg.faults.total_extra)
+        .max(0);
     // The overlap fault repeats rows of the previous page in front of this one.
     let from = (offset as u64)
         .saturating_sub(st.cfg.faults.overlap)
