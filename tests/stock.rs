@@ -259,6 +259,35 @@ async fn a_day_counted_lower_than_its_rows_is_not_taken_as_proven() {
     assert!(j.checkpoint().unwrap().is_none(), "the checkpoint moved");
 }
 
+/// A count no real day reaches (here 100 million more than the rows) is refused at once: paging
+/// a server that claimed 10^12 with fresh ids on every page once never ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_counted_beyond_any_real_day_is_refused_at_once() {
+    let mut cfg = stock(
+        "oc16-17",
+        DataConfig::new(4, 2_000, utc("20160301000000"), utc("20160302000000")),
+    );
+    cfg.faults = Faults {
+        total_extra: 100_000_000,
+        ..Faults::default()
+    };
+    let sim = start_sim(cfg).await;
+    let dir = scratch();
+    let t = std::time::Instant::now();
+    let out = run_async(harvest(
+        dir.path(),
+        &sim,
+        "stock",
+        "20160301020000",
+        "20160301215959",
+    ))
+    .await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("more than any real day holds"), "{err}");
+    assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
+}
+
 /// A server clock a second off ours (either way): its `Date` headers are read to the tick, so
 /// the first and last minute of a day are still asked at the server's seconds 0 and 59, and
 /// nothing but the unreachable 00:00:00 is missing (a second behind once lost 00:00:00 to

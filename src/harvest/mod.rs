@@ -531,6 +531,17 @@ impl Harvester {
                 }
             };
             seen.add(&page);
+            if let Some(day) = w.day.filter(|_| seen.total > MAX_DAY_ACTIONS) {
+                // No day of user actions is that large: paging it would never end.
+                self.abandon(&mut inflight, pending, group, sum).await?;
+                return Err(HarvestError::Unproven(format!(
+                    "Opencast counts {} actions on day {}, more than any real day holds \
+                     ({MAX_DAY_ACTIONS} at most are read): its answers are not to be trusted; \
+                     the checkpoint stays before this day",
+                    seen.total,
+                    day.param()
+                )));
+            }
             sum.batches += 1;
             sum.omitted += page.omitted;
             progress.set_total(known_before + seen.total);
@@ -760,6 +771,10 @@ struct Window {
     /// The last page's commit moves the checkpoint (a stock day moves it once proven).
     sets_checkpoint: bool,
 }
+
+/// The most actions one `day` query may count before its answers are refused: 1,000 a second
+/// for a whole day, far beyond any lecture-capture site (a day of 2 million is a big one).
+const MAX_DAY_ACTIONS: u64 = 86_400_000;
 
 /// How many rows a `day` page repeats of the page before it (2%, 1 to 100).
 fn day_overlap(batch: u64) -> u64 {
