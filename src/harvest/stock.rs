@@ -162,7 +162,7 @@ impl Harvester {
     ) -> Result<(), HarvestError> {
         // Every proof depends on the second of the server's clock a query was answered at
         // (a `day` query's bounds move with it): read the clock to its tick first.
-        self.read_clock_precisely().await;
+        self.read_clock_precisely(sum).await;
         let tz = self.opts.tz;
         let end_incl = end_us.saturating_add(SECOND_US - 1);
         let old_checkpoint = self.journal.checkpoint()?.map(|c| c.last_action_us);
@@ -453,11 +453,18 @@ impl Harvester {
     /// (no credentials, nothing read), a few dozen milliseconds apart, until one tick of the
     /// server's second is seen between two of them. A header gives only the whole second, so a
     /// single one leaves the clock ±0.5 s open: too loose to tell second 59 from second 0.
-    async fn read_clock_precisely(&self) {
+    /// Its time counts as clock wait (`clock_wait_s`): a fixed cost of a run, not of its actions.
+    async fn read_clock_precisely(&self, sum: &mut HarvestSummary) {
         use std::sync::atomic::Ordering;
         if self.clock_precise.swap(true, Ordering::Relaxed) {
             return;
         }
+        let started = std::time::Instant::now();
+        self.sample_clock().await;
+        sum.clock_wait_seconds += started.elapsed().as_secs_f64();
+    }
+
+    async fn sample_clock(&self) {
         let url = self
             .opencast
             .actions_query_url(&ActionsQuery::Day("19700101".into()), 1, 0);
@@ -519,7 +526,7 @@ impl Harvester {
         later: bool,
         sum: &mut HarvestSummary,
     ) -> Result<(), HarvestError> {
-        self.read_clock_precisely().await;
+        self.read_clock_precisely(sum).await;
         let clock = self.clock();
         // Early in second 0 (the rows of 00:00:00.xxx from the clock's millis on are in);
         // mid-way through 59, clear of the next minute.
