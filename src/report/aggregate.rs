@@ -39,7 +39,10 @@ pub const NOT_LOGGED_IN: u32 = 0;
 /// Whether `huid` names no person: Opencast's anonymous user, no user at all, or the value
 /// Opencast 6.0+ writes when `log.user` is off.
 pub fn not_logged_in(huid: Option<&str>) -> bool {
-    matches!(huid, None | Some("anonymous") | Some("-omitted-") | Some(""))
+    matches!(
+        huid,
+        None | Some("anonymous") | Some("-omitted-") | Some("")
+    )
 }
 
 /// An episode as the journal describes it (the last non-empty value of each field wins).

@@ -38,12 +38,27 @@ pub fn summary(t: &Tables) -> String {
     let mut fixed = Vec::new();
     for (k, v) in [
         ("negative positions read as 0", n.negative_positions),
-        ("positions past the episode's end read as its end", n.past_end),
+        (
+            "positions past the episode's end read as its end",
+            n.past_end,
+        ),
         ("absurd positions (over 7 days) bounded", n.absurd_positions),
-        ("heartbeats with outpoint before inpoint left out", n.outpoint_before_inpoint),
-        ("actions without the position a rule needs left out", n.missing_positions),
-        ("actions older than their session's previous one", n.out_of_order),
-        ("reported end positions not believed (real speed used)", n.implausible_ends),
+        (
+            "heartbeats with outpoint before inpoint left out",
+            n.outpoint_before_inpoint,
+        ),
+        (
+            "actions without the position a rule needs left out",
+            n.missing_positions,
+        ),
+        (
+            "actions older than their session's previous one",
+            n.out_of_order,
+        ),
+        (
+            "reported end positions not believed (real speed used)",
+            n.implausible_ends,
+        ),
     ] {
         if v > 0 {
             fixed.push(format!("{v} {k}"));

@@ -14,7 +14,8 @@
 //!   (`REPORT_SESSION_GAP`, 30 minutes) after the session's last action, and an action after
 //!   a longer silence finds the play ended there.
 //! - A session that sent any heartbeat is a heartbeat session: its `PLAY`/`PAUSE`/`SEEK`
-//!   (Paella 6 sends those too) add nothing, the heartbeats already say what played.
+//!   (Paella 6 sends those too) add nothing, the heartbeats already say what played, and
+//!   what the event rules corrected in it is not counted either.
 //! - Every position is bounded: below 0 it is 0, past the episode's end it is the end, and
 //!   with no duration (a live stream) at most [`MAX_POSITION`]. Each correction is counted in
 //!   the report's summary line.
@@ -48,6 +49,18 @@ pub struct Anomalies {
 }
 
 impl Anomalies {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, o: &Anomalies) {
+        self.negative_positions += o.negative_positions;
+        self.past_end += o.past_end;
+        self.absurd_positions += o.absurd_positions;
+        self.outpoint_before_inpoint += o.outpoint_before_inpoint;
+        self.missing_positions += o.missing_positions;
+        self.out_of_order += o.out_of_order;
+        self.plays_ended_by_gap += o.plays_ended_by_gap;
+        self.implausible_ends += o.implausible_ends;
+    }
+
     /// Corrections and omissions in all (plays ended by the gap are the rule, not a fault).
     pub fn total(&self) -> u64 {
         self.negative_positions
@@ -123,6 +136,8 @@ pub struct Session {
     heartbeat: bool,
     /// What the event rules found; it counts only if the session never sent a heartbeat.
     pending: Segments,
+    /// What the event rules corrected: counted, like `pending`, only if it counts.
+    noted: Anomalies,
 }
 
 impl Session {
@@ -132,6 +147,7 @@ impl Session {
             playing: None,
             heartbeat: false,
             pending: Segments::default(),
+            noted: Anomalies::default(),
         }
     }
 
@@ -154,6 +170,24 @@ impl Session {
             n.out_of_order += 1;
             t = self.last_us;
         }
+        let mut noted = std::mem::take(&mut self.noted);
+        self.event(a, t, cap, gap_us, watched, n, &mut noted);
+        self.noted = noted;
+        self.last_us = t;
+    }
+
+    /// [`Session::apply`] at time `t`; the event rules count into `noted`.
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &mut self,
+        a: &Action<'_>,
+        t: i64,
+        cap: u32,
+        gap_us: i64,
+        watched: &mut Segments,
+        hb: &mut Anomalies,
+        n: &mut Anomalies,
+    ) {
         if self.playing.is_some() && t - self.last_us > gap_us {
             self.end_play(self.last_us.saturating_add(gap_us), None, cap, n);
             n.plays_ended_by_gap += 1;
@@ -164,7 +198,7 @@ impl Session {
                     // A heartbeat of a paused player covers nothing.
                 } else {
                     self.heartbeat = true;
-                    heartbeat(a, cap, watched, n);
+                    heartbeat(a, cap, watched, hb);
                 }
             }
             Kind::Play => {
@@ -198,17 +232,21 @@ impl Session {
             }
             Kind::Other => {}
         }
-        self.last_us = t;
     }
 
     /// Ends the session (a gap, or the end of the journal): what it adds to its viewer's
     /// stretches, `None` for a heartbeat session (its heartbeats are already counted).
     pub fn close(mut self, cap: u32, gap_us: i64, n: &mut Anomalies) -> Option<Segments> {
+        let mut noted = std::mem::take(&mut self.noted);
         if self.playing.is_some() {
-            self.end_play(self.last_us.saturating_add(gap_us), None, cap, n);
-            n.plays_ended_by_gap += 1;
+            self.end_play(self.last_us.saturating_add(gap_us), None, cap, &mut noted);
+            noted.plays_ended_by_gap += 1;
         }
-        (!self.heartbeat && !self.pending.is_empty()).then_some(self.pending)
+        if self.heartbeat {
+            return None;
+        }
+        n.add(&noted);
+        (!self.pending.is_empty()).then_some(self.pending)
     }
 
     /// Ends the current play at time `t`, where the player reported position `reported`.

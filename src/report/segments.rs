@@ -110,7 +110,11 @@ mod tests {
             }
             assert_eq!(s.seconds(), bits.iter().filter(|b| **b).count() as u64);
             for w in s.spans().windows(2) {
-                assert!(w[0].1 < w[1].0, "disjoint and not touching: {:?}", s.spans());
+                assert!(
+                    w[0].1 < w[1].0,
+                    "disjoint and not touching: {:?}",
+                    s.spans()
+                );
             }
         }
     }

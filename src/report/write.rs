@@ -149,7 +149,10 @@ pub fn episodes<W: Write>(
 pub fn series<W: Write>(rows: &[SeriesRow], format: Format, mut out: W) -> io::Result<()> {
     if format == Format::Json {
         for r in rows {
-            json_line(&mut out, &serde_json::to_value(r).map_err(io::Error::other)?)?;
+            json_line(
+                &mut out,
+                &serde_json::to_value(r).map_err(io::Error::other)?,
+            )?;
         }
         return out.flush();
     }
@@ -188,8 +191,7 @@ pub fn attendance<W: Write>(t: &AttendanceTable, live: bool, out: W) -> io::Resu
     } else {
         "vod_attendance"
     };
-    w.write_record(["mpid", "huid", column])
-        .map_err(io_error)?;
+    w.write_record(["mpid", "huid", column]).map_err(io_error)?;
     for r in &t.rows {
         w.write_record([r.mpid.as_str(), r.huid.as_str(), &r.percent.to_string()])
             .map_err(io_error)?;
