@@ -741,3 +741,109 @@ fn retention_svg_escapes_titles_and_bad_settings_exit_2() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+async fn metric(addr: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The summary line of a report's stderr.
+fn summary_line(o: &Output) -> String {
+    stderr(o)
+        .lines()
+        .filter(|l| l.starts_with("report:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The reports compared held and offline.
+const REPORTS: [&[&str]; 5] = [
+    &["viewers", "--format", "json"],
+    &["viewers", "--vod"],
+    &["episodes", "--format", "json"],
+    &["series", "--threshold", "5"],
+    &["attendance"],
+];
+
+/// Each report's output, summary, and whether it asked a running service.
+fn all_reports(dir: &Path) -> Vec<(Vec<u8>, String, bool)> {
+    REPORTS
+        .iter()
+        .map(|args| {
+            let out = report(dir, args);
+            assert_ok(&out);
+            let asked = stderr(&out).contains("the journal is held by `harvester run`; asking it");
+            (out.stdout.clone(), summary_line(&out), asked)
+        })
+        .collect()
+}
+
+/// While `harvester run` holds the journal, a report reads the service's record stream; it
+/// says exactly what the same report says offline once the service has stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_report_while_run_holds_the_journal_and_offline() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let now = harvester::timefmt::floor_second(harvester::timefmt::now_us());
+    let sim = start_sim(harvester::sim::SimConfig::new(
+        harvester::sim::DataConfig::new(3, 1200, now - 300_000_000, now - 1_000_000),
+    ))
+    .await;
+    let dir = scratch();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut c = harvester_for(dir.path(), &sim);
+    c.args(run_service_args("none", &addr));
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let t = Instant::now();
+    while metric(&addr, "harvester_journal_records_total").await != Some(1200.0) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the service harvests"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || all_reports(&d)
+    })
+    .await
+    .unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(10), "the service stops");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let offline = tokio::task::spawn_blocking({
+        let d = dir.path().to_path_buf();
+        move || all_reports(&d)
+    })
+    .await
+    .unwrap();
+    for ((args, h), o) in REPORTS.iter().zip(&held).zip(&offline) {
+        assert!(h.0.len() > 100, "{args:?} has rows");
+        assert_eq!(
+            String::from_utf8_lossy(&h.0),
+            String::from_utf8_lossy(&o.0),
+            "{args:?}"
+        );
+        assert_eq!(h.1, o.1, "{args:?}");
+        assert!(
+            h.2 && !o.2,
+            "{args:?}: held, the service answered; offline, the journal"
+        );
+    }
+    assert!(held[0].1.contains("1200 actions read"), "{}", held[0].1);
+}
