@@ -136,10 +136,7 @@ async fn each_action(
             return Ok(());
         }
     };
-    let sum = inspect::for_each(&j, &filter, None, |r| {
-        visit(&Action::of(r));
-        Ok(())
-    })?;
+    let sum = inspect::for_each_ref(&j, &filter, |r| visit(&Action::of_ref(r)))?;
     for b in &sum.bad_blocks {
         eprintln!(
             "error: the block at sequence {} cannot be read ({}); its actions are not in the report",

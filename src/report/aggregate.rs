@@ -5,8 +5,10 @@
 //! session's play state is dropped (its stretches handed to its viewer) once the journal has
 //! moved a session gap past its last action.
 
-use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
+
+// foldhash: the tables are hashed once per action; SipHash cost a fifth of a report's time.
+use foldhash::{HashMap, HashSet};
 
 use super::input::Action;
 use super::rules::{self, Anomalies, Session};
@@ -66,6 +68,13 @@ pub struct Pair {
     pub sessions: u32,
 }
 
+/// A session still open, with the (episode, viewer) it belongs to.
+struct Open {
+    episode: u32,
+    viewer: u32,
+    session: Session,
+}
+
 /// Sweeps for finished sessions after this many actions.
 const SWEEP_EVERY: u32 = 1 << 16;
 
@@ -79,7 +88,9 @@ pub struct Aggregator {
     pairs: HashMap<(u32, u32), Pair>,
     views: HashSet<(u32, u64)>,
     pair_sessions: HashSet<(u32, u32, u64)>,
-    open: HashMap<(u32, u32, u64), Session>,
+    /// Keyed by the hash of (media package, user, session): an action of an open session
+    /// (nearly all of them) finds its episode and viewer there, without a string look-up.
+    open: HashMap<u64, Open>,
     hasher: foldhash::fast::FixedState,
     newest_us: i64,
     until_sweep: u32,
@@ -94,13 +105,13 @@ impl Aggregator {
         Aggregator {
             settings,
             episodes: Vec::new(),
-            episode_ids: HashMap::new(),
+            episode_ids: HashMap::default(),
             viewers: vec![String::new()],
-            viewer_ids: HashMap::new(),
-            pairs: HashMap::new(),
-            views: HashSet::new(),
-            pair_sessions: HashSet::new(),
-            open: HashMap::new(),
+            viewer_ids: HashMap::default(),
+            pairs: HashMap::default(),
+            views: HashSet::default(),
+            pair_sessions: HashSet::default(),
+            open: HashMap::default(),
             hasher: foldhash::fast::FixedState::with_seed(0x5eed),
             newest_us: i64::MIN,
             until_sweep: SWEEP_EVERY,
@@ -126,61 +137,69 @@ impl Aggregator {
             return;
         }
         self.selected += 1;
-        let ep = self.episode(a);
-        let viewer = if not_logged_in(a.huid) {
-            NOT_LOGGED_IN
-        } else {
-            intern(
-                &mut self.viewers,
-                &mut self.viewer_ids,
-                a.huid.unwrap_or_default(),
-            )
+        let key = self.hasher.hash_one((a.mpid, a.huid, a.session_id));
+        let open = match self.open.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                // A new session (or one a gap closed): count it, and read the episode.
+                let ep = intern_episode(&mut self.episodes, &mut self.episode_ids, a.mpid);
+                let e = &mut self.episodes[ep as usize];
+                if let Some(f) = a.episode {
+                    update(&mut e.title, f.title);
+                    update(&mut e.series_id, f.series_id);
+                    update(&mut e.series_title, f.series_title);
+                    if f.duration_ms.is_some() {
+                        e.duration_ms = f.duration_ms;
+                    }
+                }
+                let viewer = if not_logged_in(a.huid) {
+                    NOT_LOGGED_IN
+                } else {
+                    intern(
+                        &mut self.viewers,
+                        &mut self.viewer_ids,
+                        a.huid.unwrap_or_default(),
+                    )
+                };
+                let session = self.hasher.hash_one(a.session_id);
+                if self.views.insert((ep, session)) {
+                    e.views += 1;
+                }
+                let pair = self.pairs.entry((ep, viewer)).or_insert_with(|| Pair {
+                    first_us: a.created_us,
+                    last_us: a.created_us,
+                    ..Pair::default()
+                });
+                if self.pair_sessions.insert((ep, viewer, session)) {
+                    pair.sessions += 1;
+                }
+                v.insert(Open {
+                    episode: ep,
+                    viewer,
+                    session: Session::new(a.created_us),
+                })
+            }
         };
-        let session = self.hasher.hash_one(a.session_id);
-        if self.views.insert((ep, session)) {
-            self.episodes[ep as usize].views += 1;
-        }
-        let new_session = self.pair_sessions.insert((ep, viewer, session));
-        let pair = self.pairs.entry((ep, viewer)).or_insert_with(|| Pair {
-            first_us: a.created_us,
-            last_us: a.created_us,
-            ..Pair::default()
-        });
-        pair.sessions += u32::from(new_session);
+        let pair = self
+            .pairs
+            .get_mut(&(open.episode, open.viewer))
+            .expect("an open session's pair");
         pair.first_us = pair.first_us.min(a.created_us);
         pair.last_us = pair.last_us.max(a.created_us);
-        let cap = rules::position_cap(self.episodes[ep as usize].duration_ms);
-        self.open
-            .entry((ep, viewer, session))
-            .or_insert_with(|| Session::new(a.created_us))
-            .apply(
-                a,
-                cap,
-                self.settings.gap_us,
-                &mut pair.watched,
-                &mut self.anomalies,
-            );
+        let cap = rules::position_cap(self.episodes[open.episode as usize].duration_ms);
+        open.session.apply(
+            a,
+            cap,
+            self.settings.gap_us,
+            &mut pair.watched,
+            &mut self.anomalies,
+        );
         self.newest_us = self.newest_us.max(a.created_us);
         self.until_sweep -= 1;
         if self.until_sweep == 0 {
             self.until_sweep = SWEEP_EVERY;
             self.sweep(false);
         }
-    }
-
-    /// The episode's index, its description brought up to date from the action.
-    fn episode(&mut self, a: &Action<'_>) -> u32 {
-        let i = intern_episode(&mut self.episodes, &mut self.episode_ids, a.mpid);
-        if let Some(f) = a.episode {
-            let e = &mut self.episodes[i as usize];
-            update(&mut e.title, f.title);
-            update(&mut e.series_id, f.series_id);
-            update(&mut e.series_title, f.series_title);
-            if f.duration_ms.is_some() {
-                e.duration_ms = f.duration_ms;
-            }
-        }
-        i
     }
 
     /// Closes the sessions the journal has left a gap behind (all of them with `all`).
@@ -190,17 +209,17 @@ impl Aggregator {
             .newest_us
             .saturating_sub(self.settings.gap_us.saturating_mul(2));
         let gap = self.settings.gap_us;
-        let done: Vec<(u32, u32, u64)> = self
+        let done: Vec<u64> = self
             .open
             .iter()
-            .filter(|(_, s)| all || s.last_us() < horizon)
+            .filter(|(_, o)| all || o.session.last_us() < horizon)
             .map(|(k, _)| *k)
             .collect();
         for k in done {
-            let s = self.open.remove(&k).expect("a listed session");
-            let cap = rules::position_cap(self.episodes[k.0 as usize].duration_ms);
-            if let Some(seg) = s.close(cap, gap, &mut self.anomalies) {
-                if let Some(p) = self.pairs.get_mut(&(k.0, k.1)) {
+            let o = self.open.remove(&k).expect("a listed session");
+            let cap = rules::position_cap(self.episodes[o.episode as usize].duration_ms);
+            if let Some(seg) = o.session.close(cap, gap, &mut self.anomalies) {
+                if let Some(p) = self.pairs.get_mut(&(o.episode, o.viewer)) {
                     p.watched.merge(&seg);
                 }
             }

@@ -11,7 +11,9 @@
 //! a viewer's buckets stop being collected once they reach the episode's intervals (beyond
 //! that the capped percent cannot change), so hostile positions cannot grow memory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet};
 
 use super::input::Action;
 
@@ -19,8 +21,12 @@ use super::input::Action;
 pub struct Attendance {
     chunk: i64,
     live: bool,
-    episodes: HashMap<String, Option<i64>>,
-    buckets: HashMap<(String, String), HashSet<i64>>,
+    /// Media package ids and durations, by index.
+    episodes: Vec<(String, Option<i64>)>,
+    episode_ids: HashMap<String, u32>,
+    viewers: Vec<String>,
+    viewer_ids: HashMap<String, u32>,
+    buckets: HashMap<(u32, u32), HashSet<i64>>,
     /// Heartbeats read whose `inpoint` was negative (counted in Harvard's way, into bucket -1).
     pub negative_inpoints: u64,
     /// Heartbeats in a new bucket of a viewer who already had all of the episode's intervals
@@ -50,8 +56,11 @@ impl Attendance {
         Attendance {
             chunk: i64::from(chunk_interval.max(1)),
             live,
-            episodes: HashMap::new(),
-            buckets: HashMap::new(),
+            episodes: Vec::new(),
+            episode_ids: HashMap::default(),
+            viewers: Vec::new(),
+            viewer_ids: HashMap::default(),
+            buckets: HashMap::default(),
             negative_inpoints: 0,
             beyond_intervals: 0,
         }
@@ -65,36 +74,47 @@ impl Attendance {
     }
 
     pub fn add(&mut self, a: &Action<'_>) {
-        // Every action of an episode may carry its duration, selected or not.
-        if let Some(d) = a.episode.and_then(|e| e.duration_ms) {
-            match self.episodes.get_mut(a.mpid) {
-                Some(v) => *v = Some(d),
-                None => {
-                    self.episodes.insert(a.mpid.to_string(), Some(d));
-                }
-            }
-        }
         // Elasticsearch's `term` on action.type is exact (a keyword), so is this.
-        if a.kind != Some("HEARTBEAT") || !a.is_playing || a.is_live != self.live {
+        let counted = a.kind == Some("HEARTBEAT") && a.is_playing && a.is_live == self.live;
+        // Every action of an episode may carry its duration, counted or not.
+        let duration = a.episode.and_then(|e| e.duration_ms);
+        if !counted && duration.is_none() {
             return;
+        }
+        let ep = match self.episode_ids.get(a.mpid) {
+            Some(i) => *i as usize,
+            None => {
+                self.episode_ids
+                    .insert(a.mpid.to_string(), self.episodes.len() as u32);
+                self.episodes.push((a.mpid.to_string(), None));
+                self.episodes.len() - 1
+            }
+        };
+        if duration.is_some() {
+            self.episodes[ep].1 = duration;
         }
         // The record writes a missing user as "None", the value Harvard's index held.
         let huid = a.huid.unwrap_or("None");
-        if huid == "anonymous" {
+        if !counted || huid == "anonymous" {
             return;
         }
         let Some(inpoint) = a.inpoint else {
             return;
         };
-        if !self.episodes.contains_key(a.mpid) {
-            self.episodes.insert(a.mpid.to_string(), None);
-        }
         if inpoint < 0 {
             self.negative_inpoints += 1;
         }
-        let limit = self.intervals(self.episodes[a.mpid]);
-        let key = (a.mpid.to_string(), huid.to_string());
-        let set = self.buckets.entry(key).or_default();
+        let viewer = match self.viewer_ids.get(huid) {
+            Some(i) => *i,
+            None => {
+                let i = self.viewers.len() as u32;
+                self.viewer_ids.insert(huid.to_string(), i);
+                self.viewers.push(huid.to_string());
+                i
+            }
+        };
+        let limit = self.intervals(self.episodes[ep].1);
+        let set = self.buckets.entry((ep as u32, viewer)).or_default();
         // Elasticsearch's histogram key: floor(value / interval).
         let bucket = inpoint.div_euclid(self.chunk);
         if limit.is_none_or(|n| (set.len() as f64) < n) {
@@ -107,11 +127,17 @@ impl Attendance {
     pub fn finish(mut self) -> AttendanceTable {
         let mut t = AttendanceTable::default();
         let mut by_episode: BTreeMap<String, Vec<(String, usize)>> = BTreeMap::new();
-        for ((mpid, huid), set) in std::mem::take(&mut self.buckets) {
-            by_episode.entry(mpid).or_default().push((huid, set.len()));
+        let mut durations: BTreeMap<String, Option<i64>> = BTreeMap::new();
+        for ((ep, viewer), set) in std::mem::take(&mut self.buckets) {
+            let (mpid, duration) = &self.episodes[ep as usize];
+            durations.insert(mpid.clone(), *duration);
+            by_episode
+                .entry(mpid.clone())
+                .or_default()
+                .push((self.viewers[viewer as usize].clone(), set.len()));
         }
         for (mpid, mut viewers) in by_episode {
-            let duration = self.episodes.get(&mpid).copied().flatten();
+            let duration = durations[&mpid];
             let Some(total) = self.intervals(duration) else {
                 t.skipped.push((
                     mpid,

@@ -1,7 +1,7 @@
 //! What a report reads of an action: the few fields the rules need, borrowed from a journaled
 //! [`Record`] (offline) or from a record's JSON line (through a running `harvester run`).
 
-use crate::record::{EpisodeBlock, Record};
+use crate::record::{EpisodeBlock, Record, RecordRef};
 
 /// One action as the report rules see it.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +34,24 @@ pub struct EpisodeFields<'a> {
 impl<'a> Action<'a> {
     /// The view of a journaled record.
     pub fn of(r: &'a Record) -> Action<'a> {
+        Action {
+            mpid: &r.mpid,
+            session_id: &r.session_id,
+            huid: r.huid.as_deref(),
+            kind: r.action.kind.as_deref(),
+            inpoint: r.action.inpoint,
+            outpoint: r.action.outpoint,
+            is_playing: r.action.is_playing,
+            created_us: r.created_us,
+            is_live: r.is_live,
+            episode: r.episode.as_deref().map(EpisodeFields::of),
+        }
+    }
+}
+
+impl<'a> Action<'a> {
+    /// The view of a record borrowed from its block.
+    pub fn of_ref(r: &'a RecordRef<'_>) -> Action<'a> {
         Action {
             mpid: &r.mpid,
             session_id: &r.session_id,

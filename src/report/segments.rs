@@ -96,7 +96,7 @@ mod tests {
         let mut x: u64 = 0x9e3779b97f4a7c15;
         for _ in 0..200 {
             let mut s = Segments::default();
-            let mut bits = [false; 300];
+            let mut bits = [false; 320];
             for _ in 0..40 {
                 x ^= x << 13;
                 x ^= x >> 7;
