@@ -411,8 +411,76 @@ fn check_records(
 #[derive(bincode::BorrowDecode)]
 struct BlockV2Borrowed<'a> {
     strings: Vec<&'a str>,
-    episodes: Vec<EpisodeBlock>,
+    episodes: Vec<EpisodeBorrowed<'a>>,
     records: Vec<CompactRecord>,
+}
+
+/// An [`EpisodeBlock`] as stored (the same fields in the same order), its text borrowed.
+#[derive(bincode::BorrowDecode, Hash)]
+struct EpisodeBorrowed<'a> {
+    title: Option<&'a str>,
+    duration: Option<i64>,
+    start: Option<&'a str>,
+    series: Option<(&'a str, &'a str)>,
+    kind: Option<&'a str>,
+    description: Option<&'a str>,
+}
+
+impl EpisodeBorrowed<'_> {
+    fn is(&self, e: &EpisodeBlock) -> bool {
+        self.title == e.title.as_deref()
+            && self.duration == e.duration
+            && self.start == e.start.as_deref()
+            && self.series == e.series.as_ref().map(|(a, b)| (a.as_str(), b.as_str()))
+            && self.kind == e.kind.as_deref()
+            && self.description == e.description.as_deref()
+    }
+
+    fn to_owned(&self) -> EpisodeBlock {
+        let s = |v: Option<&str>| v.map(str::to_string);
+        EpisodeBlock {
+            title: s(self.title),
+            duration: self.duration,
+            start: s(self.start),
+            series: self.series.map(|(a, b)| (a.to_string(), b.to_string())),
+            kind: s(self.kind),
+            description: s(self.description),
+        }
+    }
+}
+
+/// The episode blocks [`visit_block`] has made, reused across blocks: a block of 1,000 actions
+/// names hundreds of episodes, and making each again was most of a walk's allocations.
+/// Bounded: it starts over past [`EpisodeCache::LIMIT`] episodes.
+#[derive(Default)]
+pub struct EpisodeCache {
+    by_hash: foldhash::HashMap<u64, Vec<Arc<EpisodeBlock>>>,
+    len: usize,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl EpisodeCache {
+    const LIMIT: usize = 100_000;
+
+    fn get(&mut self, e: &EpisodeBorrowed<'_>) -> Arc<EpisodeBlock> {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(e);
+        if let Some(found) = self
+            .by_hash
+            .get(&h)
+            .and_then(|v| v.iter().find(|x| e.is(x)))
+        {
+            return found.clone();
+        }
+        if self.len >= Self::LIMIT {
+            self.by_hash.clear();
+            self.len = 0;
+        }
+        let made = Arc::new(e.to_owned());
+        self.by_hash.entry(h).or_default().push(made.clone());
+        self.len += 1;
+        made
+    }
 }
 
 /// Decodes a block and hands each record to `visit`, its strings borrowed from the block: no
@@ -421,6 +489,7 @@ struct BlockV2Borrowed<'a> {
 /// all made before the first record is visited: a damaged block visits nothing.
 pub fn visit_block(
     bytes: &[u8],
+    cache: &mut EpisodeCache,
     mut visit: impl FnMut(usize, &RecordRef<'_>),
 ) -> Result<usize, CodecError> {
     if bytes.first() == Some(&1) {
@@ -437,7 +506,7 @@ pub fn visit_block(
         block.records.len(),
         block.records.iter().map(|c| c.created_us),
     )?;
-    let episodes: Vec<Arc<EpisodeBlock>> = block.episodes.into_iter().map(Arc::new).collect();
+    let episodes: Vec<Arc<EpisodeBlock>> = block.episodes.iter().map(|e| cache.get(e)).collect();
     let strings = &block.strings;
     let bad = |what: &'static str, index: u32| CodecError::BadReference { what, index };
     let opt = |i: u32| -> Result<Option<Cow<'_, str>>, CodecError> {
@@ -856,7 +925,8 @@ mod tests {
             ) {
                 for bytes in [encode_block(&records), encode_block_v1(&records)] {
                     let mut seen = Vec::new();
-                    let n = visit_block(&bytes, |i, r| seen.push((i, r.clone().into_owned()))).unwrap();
+                    let mut cache = EpisodeCache::default();
+                    let n = visit_block(&bytes, &mut cache, |i, r| seen.push((i, r.clone().into_owned()))).unwrap();
                     prop_assert_eq!(n, records.len());
                     let want: Vec<(usize, Record)> = records.iter().cloned().enumerate().collect();
                     prop_assert_eq!(seen, want);
@@ -864,7 +934,7 @@ mod tests {
                     let i = at.index(flipped.len());
                     flipped[i] ^= flip;
                     let mut after = Vec::new();
-                    match visit_block(&flipped, |_, r| after.push(r.clone().into_owned())) {
+                    match visit_block(&flipped, &mut cache, |_, r| after.push(r.clone().into_owned())) {
                         Ok(_) => prop_assert_eq!(after, records.clone()),
                         Err(_) => prop_assert!(after.is_empty()),
                     }

@@ -170,12 +170,13 @@ pub fn for_each_ref(
     mut emit: impl FnMut(&crate::record::RecordRef<'_>),
 ) -> Result<DumpSummary> {
     let mut sum = DumpSummary::default();
+    let mut cache = codec::EpisodeCache::default();
     j.scan_blocks(
         filter.start_seq(),
         |seq, h| filter.may_hold(seq, h),
         |first, block| {
             let visited = block.and_then(|b| {
-                codec::visit_block(b, |i, r| {
+                codec::visit_block(b, &mut cache, |i, r| {
                     if filter.selects_ref(first + i as u64, r) {
                         emit(r);
                         sum.written += 1;
