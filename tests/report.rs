@@ -556,6 +556,8 @@ fn hostile_input_is_counted_bounded_and_never_over_100_percent() {
         "1 heartbeats with outpoint before inpoint left out",
         "actions without the position a rule needs left out",
         "(1 without a duration: no percent)",
+        "1 sessions with over 10000 actions",
+        "at most 200001 actions in one session",
     ] {
         assert!(summary.contains(part), "{part}: {summary}");
     }

@@ -32,7 +32,9 @@ pub async fn run(cli: &Cli, args: &ReportArgs) -> Result<(), AppError> {
             };
             let t = tables(cli, &a.opts).await?;
             match f {
-                None => emit(|out| report::svg::write(t.episodes(a.bucket), out))?,
+                None => {
+                    emit(|out| report::svg::write(t.episodes(a.bucket), t.episode_count(), out))?
+                }
                 Some(f) => emit(|out| write::episodes(t.episodes(a.bucket), f, out))?,
             }
             eprintln!("{}", report::summary(&t));

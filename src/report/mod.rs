@@ -59,10 +59,17 @@ pub fn summary(t: &Tables) -> String {
             "reported end positions not believed (real speed used)",
             n.implausible_ends,
         ),
+        ("sessions with over 10000 actions", n.crowded_sessions),
     ] {
         if v > 0 {
             fixed.push(format!("{v} {k}"));
         }
+    }
+    if n.crowded_sessions > 0 {
+        fixed.push(format!(
+            "at most {} actions in one session",
+            n.most_actions_in_a_session
+        ));
     }
     if fixed.is_empty() {
         s.push_str("; no hostile input");

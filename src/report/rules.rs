@@ -46,7 +46,15 @@ pub struct Anomalies {
     pub plays_ended_by_gap: u64,
     /// A reported end position that was not believed (real speed used instead).
     pub implausible_ends: u64,
+    /// Sessions with more than [`CROWDED`] actions (a billion seeks is bounded, not refused),
+    /// and the most actions one session had.
+    pub crowded_sessions: u64,
+    pub most_actions_in_a_session: u64,
 }
+
+/// A session with more actions than this is named in the summary: ten hours of heartbeats
+/// every 30 s are 1,200.
+pub const CROWDED: u64 = 10_000;
 
 impl Anomalies {
     /// Adds `other`'s counts.
@@ -59,6 +67,10 @@ impl Anomalies {
         self.out_of_order += o.out_of_order;
         self.plays_ended_by_gap += o.plays_ended_by_gap;
         self.implausible_ends += o.implausible_ends;
+        self.crowded_sessions += o.crowded_sessions;
+        self.most_actions_in_a_session = self
+            .most_actions_in_a_session
+            .max(o.most_actions_in_a_session);
     }
 
     /// Corrections and omissions in all (plays ended by the gap are the rule, not a fault).
@@ -70,6 +82,7 @@ impl Anomalies {
             + self.missing_positions
             + self.out_of_order
             + self.implausible_ends
+            + self.crowded_sessions
     }
 }
 
@@ -138,6 +151,7 @@ pub struct Session {
     pending: Segments,
     /// What the event rules corrected: counted, like `pending`, only if it counts.
     noted: Anomalies,
+    actions: u64,
 }
 
 impl Session {
@@ -148,6 +162,7 @@ impl Session {
             heartbeat: false,
             pending: Segments::default(),
             noted: Anomalies::default(),
+            actions: 0,
         }
     }
 
@@ -170,6 +185,7 @@ impl Session {
             n.out_of_order += 1;
             t = self.last_us;
         }
+        self.actions += 1;
         let mut noted = std::mem::take(&mut self.noted);
         self.event(a, t, cap, gap_us, watched, n, &mut noted);
         self.noted = noted;
@@ -237,6 +253,10 @@ impl Session {
     /// Ends the session (a gap, or the end of the journal): what it adds to its viewer's
     /// stretches, `None` for a heartbeat session (its heartbeats are already counted).
     pub fn close(mut self, cap: u32, gap_us: i64, n: &mut Anomalies) -> Option<Segments> {
+        if self.actions > CROWDED {
+            n.crowded_sessions += 1;
+            n.most_actions_in_a_session = n.most_actions_in_a_session.max(self.actions);
+        }
         let mut noted = std::mem::take(&mut self.noted);
         if self.playing.is_some() {
             self.end_play(self.last_us.saturating_add(gap_us), None, cap, &mut noted);

@@ -33,25 +33,33 @@ fn xml(s: &str) -> String {
     out
 }
 
-/// Writes the picture of `rows`.
-pub fn write<W: Write>(rows: impl Iterator<Item = EpisodeRow>, mut out: W) -> io::Result<()> {
-    let mut body = String::new();
-    let mut n = 0usize;
-    for r in rows {
-        panel(&mut body, &r, n as f64 * PANEL);
-        n += 1;
-    }
-    let height = (n.max(1) as f64) * PANEL;
+/// The most bars a panel draws (about one per pixel of the plot): a finer curve is drawn with
+/// neighbouring buckets merged (their largest count), so a live stream of days in 1-second
+/// buckets stays a picture of a few hundred kilobytes.
+const MAX_BARS: usize = 800;
+
+/// Writes the picture of `rows` (`count` of them), one panel at a time.
+pub fn write<W: Write>(
+    rows: impl Iterator<Item = EpisodeRow>,
+    count: usize,
+    mut out: W,
+) -> io::Result<()> {
+    let height = (count.max(1) as f64) * PANEL;
     write!(
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
          viewBox=\"0 0 {WIDTH} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <title>Retention per episode</title>\n"
     )?;
-    if n == 0 {
+    if count == 0 {
         writeln!(out, "<text x=\"10\" y=\"30\">No episode selected.</text>")?;
     }
-    out.write_all(body.as_bytes())?;
+    let mut body = String::new();
+    for (n, r) in rows.enumerate() {
+        body.clear();
+        panel(&mut body, &r, n as f64 * PANEL);
+        out.write_all(body.as_bytes())?;
+    }
     writeln!(out, "</svg>")?;
     out.flush()
 }
@@ -84,10 +92,17 @@ fn panel(s: &mut String, r: &EpisodeRow, top: f64) {
         LEFT - 6.0,
         base - PLOT_H + 10.0
     );
-    let n = r.retention.len();
+    let merge = r.retention.len().div_ceil(MAX_BARS).max(1);
+    let bars: Vec<u32> = r
+        .retention
+        .chunks(merge)
+        .map(|c| c.iter().copied().max().unwrap_or(0))
+        .collect();
+    let bar_s = u64::from(r.bucket_s) * merge as u64;
+    let n = bars.len();
     if n > 0 {
         let bw = plot_w / n as f64;
-        for (i, v) in r.retention.iter().enumerate() {
+        for (i, v) in bars.iter().enumerate() {
             if *v == 0 {
                 continue;
             }
@@ -99,12 +114,12 @@ fn panel(s: &mut String, r: &EpisodeRow, top: f64) {
                 base - h,
                 bw.max(0.5),
                 h,
-                i as u64 * u64::from(r.bucket_s) / 60,
-                (i as u64 + 1) * u64::from(r.bucket_s) / 60
+                i as u64 * bar_s / 60,
+                (i as u64 + 1) * bar_s / 60
             );
         }
     }
-    let minutes = n as u64 * u64::from(r.bucket_s) / 60;
+    let minutes = r.retention.len() as u64 * u64::from(r.bucket_s) / 60;
     let _ = writeln!(
         s,
         "<text x=\"{LEFT}\" y=\"{}\">0</text>\n<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{minutes} min</text>\n</g>",

@@ -86,6 +86,11 @@ impl Tables {
         &self.agg
     }
 
+    /// Episodes.
+    pub fn episode_count(&self) -> usize {
+        self.agg.episodes.len()
+    }
+
     /// (episode, viewer) rows.
     pub fn pair_count(&self) -> usize {
         self.by_episode.iter().map(Vec::len).sum()
