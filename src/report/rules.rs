@@ -204,7 +204,7 @@ impl Session {
         hb: &mut Anomalies,
         n: &mut Anomalies,
     ) {
-        if self.playing.is_some() && t - self.last_us > gap_us {
+        if self.playing.is_some() && t.saturating_sub(self.last_us) > gap_us {
             self.end_play(self.last_us.saturating_add(gap_us), None, cap, n);
             n.plays_ended_by_gap += 1;
         }
@@ -274,10 +274,14 @@ impl Session {
         let Some((p, since)) = self.playing.take() else {
             return;
         };
-        let wall = ((t - since).max(0) + 500_000) / 1_000_000;
-        let real_speed = (i64::from(p) + wall).min(i64::from(cap)) as u32;
+        let wall = t
+            .saturating_sub(since)
+            .clamp(0, i64::MAX / 2)
+            .saturating_add(500_000)
+            / 1_000_000;
+        let real_speed = (i64::from(p).saturating_add(wall)).min(i64::from(cap)) as u32;
         let end = match reported {
-            Some(q) if q >= p && i64::from(q - p) <= 2 * wall + 1 => q,
+            Some(q) if q >= p && i64::from(q - p) <= wall.saturating_mul(2).saturating_add(1) => q,
             Some(_) => {
                 n.implausible_ends += 1;
                 real_speed
