@@ -548,8 +548,21 @@ pub fn visit_block(
         })
     };
     // Every reference checked first, so that a damaged block visits nothing.
+    let (ns, ne) = (strings.len() as u32, episodes.len() as u32);
     for c in &block.records {
-        make(c)?;
+        for i in [c.mpid, c.session_id] {
+            if i == 0 || i > ns {
+                return Err(bad("string", i));
+            }
+        }
+        for i in [c.huid, c.useragent, c.kind, c.ip_chain] {
+            if i > ns {
+                return Err(bad("string", i));
+            }
+        }
+        if c.episode > ne {
+            return Err(bad("episode", c.episode));
+        }
     }
     for (i, c) in block.records.iter().enumerate() {
         visit(i, &make(c)?);
