@@ -106,6 +106,9 @@ pub enum Command {
     LoadEpisodes(LoadEpisodesArgs),
     /// Inspect and reuse the journal: dump, stats, verify, replay, prune (no Opencast needed).
     Journal(JournalArgs),
+    /// Who watched what: viewers, episodes (views, retention), series (roll call), attendance.
+    #[command(after_help = REPORT_HELP)]
+    Report(ReportArgs),
     /// Run a simulated Opencast (engage + admin) with generated data.
     #[command(
         after_help = "Example (a flaky server with a million actions over a day):\n  harvester sim --actions 1000000 --from 20160301000000 --to 20160302000000 --fail-every 7\n  MATTERHORN_ENGAGE_HOST=127.0.0.1:8080 MATTERHORN_REST_USER=opencast_system_account \\\n    MATTERHORN_REST_PASS=CHANGE_ME harvester harvest -s 20160301000000 -e 20160302000000 -o -"
@@ -1229,4 +1232,131 @@ impl std::str::FromStr for crate::secret::Secret {
     fn from_str(s: &str) -> Result<crate::secret::Secret, Self::Err> {
         Ok(crate::secret::Secret::new(s))
     }
+}
+
+const REPORT_HELP: &str = "\
+Reads the journal once (offline, or through `harvester run` while it holds the journal) and
+answers how much of each episode each viewer watched. Heartbeat players (Paella 6, up to
+Opencast 12) and event players (Paella 7, Opencast 13+: PLAY/PAUSE/SEEK) both count; the rules
+are in the README (\"Who watched what\"). Viewers not logged in are one row per episode.
+A summary line on stderr counts what was read and every hostile value corrected.
+
+Examples:
+  harvester report viewers --from 20261101000000 --to 20261130235959 > november.csv
+  harvester report viewers --mpid 83ebde9d-0812-4071-8fb7-a97c1472ceb9 --format json
+  harvester report episodes --series 20240112345 --format svg > retention.svg
+  harvester report series --threshold 75        # the roll call: lectures watched out of published
+  harvester report attendance --chunk-interval 300 > attendance.csv   # Harvard's export, exactly";
+
+/// `harvester report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: ReportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// One row per (episode, viewer): seconds and percent watched, sessions, first and last
+    /// seen, and (JSON) the watched segments.
+    Viewers(ReportOpts),
+    /// One row per episode: views, unique viewers, hours and average percent watched, and the
+    /// retention curve (--format svg draws it).
+    Episodes(EpisodesArgs),
+    /// The roll call: per series and viewer, lectures watched to --threshold percent out of the
+    /// series' lectures in the journal.
+    Series(SeriesArgs),
+    /// Harvard's attendance CSV (mpid,huid,vod_attendance or live_attendance): distinct
+    /// --chunk-interval buckets of playing HEARTBEAT inpoints out of the episode's intervals.
+    Attendance(AttendanceArgs),
+}
+
+/// Which actions a report reads.
+#[derive(Debug, Clone, Args)]
+pub struct ReportFilterArgs {
+    /// Actions whose time is at or after this (YYYYMMDDHHmmss in OPENCAST_TIMEZONE, or RFC 3339).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Actions whose time is at or before this.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Time zone of YYYYMMDDHHmmss times (IANA name).
+    #[arg(long, env = "OPENCAST_TIMEZONE", default_value = "UTC")]
+    pub opencast_timezone: String,
+    /// Only this media package (repeatable).
+    #[arg(long)]
+    pub mpid: Vec<String>,
+    /// Only episodes of this series id (repeatable).
+    #[arg(long)]
+    pub series: Vec<String>,
+}
+
+/// The options of the viewers, episodes and series reports.
+#[derive(Debug, Clone, Args)]
+pub struct ReportOpts {
+    #[command(flatten)]
+    pub filter: ReportFilterArgs,
+    /// Only live actions.
+    #[arg(long, conflicts_with = "vod")]
+    pub live: bool,
+    /// Only on-demand (not live) actions.
+    #[arg(long)]
+    pub vod: bool,
+    /// A session with no action for this many seconds is over: a play nothing paused ends
+    /// there (60 to 86400).
+    #[arg(long, env = "REPORT_SESSION_GAP", default_value_t = 1800,
+          value_parser = clap::value_parser!(u32).range(60..=86_400), value_name = "SECONDS")]
+    pub session_gap: u32,
+    /// Output: CSV with a header (the `journal dump --format csv` conventions), or JSON lines.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+    pub format: ReportFormat,
+}
+
+/// `report episodes`.
+#[derive(Debug, Clone, Args)]
+pub struct EpisodesArgs {
+    #[command(flatten)]
+    pub opts: ReportOpts,
+    /// Width of a retention-curve bucket in seconds (1 to 3600).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3600),
+          value_name = "SECONDS")]
+    pub bucket: u32,
+}
+
+/// `report series`.
+#[derive(Debug, Clone, Args)]
+pub struct SeriesArgs {
+    #[command(flatten)]
+    pub opts: ReportOpts,
+    /// A lecture counts as watched from this percent of it on (0 to 100).
+    #[arg(
+        long,
+        env = "REPORT_WATCHED_THRESHOLD",
+        default_value_t = 50.0,
+        value_name = "PERCENT"
+    )]
+    pub threshold: f64,
+}
+
+/// `report attendance`.
+#[derive(Debug, Clone, Args)]
+pub struct AttendanceArgs {
+    #[command(flatten)]
+    pub filter: ReportFilterArgs,
+    /// Bucket width in seconds of the episode (Harvard's default 300; 1 to 86400).
+    #[arg(long = "chunk-interval", alias = "chunk_interval", default_value_t = 300,
+          value_parser = clap::value_parser!(u32).range(1..=86_400), value_name = "SECONDS")]
+    pub chunk_interval: u32,
+    /// Live attendance (is_live actions, column live_attendance) instead of on-demand.
+    #[arg(long)]
+    pub live: bool,
+}
+
+/// What a report writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Json,
+    /// The retention curves as an SVG picture (`report episodes` only).
+    Svg,
 }

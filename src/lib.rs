@@ -31,6 +31,7 @@ pub mod opencast;
 pub mod progress;
 pub mod record;
 pub mod record_csv;
+pub mod report;
 mod retry;
 mod secret;
 mod shutdown;

@@ -47,6 +47,7 @@ fn main() {
             Command::Check(a) => app::check(&cli, a).await,
             Command::LoadEpisodes(a) => app::load_episodes(&cli, a).await,
             Command::Journal(a) => app::journal::run(&cli, a).await,
+            Command::Report(a) => app::report::run(&cli, a).await,
             Command::Sim(a) => app::sim(a).await,
             Command::Demo(a) => app::demo(a).await,
             Command::BenchFetch(a) => app::bench_fetch(&cli, a).await,

@@ -74,6 +74,9 @@ pub enum AppError {
     },
     #[error(transparent)]
     Remote(#[from] crate::app::journal::RemoteError),
+    /// A running service sent a record a report cannot read.
+    #[error(transparent)]
+    ReportInput(#[from] crate::report::input::NotAnAction),
     /// A blocking or spawned task panicked or was cancelled.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),

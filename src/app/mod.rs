@@ -21,6 +21,7 @@ pub mod journal;
 mod load_episodes;
 mod opening;
 pub mod owner;
+pub mod report;
 pub mod run;
 mod s3;
 mod sinks;

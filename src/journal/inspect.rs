@@ -39,15 +39,21 @@ impl Filter {
     }
 
     pub fn selects(&self, seq: u64, r: &Record) -> bool {
-        self.from_us.is_none_or(|f| r.created_us >= f)
-            && self.to_us.is_none_or(|t| r.created_us <= t)
+        self.selects_parts(seq, r.created_us, &r.mpid, r.action.kind.as_deref())
+    }
+
+    /// [`Filter::selects`] of a borrowed record.
+    pub fn selects_ref(&self, seq: u64, r: &crate::record::RecordRef<'_>) -> bool {
+        self.selects_parts(seq, r.created_us, &r.mpid, r.action.kind.as_deref())
+    }
+
+    fn selects_parts(&self, seq: u64, created_us: i64, mpid: &str, kind: Option<&str>) -> bool {
+        self.from_us.is_none_or(|f| created_us >= f)
+            && self.to_us.is_none_or(|t| created_us <= t)
             && self.seq.is_none_or(|(a, b)| seq >= a && seq <= b)
-            && (self.mpids.is_empty() || self.mpids.contains(&r.mpid))
+            && (self.mpids.is_empty() || self.mpids.iter().any(|m| m == mpid))
             && (self.types.is_empty()
-                || r.action
-                    .kind
-                    .as_deref()
-                    .is_some_and(|k| self.types.iter().any(|t| t.eq_ignore_ascii_case(k))))
+                || kind.is_some_and(|k| self.types.iter().any(|t| t.eq_ignore_ascii_case(k))))
     }
 
     /// The first sequence worth starting a walk at.
@@ -152,6 +158,43 @@ pub fn for_each(
             return Err(JournalError::Dump(e));
         }
     }
+    Ok(sum)
+}
+
+/// [`for_each`] without a limit, each selected record borrowed from its block (no allocation
+/// per record: the walk of `harvester report`, millions of records at a time). A block that
+/// cannot be read is skipped whole and reported.
+pub fn for_each_ref(
+    j: &Journal,
+    filter: &Filter,
+    mut emit: impl FnMut(&crate::record::RecordRef<'_>),
+) -> Result<DumpSummary> {
+    let mut sum = DumpSummary::default();
+    let mut cache = codec::EpisodeCache::default();
+    j.scan_blocks(
+        filter.start_seq(),
+        |seq, h| filter.may_hold(seq, h),
+        |first, block| {
+            let visited = block.and_then(|b| {
+                codec::visit_block(b, &mut cache, |i, r| {
+                    if filter.selects_ref(first + i as u64, r) {
+                        emit(r);
+                        sum.written += 1;
+                    }
+                })
+            });
+            match visited {
+                Ok(n) => filter.seq.is_none_or(|(_, b)| first + n as u64 <= b),
+                Err(e) => {
+                    sum.bad_blocks.push(BadBlock {
+                        first_seq: first,
+                        error: e.to_string(),
+                    });
+                    true
+                }
+            }
+        },
+    )?;
     Ok(sum)
 }
 

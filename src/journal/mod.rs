@@ -909,8 +909,22 @@ impl Journal {
     pub fn scan(
         &self,
         from_seq: u64,
-        mut want: impl FnMut(u64, &BlockHeader) -> bool,
+        want: impl FnMut(u64, &BlockHeader) -> bool,
         mut visit: impl FnMut(u64, std::result::Result<Vec<Record>, CodecError>) -> bool,
+    ) -> Result<()> {
+        self.scan_blocks(from_seq, want, |key, bytes| match bytes {
+            Ok(b) => visit(key, codec::decode_block(b)),
+            Err(e) => visit(key, Err(e)),
+        })
+    }
+
+    /// [`Journal::scan`], each wanted block handed over still encoded (for
+    /// [`codec::visit_block`]), or the error of its unreadable header.
+    pub fn scan_blocks(
+        &self,
+        from_seq: u64,
+        mut want: impl FnMut(u64, &BlockHeader) -> bool,
+        mut visit: impl FnMut(u64, std::result::Result<&[u8], CodecError>) -> bool,
     ) -> Result<()> {
         let tx = self.db.begin_read()?;
         let Some(blocks) = read_table(&tx, BLOCKS)? else {
@@ -924,12 +938,12 @@ impl Journal {
             let (k, v) = row?;
             let key = k.value();
             let bytes = v.value();
-            let decoded = match codec::block_header(bytes) {
+            let block = match codec::block_header(bytes) {
                 Ok(h) if !want(key, &h) => continue,
-                Ok(_) => codec::decode_block(bytes),
+                Ok(_) => Ok(bytes),
                 Err(e) => Err(e),
             };
-            if !visit(key, decoded) {
+            if !visit(key, block) {
                 break;
             }
         }

@@ -10,6 +10,8 @@ use dump::dump;
 pub use dump::{dump_pairs, write_csv_dump, write_dump, DumpRequest};
 use prune::prune;
 pub use remote::RemoteError;
+// `harvester report` reads the same journal the same two ways.
+pub(crate) use remote::{access, remote_get, Access};
 use replay::replay;
 use stats::stats;
 

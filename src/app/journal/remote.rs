@@ -40,7 +40,7 @@ pub enum RemoteError {
 }
 
 /// Where the running service that holds the journal answers.
-pub(super) enum Service {
+pub(crate) enum Service {
     /// Its Unix socket.
     Socket(PathBuf),
     /// Its TCP address (the record endpoints need `HARVESTER_API_TOKEN` there).
@@ -57,12 +57,12 @@ impl Service {
 }
 
 /// The journal, or the running service that holds it.
-pub(super) enum Access {
+pub(crate) enum Access {
     Local(Arc<Journal>),
     Remote(Service),
 }
 
-pub(super) fn access(cli: &Cli) -> Result<Access, AppError> {
+pub(crate) fn access(cli: &Cli) -> Result<Access, AppError> {
     match crate::app::open_journal_read(&cli.journal) {
         Ok(j) => Ok(Access::Local(j)),
         Err(e) => {
@@ -85,14 +85,14 @@ pub(super) fn access(cli: &Cli) -> Result<Access, AppError> {
 }
 
 /// An answer of the running service, whichever way it came.
-pub(super) enum Answer {
+pub(crate) enum Answer {
     Tcp(reqwest::Response),
     Socket(hyper::body::Incoming),
 }
 
 impl Answer {
     /// The next piece of the body, `None` at its end.
-    pub(super) async fn chunk(&mut self) -> Result<Option<Bytes>, RemoteError> {
+    pub(crate) async fn chunk(&mut self) -> Result<Option<Bytes>, RemoteError> {
         match self {
             Answer::Tcp(r) => r.chunk().await.map_err(|e| RemoteError::Broken(e.into())),
             Answer::Socket(b) => loop {
@@ -129,7 +129,7 @@ fn tcp_client() -> Result<reqwest::Client, RemoteError> {
 }
 
 /// GETs `path` with `pairs` from the running service: the answer, once it says success.
-pub(super) async fn remote_get(
+pub(crate) async fn remote_get(
     service: &Service,
     path: &str,
     pairs: &[(String, String)],

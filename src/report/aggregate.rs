@@ -1,0 +1,283 @@
+//! One pass over the actions: per (episode, viewer) stretches, sessions and times.
+//!
+//! Memory follows the (episode, viewer) pairs and the sessions, never the actions: media
+//! package ids and users are interned once, a session is remembered as a 64-bit hash, and a
+//! session's play state is dropped (its stretches handed to its viewer) once the journal has
+//! moved a session gap past its last action.
+
+use std::hash::BuildHasher;
+
+// foldhash: the tables are hashed once per action; SipHash cost a fifth of a report's time.
+use foldhash::{HashMap, HashSet};
+
+use super::input::Action;
+use super::rules::{self, Anomalies, Session};
+use super::segments::Segments;
+
+/// What a report selects and how it reads sessions (plain settings; the CLI fills them).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A session with no action for this long is over (microseconds).
+    pub gap_us: i64,
+    /// Only episodes of these series (empty: all).
+    pub series: Vec<String>,
+    /// `Some(true)`: live actions only; `Some(false)`: on-demand only.
+    pub live: Option<bool>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            gap_us: 1_800 * 1_000_000,
+            series: Vec::new(),
+            live: None,
+        }
+    }
+}
+
+/// The viewer index of everyone not logged in (`anonymous`, no user, `-omitted-`).
+pub const NOT_LOGGED_IN: u32 = 0;
+
+/// Whether `huid` names no person: Opencast's anonymous user, no user at all, or the value
+/// Opencast 6.0+ writes when `log.user` is off.
+pub fn not_logged_in(huid: Option<&str>) -> bool {
+    matches!(
+        huid,
+        None | Some("anonymous") | Some("-omitted-") | Some("")
+    )
+}
+
+/// An episode as the journal describes it (the last non-empty value of each field wins).
+#[derive(Debug, Clone, Default)]
+pub struct Episode {
+    pub mpid: String,
+    pub title: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub series_id: Option<String>,
+    pub series_title: Option<String>,
+    /// Distinct sessions, as Opencast counts views.
+    pub views: u64,
+}
+
+/// What one viewer did with one episode.
+#[derive(Debug, Clone, Default)]
+pub struct Pair {
+    pub watched: Segments,
+    pub first_us: i64,
+    pub last_us: i64,
+    pub sessions: u32,
+}
+
+/// A session still open, with the (episode, viewer) it belongs to.
+struct Open {
+    episode: u32,
+    viewer: u32,
+    session: Session,
+}
+
+/// Sweeps for finished sessions after this many actions.
+const SWEEP_EVERY: u32 = 1 << 16;
+
+/// The running aggregation.
+pub struct Aggregator {
+    settings: Settings,
+    episodes: Vec<Episode>,
+    episode_ids: HashMap<String, u32>,
+    viewers: Vec<String>,
+    viewer_ids: HashMap<String, u32>,
+    pairs: HashMap<(u32, u32), Pair>,
+    views: HashSet<(u32, u64)>,
+    pair_sessions: HashSet<(u32, u32, u64)>,
+    /// Keyed by the hash of (media package, user, session): an action of an open session
+    /// (nearly all of them) finds its episode and viewer there, without a string look-up.
+    open: HashMap<u64, Open>,
+    hasher: foldhash::fast::FixedState,
+    newest_us: i64,
+    until_sweep: u32,
+    /// Actions read, and those the settings selected.
+    pub read: u64,
+    pub selected: u64,
+    pub anomalies: Anomalies,
+}
+
+impl Aggregator {
+    pub fn new(settings: Settings) -> Aggregator {
+        Aggregator {
+            settings,
+            episodes: Vec::new(),
+            episode_ids: HashMap::default(),
+            viewers: vec![String::new()],
+            viewer_ids: HashMap::default(),
+            pairs: HashMap::default(),
+            views: HashSet::default(),
+            pair_sessions: HashSet::default(),
+            open: HashMap::default(),
+            hasher: foldhash::fast::FixedState::with_seed(0x5eed),
+            newest_us: i64::MIN,
+            until_sweep: SWEEP_EVERY,
+            read: 0,
+            selected: 0,
+            anomalies: Anomalies::default(),
+        }
+    }
+
+    /// Whether the settings select this action (the journal filter chose the time and mpid).
+    fn selects(&self, a: &Action<'_>) -> bool {
+        self.settings.live.is_none_or(|l| a.is_live == l)
+            && (self.settings.series.is_empty()
+                || a.episode
+                    .and_then(|e| e.series_id)
+                    .is_some_and(|s| self.settings.series.iter().any(|x| x == s)))
+    }
+
+    /// Reads one action (in journal order).
+    pub fn add(&mut self, a: &Action<'_>) {
+        self.read += 1;
+        if !self.selects(a) {
+            return;
+        }
+        self.selected += 1;
+        let key = self.hasher.hash_one((a.mpid, a.huid, a.session_id));
+        let open = match self.open.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                // A new session (or one a gap closed): count it, and read the episode.
+                let ep = intern_episode(&mut self.episodes, &mut self.episode_ids, a.mpid);
+                let e = &mut self.episodes[ep as usize];
+                if let Some(f) = a.episode {
+                    update(&mut e.title, f.title);
+                    update(&mut e.series_id, f.series_id);
+                    update(&mut e.series_title, f.series_title);
+                    if f.duration_ms.is_some() {
+                        e.duration_ms = f.duration_ms;
+                    }
+                }
+                let viewer = if not_logged_in(a.huid) {
+                    NOT_LOGGED_IN
+                } else {
+                    intern(
+                        &mut self.viewers,
+                        &mut self.viewer_ids,
+                        a.huid.unwrap_or_default(),
+                    )
+                };
+                let session = self.hasher.hash_one(a.session_id);
+                if self.views.insert((ep, session)) {
+                    e.views += 1;
+                }
+                let pair = self.pairs.entry((ep, viewer)).or_insert_with(|| Pair {
+                    first_us: a.created_us,
+                    last_us: a.created_us,
+                    ..Pair::default()
+                });
+                if self.pair_sessions.insert((ep, viewer, session)) {
+                    pair.sessions += 1;
+                }
+                v.insert(Open {
+                    episode: ep,
+                    viewer,
+                    session: Session::new(a.created_us),
+                })
+            }
+        };
+        let pair = self
+            .pairs
+            .get_mut(&(open.episode, open.viewer))
+            .expect("an open session's pair");
+        pair.first_us = pair.first_us.min(a.created_us);
+        pair.last_us = pair.last_us.max(a.created_us);
+        let cap = rules::position_cap(self.episodes[open.episode as usize].duration_ms);
+        open.session.apply(
+            a,
+            cap,
+            self.settings.gap_us,
+            &mut pair.watched,
+            &mut self.anomalies,
+        );
+        self.newest_us = self.newest_us.max(a.created_us);
+        self.until_sweep -= 1;
+        if self.until_sweep == 0 {
+            self.until_sweep = SWEEP_EVERY;
+            self.sweep(false);
+        }
+    }
+
+    /// Closes the sessions the journal has left a gap behind (all of them with `all`).
+    fn sweep(&mut self, all: bool) {
+        // Twice the gap: actions come in harvest order, a little out of time order.
+        let horizon = self
+            .newest_us
+            .saturating_sub(self.settings.gap_us.saturating_mul(2));
+        let gap = self.settings.gap_us;
+        let done: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| all || o.session.last_us() < horizon)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in done {
+            let o = self.open.remove(&k).expect("a listed session");
+            let cap = rules::position_cap(self.episodes[o.episode as usize].duration_ms);
+            if let Some(seg) = o.session.close(cap, gap, &mut self.anomalies) {
+                if let Some(p) = self.pairs.get_mut(&(o.episode, o.viewer)) {
+                    p.watched.merge(&seg);
+                }
+            }
+        }
+    }
+
+    /// Ends every session and hands over the tables' material.
+    pub fn finish(mut self) -> Aggregate {
+        self.sweep(true);
+        Aggregate {
+            episodes: self.episodes,
+            viewers: self.viewers,
+            pairs: self.pairs,
+            read: self.read,
+            selected: self.selected,
+            anomalies: self.anomalies,
+        }
+    }
+}
+
+fn update(field: &mut Option<String>, v: Option<&str>) {
+    if let Some(v) = v {
+        if field.as_deref() != Some(v) {
+            *field = Some(v.to_string());
+        }
+    }
+}
+
+fn intern(names: &mut Vec<String>, ids: &mut HashMap<String, u32>, s: &str) -> u32 {
+    if let Some(i) = ids.get(s) {
+        return *i;
+    }
+    let i = names.len() as u32;
+    names.push(s.to_string());
+    ids.insert(s.to_string(), i);
+    i
+}
+
+fn intern_episode(eps: &mut Vec<Episode>, ids: &mut HashMap<String, u32>, mpid: &str) -> u32 {
+    if let Some(i) = ids.get(mpid) {
+        return *i;
+    }
+    let i = eps.len() as u32;
+    eps.push(Episode {
+        mpid: mpid.to_string(),
+        ..Episode::default()
+    });
+    ids.insert(mpid.to_string(), i);
+    i
+}
+
+/// Everything the tables are made of, once the pass is over.
+pub struct Aggregate {
+    pub episodes: Vec<Episode>,
+    /// Interned users; index [`NOT_LOGGED_IN`] is everyone not logged in.
+    pub viewers: Vec<String>,
+    pub pairs: HashMap<(u32, u32), Pair>,
+    pub read: u64,
+    pub selected: u64,
+    pub anomalies: Anomalies,
+}
