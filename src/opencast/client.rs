@@ -634,21 +634,15 @@ impl Client {
     }
 
     /// [`CHALLENGE_PATH`] below the registered base `url` lies under (the host's root if none).
-    /// The server's `Date` header on an answer to a request that carries no credentials (the
-    /// Digest entry point below `url`'s installation: the security filter answers it at once,
-    /// whatever the status), with the local times it was sent and received. For reading the
-    /// server's clock; `None` when there is no answer or no header.
+    /// The server's `Date` header on an answer to a request that carries no credentials (a path
+    /// below `url`'s installation that needs a login, asked as a browser would: the security
+    /// filter redirects it to the login page at once; no challenge, nothing read), with the
+    /// local times it was sent and received. For reading the server's clock; `None` when there
+    /// is no answer or no header.
     pub async fn server_date(&self, url: &Url) -> Option<(String, i64, i64)> {
         let login = self.challenge_url(url);
         let sent = crate::timefmt::now_us();
-        let resp = self
-            .http
-            .get(login)
-            .header("X-Requested-Auth", "Digest")
-            .header("X-Opencast-Matterhorn-Authorization", "true")
-            .send()
-            .await
-            .ok()?;
+        let resp = self.http.get(login).send().await.ok()?;
         let received = crate::timefmt::now_us();
         let date = resp
             .headers()
