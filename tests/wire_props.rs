@@ -167,7 +167,7 @@ proptest! {
 
     #[test]
     fn a_non_positive_id_is_never_a_record(id in i64::MIN..=0) {
-        let body = serde_json::to_vec(&json!({"actions": {"action": {
+        let body = serde_json::to_vec(&json!({"actions": {"total": 1, "action": {
             "id": id, "mediapackageId": "m", "sessionId": {"sessionId": "s"},
             "created": "2016-03-01T12:00:00Z"}}})).unwrap();
         let j = JudgedPage::judge(ActionsPage::parse(&body).unwrap(), Tz::UTC);
