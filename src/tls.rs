@@ -285,7 +285,7 @@ pub async fn fetch_pinned(
         .head(bare)
         .send()
         .await
-        .map_err(|e| PinError::Unreachable(crate::escape::text(&chain(&e)).into_owned()))?;
+        .map_err(|e| PinError::Unreachable(crate::escape::text(&error_chain(&e)).into_owned()))?;
     let certs = seen.lock().expect("recorder lock").clone();
     match certs.iter().find(|c| Fingerprint::of(c) == pin) {
         Some(c) => Ok(c.to_vec()),
@@ -295,7 +295,9 @@ pub async fn fetch_pinned(
     }
 }
 
-fn chain(e: &dyn StdError) -> String {
+/// An error and its sources in one line, each source once (Elasticsearch and the pinning
+/// request both report with it).
+pub fn error_chain(e: &dyn StdError) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {

@@ -98,7 +98,7 @@ impl EsClient {
         }
         EsError::Unreachable {
             host: self.shown.clone(),
-            reason: error_chain(&e),
+            reason: crate::tls::error_chain(&e),
         }
     }
 
@@ -271,18 +271,4 @@ impl EsClient {
         self.check(resp, &format!("refreshing {index}")).await?;
         Ok(())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = c.source();
-    }
-    s
 }
