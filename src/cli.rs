@@ -508,6 +508,15 @@ pub struct EnrichArgs {
           default_value = "0", default_missing_value = "1", hide_default_value = true)]
     pub es_drop_useragent: bool,
 
+    /// What the sinks do to addresses, after GeoIP: keep them, truncate them (IPv4 /24, IPv6
+    /// /48) or drop them. Ids are pseudonymized with PSEUDONYMIZE_KEY (environment or .env only).
+    #[arg(long, env = "IP_PRIVACY", default_value = "keep", value_parser = ["keep", "truncate", "drop"])]
+    pub ip_privacy: String,
+
+    /// The privacy settings (`PSEUDONYMIZE_KEY`, `IP_PRIVACY`), read once when checked.
+    #[arg(skip)]
+    pub privacy: std::sync::Arc<std::sync::OnceLock<crate::privacy::Privacy>>,
+
     /// The process's enricher, made once from the settings above when they are checked
     /// (`app::check_sink_settings`) and shared by every copy of these arguments, so that all
     /// sinks of a process share one database mapping, one parser and one pair of caches.
@@ -530,14 +539,34 @@ impl EnrichArgs {
     /// Opens the database and compiles the parser these settings ask for (once per process).
     pub fn check(&self) -> Result<(), crate::config::ConfigError> {
         crate::enrich::Scope::parse(&self.enrich_sinks).map_err(crate::config::ConfigError::new)?;
+        self.privacy_settings()?;
         self.enricher
             .init(&crate::enrich::EnrichSettings::from(self))
             .map_err(|e| crate::config::ConfigError::new(e.to_string()))
     }
 
-    /// The enricher of a sink (see [`crate::enrich::EnricherSlot::for_sink`]).
-    pub fn for_sink(&self, es: bool) -> Option<crate::enrich::SinkEnricher> {
-        self.enricher.for_sink(es)
+    /// The privacy settings: `PSEUDONYMIZE_KEY` from the environment, `IP_PRIVACY` (read once).
+    pub fn privacy_settings(&self) -> Result<&crate::privacy::Privacy, crate::config::ConfigError> {
+        if let Some(p) = self.privacy.get() {
+            return Ok(p);
+        }
+        let p = crate::privacy::Privacy::from_env(&self.ip_privacy)?;
+        Ok(self.privacy.get_or_init(|| p))
+    }
+
+    /// What a sink does to records before sending them: enrichment (see
+    /// [`crate::enrich::EnricherSlot::for_sink`]) and the privacy settings, which every sink
+    /// gets. Fails only on a privacy setting that is wrong (never silently sends ids in clear).
+    pub fn for_sink(
+        &self,
+        es: bool,
+    ) -> Result<Option<crate::enrich::Shaper>, crate::config::ConfigError> {
+        let privacy = self.privacy_settings()?;
+        let privacy = privacy.is_on().then(|| privacy.for_sink());
+        Ok(crate::enrich::Shaper::new(
+            self.enricher.for_sink(es),
+            privacy,
+        ))
     }
 }
 
@@ -1053,6 +1082,10 @@ pub struct DumpArgs {
     /// objects of GEOIP_DATABASE / PARSE_USERAGENT (and without `useragent` if ES_DROP_USERAGENT).
     #[arg(long, conflicts_with_all = ["dead_letters", "episode_docs", "episodes"])]
     pub enrich: bool,
+    /// Show the records as the sinks get them: ids pseudonymized with PSEUDONYMIZE_KEY and
+    /// addresses as IP_PRIVACY says (at least one of the two must be set).
+    #[arg(long, conflicts_with_all = ["dead_letters", "episode_docs", "episodes"])]
+    pub pseudonymize: bool,
     #[command(flatten)]
     pub enrich_args: EnrichArgs,
     /// Output: JSON lines (the exact record format), or CSV with a header and one flat row per

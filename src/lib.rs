@@ -28,6 +28,7 @@ pub mod journal;
 pub mod logging;
 mod metrics;
 pub mod opencast;
+pub mod privacy;
 pub mod progress;
 pub mod record;
 pub mod record_csv;

@@ -210,7 +210,21 @@ impl Record {
     /// Appends the record (`es`: its Elasticsearch document) with the `geoip` / `ua` objects of
     /// `extra` after its own fields, as Logstash's filters added them.
     pub fn write_enriched_json(&self, out: &mut Vec<u8>, extra: &Extra, es: bool) {
-        serde_json::to_writer(out, &Enriched(self, extra, es)).expect("a record always serialises");
+        self.write_shaped_json(out, Some(extra), None, es);
+    }
+
+    /// Appends the record (`es`: its Elasticsearch document) as a sink sends it: with the
+    /// enrichment of `extra` and the personal fields of `shown` (pseudonymized ids, shortened
+    /// addresses; see [`crate::privacy`]) in place of the journaled ones.
+    pub fn write_shaped_json(
+        &self,
+        out: &mut Vec<u8>,
+        extra: Option<&Extra>,
+        shown: Option<&crate::privacy::Shown>,
+        es: bool,
+    ) {
+        serde_json::to_writer(out, &Shaped(self, extra, shown, es))
+            .expect("a record always serialises");
     }
 
     fn serialize_as<S: Serializer>(
@@ -218,21 +232,27 @@ impl Record {
         s: S,
         live_as_bool: bool,
         extra: Option<&Extra>,
+        shown: Option<&crate::privacy::Shown>,
     ) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("action_id", &self.action_id)?;
         m.serialize_entry("timestamp", &timefmt::python_isoformat_utc(self.created_us))?;
         m.serialize_entry("mpid", &self.mpid)?;
-        m.serialize_entry("session_id", &self.session_id)?;
-        m.serialize_entry("huid", self.huid.as_deref().unwrap_or("None"))?;
+        let (session_id, huid, chain) = match shown {
+            Some(p) => (&*p.session_id, p.huid.as_deref(), p.ip_chain.as_deref()),
+            None => (
+                self.session_id.as_str(),
+                self.huid.as_deref(),
+                self.ip_chain.as_deref(),
+            ),
+        };
+        m.serialize_entry("session_id", session_id)?;
+        m.serialize_entry("huid", huid.unwrap_or("None"))?;
         if !extra.is_some_and(|x| x.drop_useragent) {
             m.serialize_entry("useragent", &self.useragent)?;
         }
         m.serialize_entry("action", &self.action)?;
-        let mut ips = self
-            .ip_chain
-            .as_deref()
-            .map(|c| c.split(',').map(str::trim));
+        let mut ips = chain.map(|c| c.split(',').map(str::trim));
         m.serialize_entry("ip", &ips.as_mut().and_then(|i| i.next()))?;
         const PROXIES: [&str; 4] = ["proxy1", "proxy2", "proxy3", "proxy4"];
         for (n, proxy) in ips.into_iter().flatten().enumerate() {
@@ -264,7 +284,7 @@ impl Record {
 
 impl Serialize for Record {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.serialize_as(s, false, None)
+        self.serialize_as(s, false, None, None)
     }
 }
 
@@ -272,16 +292,22 @@ struct EsDocument<'a>(&'a Record);
 
 impl Serialize for EsDocument<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize_as(s, true, None)
+        self.0.serialize_as(s, true, None, None)
     }
 }
 
-/// A record (or, with `.2`, its Elasticsearch document) with its enrichment.
-struct Enriched<'a>(&'a Record, &'a Extra, bool);
+/// A record (or, with `.3`, its Elasticsearch document) with its enrichment and the personal
+/// fields a sink shows.
+struct Shaped<'a>(
+    &'a Record,
+    Option<&'a Extra>,
+    Option<&'a crate::privacy::Shown>,
+    bool,
+);
 
-impl Serialize for Enriched<'_> {
+impl Serialize for Shaped<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize_as(s, self.2, Some(self.1))
+        self.0.serialize_as(s, self.3, self.1, self.2)
     }
 }
 

@@ -88,7 +88,7 @@ pub(crate) async fn make_sink(
 ) -> Result<(Sink, String), AppError> {
     match o {
         Output::Stdout => Ok((
-            Sink::Stdout(StdoutSink::enriched(sink.enrich.for_sink(false))),
+            Sink::Stdout(StdoutSink::enriched(sink.enrich.for_sink(false)?)),
             "stdout".into(),
         )),
         Output::Sqs => {
@@ -101,7 +101,7 @@ pub(crate) async fn make_sink(
             let client = aws::sqs_client(&aws::sdk_config().await);
             let s = SqsSink::connect(client, cfg, journal.clone())
                 .await?
-                .with_enrichment(sink.enrich.for_sink(false));
+                .with_enrichment(sink.enrich.for_sink(false)?);
             Ok((Sink::Sqs(s), format!("sqs:{name}")))
         }
         Output::Es => {
@@ -123,7 +123,7 @@ pub(crate) async fn make_sink(
             };
             let s = EsSink::connect(client, cfg, journal.clone())
                 .await?
-                .with_enrichment(sink.enrich.for_sink(true));
+                .with_enrichment(sink.enrich.for_sink(true)?);
             Ok((Sink::Es(s), format!("es:{}", sink.es_action_index)))
         }
     }

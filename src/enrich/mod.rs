@@ -329,6 +329,53 @@ impl std::fmt::Debug for SinkEnricher {
     }
 }
 
+/// What a sink does to a record before it sends it: enrichment from the journaled fields,
+/// then the privacy settings (pseudonymized ids, shortened addresses) over the personal ones.
+/// A sink without either writes the plain record (its fast path: no `Shaper` at all).
+#[derive(Debug)]
+pub struct Shaper {
+    enrich: Option<SinkEnricher>,
+    privacy: Option<crate::privacy::SinkPrivacy>,
+}
+
+impl Shaper {
+    /// `None` when there is nothing to do.
+    pub fn new(
+        enrich: Option<SinkEnricher>,
+        privacy: Option<crate::privacy::SinkPrivacy>,
+    ) -> Option<Shaper> {
+        (enrich.is_some() || privacy.is_some()).then_some(Shaper { enrich, privacy })
+    }
+
+    /// The enrichment part, if any.
+    pub fn enricher(&mut self) -> Option<&mut SinkEnricher> {
+        self.enrich.as_mut()
+    }
+
+    /// The privacy part, if any.
+    pub fn privacy(&mut self) -> Option<&mut crate::privacy::SinkPrivacy> {
+        self.privacy.as_mut()
+    }
+
+    /// Appends the JSON of `r` as this sink sends it (`es`: its Elasticsearch document). The
+    /// GeoIP look-up reads the journaled address, before `IP_PRIVACY` shortens it.
+    pub fn write_record(&mut self, r: &Record, out: &mut Vec<u8>, es: bool) {
+        let shown = self.privacy.as_mut().map(|p| p.show(r));
+        match &mut self.enrich {
+            Some(e) => {
+                let mut x = e.extra(first_ip(r.ip_chain.as_deref()), r.useragent.as_deref());
+                x.drop_useragent = es && e.shared.es_drop_useragent;
+                r.write_shaped_json(out, Some(&x), shown.as_ref(), es);
+                e.pending += 1;
+                if e.pending >= FLUSH_EVERY {
+                    e.flush();
+                }
+            }
+            None => r.write_shaped_json(out, None, shown.as_ref(), es),
+        }
+    }
+}
+
 /// Looks `key` up in the front cache, then the shared one, then computes it.
 fn cached(
     front: &mut Front,

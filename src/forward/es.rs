@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{SinkError, SinkFailure};
-use crate::enrich::SinkEnricher;
+use crate::enrich::Shaper;
 use crate::es::BulkFailure;
 use crate::es::{templates, BulkLines, BulkPolicy, EsClient, EsError, Rejection};
 use crate::journal::{DeadLetter, Journal, SinkRefusal};
@@ -196,7 +196,7 @@ pub struct EsSink {
     retried_items: u64,
     dead_letters: u64,
     /// GeoIP / user-agent enrichment of the documents (`GEOIP_DATABASE`, `PARSE_USERAGENT`).
-    enrich: Option<SinkEnricher>,
+    enrich: Option<Shaper>,
 }
 
 impl EsSink {
@@ -227,7 +227,7 @@ impl EsSink {
     }
 
     /// Enriches the documents with `geoip` / `ua` objects.
-    pub fn with_enrichment(mut self, enrich: Option<SinkEnricher>) -> EsSink {
+    pub fn with_enrichment(mut self, enrich: Option<Shaper>) -> EsSink {
         self.enrich = enrich;
         self
     }

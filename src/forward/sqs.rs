@@ -37,7 +37,7 @@ use futures::StreamExt;
 
 use super::{SinkError, SinkFailure};
 use crate::aws::describe;
-use crate::enrich::SinkEnricher;
+use crate::enrich::Shaper;
 use crate::journal::{DeadLetter, Journal, SinkRefusal};
 use crate::record::Record;
 use crate::timefmt;
@@ -86,7 +86,7 @@ pub struct SqsSink {
     calls: Arc<AtomicU64>,
     dead_letters: u64,
     /// `ENRICH_SINKS=all`: message bodies gain `geoip` / `ua`.
-    enrich: Option<std::sync::Mutex<SinkEnricher>>,
+    enrich: Option<std::sync::Mutex<Shaper>>,
 }
 
 /// One message to send: its body and the action it carries.
@@ -260,7 +260,7 @@ impl SqsSink {
     }
 
     /// Enriches the message bodies (`ENRICH_SINKS=all`).
-    pub fn with_enrichment(mut self, enrich: Option<SinkEnricher>) -> SqsSink {
+    pub fn with_enrichment(mut self, enrich: Option<Shaper>) -> SqsSink {
         self.enrich = enrich.map(std::sync::Mutex::new);
         self
     }

@@ -18,7 +18,7 @@ use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 
 use super::{SinkError, SinkFailure};
-use crate::enrich::SinkEnricher;
+use crate::enrich::Shaper;
 use crate::record::Record;
 
 /// Writes records to standard output; a record counts as acknowledged once written.
@@ -27,7 +27,7 @@ pub struct StdoutSink {
     buf: Vec<u8>,
     checked_tail: bool,
     /// `ENRICH_SINKS=all`: records gain `geoip` / `ua`.
-    enrich: Option<SinkEnricher>,
+    enrich: Option<Shaper>,
 }
 
 /// Standard output as a file, never closed by us.
@@ -38,7 +38,7 @@ fn fd1() -> ManuallyDrop<File> {
 
 impl StdoutSink {
     /// A stdout sink whose records are enriched (`ENRICH_SINKS=all`).
-    pub fn enriched(enrich: Option<SinkEnricher>) -> StdoutSink {
+    pub fn enriched(enrich: Option<Shaper>) -> StdoutSink {
         StdoutSink {
             enrich,
             ..StdoutSink::default()

@@ -48,6 +48,9 @@ pub fn dump_pairs(a: &DumpArgs) -> Vec<(String, String)> {
     if a.enrich {
         put("enrich", "1");
     }
+    if a.pseudonymize {
+        put("pseudonymize", "1");
+    }
     p
 }
 
@@ -61,6 +64,8 @@ pub struct DumpRequest {
     /// `--enrich`: records as enriched Elasticsearch documents (local dumps only).
     enrich: bool,
     enricher: Option<Arc<crate::enrich::Enricher>>,
+    /// `--pseudonymize`: the privacy settings the records are shown under (local dumps only).
+    privacy: Option<crate::privacy::Privacy>,
 }
 
 impl DumpRequest {
@@ -96,6 +101,7 @@ impl DumpRequest {
             dead_letters: get("dead_letters").is_some(),
             enrich: get("enrich").is_some(),
             enricher: None,
+            privacy: None,
         })
     }
 }
@@ -175,11 +181,16 @@ pub fn write_dump(
         }
         return Ok(Vec::new());
     }
-    if req.enrich {
-        // The Elasticsearch document `-o es` would send, enriched as the settings say.
-        let mut e = req.enricher.as_ref().map(|e| e.for_sink());
-        let write = |r: &crate::record::Record, line: &mut Vec<u8>| match &mut e {
-            Some(e) => e.write_record(r, line, true),
+    let privacy = req.privacy.as_ref().map(crate::privacy::Privacy::for_sink);
+    if req.enrich || privacy.is_some() {
+        // What a sink would send: the Elasticsearch document of `-o es` (`--enrich`, enriched
+        // as the settings say), or the record; with `--pseudonymize`, ids and addresses as the
+        // privacy settings show them.
+        let es = req.enrich;
+        let enrich = req.enricher.as_ref().filter(|_| es).map(|e| e.for_sink());
+        let mut shaper = crate::enrich::Shaper::new(enrich, privacy);
+        let write = |r: &crate::record::Record, line: &mut Vec<u8>| match &mut shaper {
+            Some(s) => s.write_record(r, line, es),
             None => r.write_es_json(line),
         };
         return Ok(inspect::dump_with(j, &req.filter, req.limit, out, write)?.bad_blocks);
@@ -207,7 +218,11 @@ pub fn write_csv_dump(
         Ok(c) => c,
         Err(e) => return write_error(e).map(|()| Vec::new()),
     };
-    let sum = inspect::for_each(j, &req.filter, req.limit, |r| csv.record(r))?;
+    let mut privacy = req.privacy.as_ref().map(crate::privacy::Privacy::for_sink);
+    let sum = inspect::for_each(j, &req.filter, req.limit, |r| match &mut privacy {
+        Some(p) => csv.record(&p.apply(r)),
+        None => csv.record(r),
+    })?;
     csv.finish().map(drop).or_else(write_error)?;
     Ok(sum.bad_blocks)
 }
@@ -244,8 +259,23 @@ pub(super) async fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
         a.enrich_args.check()?;
         req.enricher = a.enrich_args.enricher.get().cloned();
     }
+    if a.pseudonymize {
+        let p = a.enrich_args.privacy_settings()?;
+        if !p.is_on() {
+            return Err(ConfigError::new(
+                "journal dump --pseudonymize shows records as the sinks get them under PSEUDONYMIZE_KEY and IP_PRIVACY, and neither is set: set PSEUDONYMIZE_KEY (at least 32 bytes, environment or .env) and/or IP_PRIVACY=truncate|drop",
+            )
+            .into());
+        }
+        req.privacy = Some(p.clone());
+    }
     let j = match access(cli)? {
         Access::Local(j) => j,
+        Access::Remote(_) if a.pseudonymize => {
+            return Err(failed(
+                "journal dump --pseudonymize reads the journal itself, and `harvester run` holds it now; run it while the service is stopped",
+            ))
+        }
         Access::Remote(_) if a.enrich => {
             return Err(failed(
                 "journal dump --enrich reads the journal itself, and `harvester run` holds it now; dump without --enrich (the service answers that), or run it while the service is stopped",
