@@ -484,6 +484,121 @@ pub struct SinkArgs {
 
     #[command(flatten)]
     pub enrich: EnrichArgs,
+
+    #[command(flatten)]
+    pub xapi: XapiArgs,
+}
+
+/// xAPI statements for a learning record store (`-o xapi`, `journal dump --format xapi`).
+#[derive(Debug, Clone, Args)]
+pub struct XapiArgs {
+    /// The LRS's base URL; statements are posted to {XAPI_ENDPOINT}/statements.
+    #[arg(long, env = "XAPI_ENDPOINT", hide_env_values = true)]
+    pub xapi_endpoint: Option<String>,
+
+    /// The LRS user (HTTP Basic).
+    #[arg(long, env = "XAPI_USERNAME")]
+    pub xapi_username: Option<String>,
+
+    /// The LRS password (HTTP Basic).
+    #[arg(long, env = "XAPI_PASSWORD", hide_env_values = true)]
+    pub xapi_password: Option<crate::secret::Secret>,
+
+    /// The watched share at which `completed` is sent once: above 0, at most 1, 3 decimals at
+    /// most (the profile's default 1 is every second).
+    #[arg(long, env = "XAPI_COMPLETION_THRESHOLD", default_value = "1")]
+    pub xapi_completion_threshold: String,
+
+    /// Seconds of silence after which a video session is over (`terminated`; 60 to 86400).
+    #[arg(long, env = "XAPI_SESSION_GAP", default_value_t = 1800,
+          value_parser = int_in(60u64, 86_400, "seconds", "XAPI_SESSION_GAP"))]
+    pub xapi_session_gap: u64,
+
+    /// Statements per POST (1 to 10000).
+    #[arg(long, env = "XAPI_BATCH", default_value_t = 500,
+          value_parser = int_in(1usize, 10_000, "statements", "XAPI_BATCH"))]
+    pub xapi_batch: usize,
+
+    /// Seconds before a request to the LRS times out (1 to 3600).
+    #[arg(long, env = "XAPI_TIMEOUT", default_value_t = 60,
+          value_parser = int_in(1u64, 3600, "seconds", "XAPI_TIMEOUT"))]
+    pub xapi_timeout: u64,
+
+    /// Attempts of a batch the LRS answers 429 or 5xx to before the forward stops there (1 to
+    /// 100).
+    #[arg(long, env = "XAPI_ATTEMPTS", default_value_t = 5,
+          value_parser = int_in(1u32, 100, "attempts", "XAPI_ATTEMPTS"))]
+    pub xapi_attempts: u32,
+
+    /// The actors' home page and the base of activity ids (default: MATTERHORN_ENGAGE_HOST as
+    /// a URL).
+    #[arg(long, env = "XAPI_HOME_PAGE")]
+    pub xapi_home_page: Option<String>,
+}
+
+impl XapiArgs {
+    /// How statements are made: the home page, the threshold, the session gap.
+    pub fn shape(&self) -> Result<crate::xapi::XapiShape, crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        let home = match &self.xapi_home_page {
+            Some(h) if !h.trim().is_empty() => h.clone(),
+            _ => std::env::var("MATTERHORN_ENGAGE_HOST").map_err(|_| {
+                ConfigError::new(
+                    "xAPI statements name the engage node (actors' home page, activity ids): set MATTERHORN_ENGAGE_HOST or XAPI_HOME_PAGE",
+                )
+            })?,
+        };
+        let engage = crate::opencast::base_url(&home).map_err(|e| {
+            ConfigError::new(format!("XAPI_HOME_PAGE / MATTERHORN_ENGAGE_HOST: {e}"))
+        })?;
+        Ok(crate::xapi::XapiShape {
+            engage,
+            threshold: crate::xapi::parse_threshold(&self.xapi_completion_threshold)?,
+            gap_us: self.xapi_session_gap as i64 * 1_000_000,
+        })
+    }
+
+    /// Where statements go: `XAPI_ENDPOINT` and the credentials.
+    pub fn config(&self) -> Result<crate::forward::XapiConfig, crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        let raw = self
+            .xapi_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "output xapi needs a learning record store: set XAPI_ENDPOINT (its base URL; statements go to XAPI_ENDPOINT/statements), XAPI_USERNAME and XAPI_PASSWORD",
+                )
+            })?;
+        let shown = crate::secret::redact_userinfo(raw);
+        let endpoint = reqwest::Url::parse(raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "XAPI_ENDPOINT '{shown}' is not an http(s) URL (for instance https://lrs.example.edu/xAPI)"
+                ))
+            })?;
+        if !endpoint.username().is_empty() || endpoint.password().is_some() {
+            return Err(ConfigError::new(format!(
+                "XAPI_ENDPOINT '{shown}' holds credentials; give them in XAPI_USERNAME and XAPI_PASSWORD"
+            )));
+        }
+        if endpoint.query().is_some() || endpoint.fragment().is_some() {
+            return Err(ConfigError::new(format!(
+                "XAPI_ENDPOINT '{shown}' has a query or fragment; give the LRS's base URL only"
+            )));
+        }
+        Ok(crate::forward::XapiConfig {
+            endpoint,
+            username: self.xapi_username.clone().unwrap_or_default(),
+            password: self.xapi_password.clone().unwrap_or_default(),
+            batch: self.xapi_batch.max(1),
+            timeout: std::time::Duration::from_secs(self.xapi_timeout.max(1)),
+            attempts: self.xapi_attempts.max(1),
+        })
+    }
 }
 
 /// GeoIP and user-agent enrichment of forwarded records (what the Logstash pipeline added).
@@ -1082,6 +1197,8 @@ pub struct DumpArgs {
     /// objects of GEOIP_DATABASE / PARSE_USERAGENT (and without `useragent` if ES_DROP_USERAGENT).
     #[arg(long, conflicts_with_all = ["dead_letters", "episode_docs", "episodes"])]
     pub enrich: bool,
+    #[command(flatten)]
+    pub xapi: XapiArgs,
     /// Show the records as the sinks get them: ids pseudonymized with PSEUDONYMIZE_KEY and
     /// addresses as IP_PRIVACY says (at least one of the two must be set).
     #[arg(long, conflicts_with_all = ["dead_letters", "episode_docs", "episodes"])]
@@ -1099,6 +1216,8 @@ pub struct DumpArgs {
 pub enum DumpFormat {
     Json,
     Csv,
+    /// xAPI statements of the video profile, one per line (what `-o xapi` posts).
+    Xapi,
 }
 
 #[derive(Debug, Args)]

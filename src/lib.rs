@@ -39,3 +39,4 @@ mod shutdown;
 pub mod sim;
 pub mod timefmt;
 pub mod tls;
+pub mod xapi;

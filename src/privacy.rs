@@ -23,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
+use serde_json::value::RawValue;
 use sha2::Sha256;
 
 use crate::config::ConfigError;
@@ -144,6 +145,7 @@ impl Privacy {
             privacy: self.clone(),
             ids: HashMap::default(),
             chains: HashMap::default(),
+            geoip: HashMap::default(),
         }
     }
 }
@@ -166,7 +168,10 @@ pub struct SinkPrivacy {
     privacy: Privacy,
     ids: Cache,
     chains: ChainCache,
+    geoip: GeoCache,
 }
+
+type GeoCache = HashMap<Box<str>, Option<Arc<RawValue>>, foldhash::fast::RandomState>;
 
 impl std::fmt::Debug for SinkPrivacy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -217,6 +222,31 @@ impl SinkPrivacy {
                 c
             }
         }
+    }
+
+    /// The `geoip` object of address `ip` as a sink sends it: located from the full address,
+    /// but with its own `ip` field shortened or left out as `IP_PRIVACY` says (the object is
+    /// ours, written with `ip` first; one that is not is left out whole rather than sent).
+    pub fn geoip(&mut self, g: &Arc<RawValue>, ip: &str) -> Option<Arc<RawValue>> {
+        if self.privacy.ip == IpPrivacy::Keep {
+            return Some(g.clone());
+        }
+        if let Some(v) = self.geoip.get(ip) {
+            return v.clone();
+        }
+        let head = format!("{{\"ip\":{},", serde_json::to_string(ip).ok()?);
+        let v = g.get().strip_prefix(head.as_str()).and_then(|rest| {
+            let json = match (self.privacy.ip, truncate_ip(ip)) {
+                (IpPrivacy::Truncate, Some(t)) => format!("{{\"ip\":\"{t}\",{rest}"),
+                _ => format!("{{{rest}"),
+            };
+            RawValue::from_string(json).ok().map(Arc::from)
+        });
+        if self.geoip.len() >= CACHE_ENTRIES {
+            self.geoip.clear();
+        }
+        self.geoip.insert(ip.into(), v.clone());
+        v
     }
 
     /// A copy of `r` with the personal fields as a sink shows them (for writers that take a

@@ -17,6 +17,7 @@
 //! | `run`'s journal reopen ([`JOURNAL_REOPEN`]) | 500 ms | 15 s |
 //! | SQS batch re-sends ([`SQS_BATCH`])       | 100 ms | 5 s   |
 //! | Elasticsearch bulk ([`ES_BULK`])         | 250 ms | 30 s  |
+//! | xAPI statement batches ([`XAPI`])        | 250 ms | 30 s  |
 //!
 //! A caller with its own configured first delay (the Elasticsearch sink's `backoff`, the
 //! Opencast client's `ClientConfig`) builds its policy with [`Backoff::new`] or
@@ -53,6 +54,10 @@ pub const JOURNAL_REOPEN: Backoff =
 /// The SQS sink sending the failed entries of a `SendMessageBatch` again: 100 ms, doubling, up
 /// to 5 s.
 pub const SQS_BATCH: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+
+/// The xAPI sink posting a batch the LRS answered 429 or 5xx to (or that met a network error):
+/// 250 ms, doubling, up to 30 s; `XAPI_ATTEMPTS` bounds the attempts.
+pub const XAPI: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
 
 /// The Elasticsearch sink retrying a bulk request's failed items (attempts are bounded): the
 /// sink's default `backoff` of 250 ms, doubling, up to 30 s.

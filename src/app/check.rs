@@ -328,6 +328,7 @@ async fn checks(cli: &Cli, args: &CheckArgs, r: &mut Report) -> Result<(), AppEr
             Output::Stdout => "stdout",
             Output::Sqs => "sqs",
             Output::Es => "es",
+            Output::Xapi => "xapi",
         })
         .collect();
     r.pass(
@@ -504,6 +505,13 @@ fn report_lag(args: &CheckArgs, outputs: &[Output], st: &inspect::Stats, r: &mut
                 args.harvest.sink.queue_name.as_deref().unwrap_or("")
             ),
             Output::Es => format!("es:{}", args.harvest.sink.es_action_index),
+            Output::Xapi => match args.harvest.sink.xapi.config() {
+                Ok(c) => format!(
+                    "xapi:{}",
+                    crate::secret::redact_userinfo(c.endpoint.as_str()).trim_end_matches('/')
+                ),
+                Err(_) => "xapi".to_string(),
+            },
         };
         let found = st.cursors.iter().find(|c| c.sink == cursor);
         let detail = match found {

@@ -17,6 +17,7 @@ pub enum Output {
     Stdout,
     Sqs,
     Es,
+    Xapi,
 }
 
 /// Parses `--output`: a comma-separated list of `sqs`, `-` (stdout), `es` and `none`.
@@ -28,10 +29,17 @@ pub fn parse_outputs(s: &str, sink: &SinkArgs) -> Result<Vec<Output>, ConfigErro
             "sqs" => Output::Sqs,
             "-" | "stdout" => Output::Stdout,
             "es" | "elasticsearch" => Output::Es,
+            "xapi" | "lrs" => {
+                // Every xAPI setting is checked here, before anything runs.
+                sink.xapi.config()?;
+                sink.xapi.shape()?;
+                sink.enrich.privacy_settings()?;
+                Output::Xapi
+            }
             "none" | "journal" => continue,
             other => {
                 return Err(ConfigError::new(format!(
-                    "--output '{other}' is not a sink; use sqs, - (stdout), es, a list such as sqs,es, or none"
+                    "--output '{other}' is not a sink; use sqs, - (stdout), es, xapi, a list such as sqs,es, or none"
                 )))
             }
         };
@@ -125,6 +133,19 @@ pub(crate) async fn make_sink(
                 .await?
                 .with_enrichment(sink.enrich.for_sink(true)?);
             Ok((Sink::Es(s), format!("es:{}", sink.es_action_index)))
+        }
+        Output::Xapi => {
+            let cfg = sink.xapi.config()?;
+            let shape = std::sync::Arc::new(sink.xapi.shape()?);
+            let privacy = sink.enrich.privacy_settings()?.clone();
+            let cursor = format!(
+                "xapi:{}",
+                crate::secret::redact_userinfo(cfg.endpoint.as_str()).trim_end_matches('/')
+            );
+            let s = forward::XapiSink::new(cfg, shape, Some(privacy), journal.clone()).map_err(
+                |e| AppError::Config(ConfigError::new(format!("cannot make the LRS client: {e}"))),
+            )?;
+            Ok((Sink::Xapi(Box::new(s)), cursor))
         }
     }
 }

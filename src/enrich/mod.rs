@@ -363,8 +363,12 @@ impl Shaper {
         let shown = self.privacy.as_mut().map(|p| p.show(r));
         match &mut self.enrich {
             Some(e) => {
-                let mut x = e.extra(first_ip(r.ip_chain.as_deref()), r.useragent.as_deref());
+                let ip = first_ip(r.ip_chain.as_deref());
+                let mut x = e.extra(ip, r.useragent.as_deref());
                 x.drop_useragent = es && e.shared.es_drop_useragent;
+                if let (Some(p), Some(g), Some(ip)) = (&mut self.privacy, &x.geoip, ip) {
+                    x.geoip = p.geoip(g, ip);
+                }
                 r.write_shaped_json(out, Some(&x), shown.as_ref(), es);
                 e.pending += 1;
                 if e.pending >= FLUSH_EVERY {

@@ -7,6 +7,7 @@
 pub mod es;
 pub mod sqs;
 pub mod stdout;
+pub mod xapi;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::record::Record;
 pub use es::{EsConfig, EsSink};
 pub use sqs::{SqsConfig, SqsSink};
 pub use stdout::StdoutSink;
+pub use xapi::{XapiConfig, XapiSink};
 
 /// A sink failed; `acked` leading records of the batch did arrive.
 #[derive(Debug)]
@@ -82,6 +84,8 @@ pub enum SinkFailure {
     Sqs(#[from] sqs::SqsError),
     #[error(transparent)]
     Es(#[from] crate::es::BulkFailure),
+    #[error(transparent)]
+    Xapi(xapi::XapiError),
     /// Records the sink will never take could not be kept in the dead-letter table (so they
     /// are not acknowledged either); `what`: "records SQS refused", "rejected records".
     #[error("cannot store {what} as dead letters: {source}")]
@@ -105,6 +109,7 @@ pub enum Sink {
     Stdout(StdoutSink),
     Sqs(SqsSink),
     Es(EsSink),
+    Xapi(Box<XapiSink>),
 }
 
 impl Sink {
@@ -115,6 +120,7 @@ impl Sink {
             Sink::Stdout(_) => 0,
             Sink::Sqs(s) => s.calls(),
             Sink::Es(s) => s.calls(),
+            Sink::Xapi(s) => s.calls(),
         }
     }
 
@@ -123,6 +129,7 @@ impl Sink {
     pub fn chunk(&self) -> usize {
         match self {
             Sink::Es(s) => CHUNK.max(s.chunk()),
+            Sink::Xapi(s) => s.chunk(),
             _ => CHUNK,
         }
     }
@@ -133,6 +140,7 @@ impl Sink {
             Sink::Stdout(s) => s.send(records),
             Sink::Sqs(s) => s.send(first, records).await,
             Sink::Es(s) => s.send(first, records).await,
+            Sink::Xapi(s) => s.send(first, records).await,
         }
     }
 
@@ -142,6 +150,7 @@ impl Sink {
             Sink::Stdout(_) => 0,
             Sink::Sqs(s) => s.dead_letters(),
             Sink::Es(s) => s.dead_letters(),
+            Sink::Xapi(s) => s.dead_letters(),
         }
     }
 }

@@ -171,6 +171,22 @@ impl Session {
         self.last_us
     }
 
+    /// What the session has played so far: for a heartbeat session the stretches its
+    /// heartbeats put in `watched` (kept by the caller), else what the event rules found (a
+    /// play still running counts once it ends).
+    pub fn played<'a>(&'a self, watched: &'a Segments) -> &'a Segments {
+        if self.heartbeat {
+            watched
+        } else {
+            &self.pending
+        }
+    }
+
+    /// Whether the player is playing, as far as the actions tell.
+    pub fn is_playing(&self) -> bool {
+        self.playing.is_some()
+    }
+
     /// Applies one action; heartbeat stretches go straight into `watched`.
     pub fn apply(
         &mut self,

@@ -227,6 +227,81 @@ pub fn write_csv_dump(
     Ok(sum.bad_blocks)
 }
 
+/// `journal dump --format xapi`: the statements `-o xapi` would post for the selected records
+/// (every record before them feeds the sessions), as JSON lines; the figures on stderr.
+fn dump_xapi(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
+    let other = if a.dead_letters {
+        Some("--dead-letters")
+    } else if a.episodes {
+        Some("--episodes")
+    } else if a.episode_docs {
+        Some("--episode-docs")
+    } else if a.enrich {
+        Some("--enrich")
+    } else if a.range.seq.is_some() {
+        Some("--seq (statements follow sessions through the whole journal: select by --from/--to, --mpid, --type)")
+    } else if a.limit.is_some() {
+        Some("--limit (a record can make several statements: select by --from/--to)")
+    } else {
+        None
+    };
+    if let Some(what) = other {
+        return Err(ConfigError::new(format!(
+            "--format xapi writes the statements of the records; it does not take {what}"
+        ))
+        .into());
+    }
+    let shape = std::sync::Arc::new(a.xapi.shape()?);
+    let privacy = a.enrich_args.privacy_settings()?;
+    let privacy = privacy.is_on().then(|| privacy.for_sink());
+    let (mut filter, _) = super::filter(&a.range)?;
+    filter.mpids = a.mpid.clone();
+    filter.types = a.kind.clone();
+    let j = match access(cli)? {
+        Access::Local(j) => j,
+        Access::Remote(_) => {
+            return Err(failed(
+                "journal dump --format xapi reads the whole journal itself, and `harvester run` holds it now; run it while the service is stopped",
+            ))
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let (figures, bad) = match crate::xapi::dump(&j, shape, privacy, &filter, &mut out) {
+        Ok(x) => x,
+        Err(crate::journal::JournalError::Dump(e)) => return write_error(e),
+        Err(e) => return Err(e.into()),
+    };
+    out.flush().or_else(write_error)?;
+    drop(out);
+    tracing::info!(
+        actions = figures.actions,
+        initialized = figures.initialized,
+        played = figures.played,
+        paused = figures.paused,
+        seeked = figures.seeked,
+        completed = figures.completed,
+        terminated = figures.terminated,
+        heartbeats = figures.heartbeats,
+        other_actions = figures.other_actions,
+        positions_corrected = figures.positions_corrected,
+        "xapi statements"
+    );
+    for b in &bad {
+        eprintln!(
+            "error: the block at sequence {} cannot be read ({}); its records were skipped",
+            b.first_seq, b.error
+        );
+    }
+    if !bad.is_empty() {
+        return Err(failed(format!(
+            "{} block(s) could not be read; run `harvester journal verify` for a full report",
+            bad.len()
+        )));
+    }
+    Ok(())
+}
+
 /// `--format csv` writes records; the other dumps have shapes of their own and stay JSON.
 pub(super) fn check_csv(a: &DumpArgs) -> Result<(), ConfigError> {
     let other = if a.dead_letters {
@@ -249,6 +324,9 @@ pub(super) fn check_csv(a: &DumpArgs) -> Result<(), ConfigError> {
 }
 
 pub(super) async fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
+    if a.format == DumpFormat::Xapi {
+        return dump_xapi(cli, a);
+    }
     let csv = a.format == DumpFormat::Csv;
     if csv {
         check_csv(a)?;

@@ -309,5 +309,16 @@ async fn resend_all(sink: &mut forward::Sink, todo: &[(u64, DeadLetter, SinkRefu
             fates: vec![LetterFate::Refused("stdout takes no dead letters".into()); todo.len()],
             failed: None,
         },
+        // A statement the LRS refused is made again from the journal by `journal replay -o
+        // xapi` over its range (the statement depends on its session's earlier actions).
+        forward::Sink::Xapi(_) => Resent {
+            fates: vec![
+                LetterFate::Refused(
+                    "xapi statements are replayed with `journal replay -o xapi --from ... --to ...`".into()
+                );
+                todo.len()
+            ],
+            failed: None,
+        },
     }
 }

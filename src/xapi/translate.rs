@@ -1,0 +1,669 @@
+//! Journaled actions → xAPI video-profile statements, in journal order, deterministically.
+//!
+//! - A *video session* is one Opencast session (`session_id`) on one episode, from its first
+//!   action until it has been silent for the session gap (`XAPI_SESSION_GAP`, 30 minutes): the
+//!   first action of a video session is `initialized`, whose id is the session's `session-id`.
+//!   That id is a name-based UUID of the engage URL, Opencast's session id, the episode and the
+//!   session's first action id, so the same journal always gives the same ids.
+//! - `PLAY`, `PAUSE`, `SEEK` become `played`, `paused`, `seeked` (their ids from the action id);
+//!   heartbeats and footprints send nothing and feed the played segments; every other action
+//!   type is counted, not turned into a verb.
+//! - What was played follows the rules of `harvester report` ([`crate::report::rules`]): a
+//!   heartbeat session's heartbeats, else its plays ended by the next event. `progress` is the
+//!   played seconds over the length, `completed` is sent once, when it first reaches the
+//!   completion threshold (never for a live stream without a duration: it has no end).
+//! - A session silent for the gap (known when the journal reaches an action that much later)
+//!   is `terminated`, preceded by a `paused` when it was still playing (the profile wants one
+//!   before `terminated`). Its later actions, if any, open a new video session.
+//! - Every position is bounded (below 0 is 0, past the end is the end); a live stream without a
+//!   duration has as its `length` the furthest position the session reached.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::profile::{self, Verb};
+use crate::privacy::SinkPrivacy;
+use crate::record::{EpisodeBlock, Record};
+use crate::report::input::Action;
+use crate::report::rules::{self, Anomalies, Session};
+use crate::report::segments::Segments;
+
+/// How statements are made.
+#[derive(Debug, Clone)]
+pub struct XapiShape {
+    /// The engage node's base URL (with its trailing slash): the actors' home page, and the
+    /// base of activity ids.
+    pub engage: reqwest::Url,
+    /// `XAPI_COMPLETION_THRESHOLD`, in (0, 1] with at most 3 decimals.
+    pub threshold: f64,
+    /// `XAPI_SESSION_GAP`, microseconds.
+    pub gap_us: i64,
+}
+
+impl XapiShape {
+    pub const DEFAULT_GAP_S: u64 = 1800;
+}
+
+/// One statement, as sent.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub id: Uuid,
+    pub verb: Verb,
+    /// The action it was made of (for a dead letter: which record).
+    pub action_id: i64,
+    pub json: String,
+}
+
+/// Figures of a translation.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct XapiFigures {
+    pub actions: u64,
+    pub initialized: u64,
+    pub played: u64,
+    pub paused: u64,
+    pub seeked: u64,
+    pub completed: u64,
+    pub terminated: u64,
+    /// Heartbeats and footprints (they feed the segments).
+    pub heartbeats: u64,
+    /// Actions of other types (counted, not turned into verbs).
+    pub other_actions: u64,
+    /// Positions corrected (below 0, past the end, absurd) or missing.
+    pub positions_corrected: u64,
+}
+
+/// Microseconds between two sweeps for silent sessions.
+const SWEEP_US: i64 = 60 * 1_000_000;
+
+/// The namespace of our name-based statement ids (a fixed random UUID).
+const NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a4e_93b7_4d0c_8e25_b1d4_7a90_c3e1);
+
+/// A name-based UUID (version 5: SHA-1 of the namespace and the name, RFC 9562).
+pub fn uuid5(name: &str) -> Uuid {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(NAMESPACE.as_bytes());
+    h.update(name.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    uuid::Builder::from_sha1_bytes(b).into_uuid()
+}
+
+/// A video session in progress.
+struct Open {
+    id: Uuid,
+    actor: Arc<str>,
+    rules: Session,
+    watched: Segments,
+    completed: bool,
+    playing: bool,
+    /// The last known position (seconds).
+    pos: u32,
+    furthest: u32,
+    last_us: i64,
+    last_action: i64,
+    episode: Option<Arc<EpisodeBlock>>,
+    mpid: Box<str>,
+}
+
+type Key = (Box<str>, Box<str>);
+
+/// Turns records into statements; fed every record of the journal in order.
+pub struct Translator {
+    shape: Arc<XapiShape>,
+    privacy: Option<SinkPrivacy>,
+    open: HashMap<Key, Open, foldhash::fast::RandomState>,
+    clock_us: i64,
+    next_sweep_us: i64,
+    anomalies: Anomalies,
+    pub figures: XapiFigures,
+}
+
+impl Translator {
+    pub fn new(shape: Arc<XapiShape>, privacy: Option<SinkPrivacy>) -> Translator {
+        Translator {
+            shape,
+            privacy,
+            open: HashMap::default(),
+            clock_us: i64::MIN,
+            next_sweep_us: i64::MIN,
+            anomalies: Anomalies::default(),
+            figures: XapiFigures::default(),
+        }
+    }
+
+    /// The statements of `r` (and of sessions its time shows ended) appended to `out`.
+    pub fn feed(&mut self, r: &Record, out: &mut Vec<Statement>) {
+        self.figures.actions += 1;
+        if r.created_us > self.clock_us {
+            self.clock_us = r.created_us;
+        }
+        if self.clock_us >= self.next_sweep_us {
+            self.sweep(out);
+            self.next_sweep_us = self.clock_us.saturating_add(SWEEP_US);
+        }
+        let key: Key = (r.session_id.as_str().into(), r.mpid.as_str().into());
+        if let Some(o) = self.open.get(&key) {
+            if r.created_us.saturating_sub(o.last_us) > self.shape.gap_us {
+                let o = self.open.remove(&key).expect("present");
+                self.terminate(o, out);
+            }
+        }
+        if !self.open.contains_key(&key) {
+            let o = self.start(r);
+            self.figures.initialized += 1;
+            out.push(self.make(&o, o.id, Verb::Initialized, r.action_id, r.created_us, None));
+            self.open.insert(key.clone(), o);
+        }
+        let mut o = self.open.remove(&key).expect("present");
+        self.apply(&mut o, r, out);
+        self.open.insert(key, o);
+    }
+
+    /// Ends every session silent for the gap, oldest first (a fixed order: ids and times).
+    fn sweep(&mut self, out: &mut Vec<Statement>) {
+        let limit = self.clock_us.saturating_sub(self.shape.gap_us);
+        let mut ended: Vec<Key> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.last_us < limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        let mut sessions: Vec<Open> = ended
+            .drain(..)
+            .map(|k| self.open.remove(&k).expect("present"))
+            .collect();
+        sessions.sort_by_key(|o| (o.last_us, o.last_action));
+        for o in sessions {
+            self.terminate(o, out);
+        }
+    }
+
+    fn start(&mut self, r: &Record) -> Open {
+        let session = match &mut self.privacy {
+            Some(p) => p.id(&r.session_id),
+            None => r.session_id.as_str().into(),
+        };
+        let id = uuid5(&format!(
+            "session\n{}\n{session}\n{}\n{}",
+            self.shape.engage, r.mpid, r.action_id
+        ));
+        let actor = match r.huid.as_deref() {
+            None | Some("") | Some("anonymous") => "anonymous".into(),
+            Some(h) => match &mut self.privacy {
+                Some(p) => p.id(h),
+                None => h.into(),
+            },
+        };
+        Open {
+            id,
+            actor,
+            rules: Session::new(r.created_us),
+            watched: Segments::default(),
+            completed: false,
+            playing: false,
+            pos: 0,
+            furthest: 0,
+            last_us: r.created_us,
+            last_action: r.action_id,
+            episode: r.episode.clone(),
+            mpid: r.mpid.as_str().into(),
+        }
+    }
+
+    fn apply(&mut self, o: &mut Open, r: &Record, out: &mut Vec<Statement>) {
+        if r.episode.is_some() {
+            o.episode = r.episode.clone();
+        }
+        let cap = rules::position_cap(duration_ms(o));
+        let before = self.anomalies.total() + self.anomalies.missing_positions;
+        let a = Action::of(r);
+        o.rules.apply(
+            &a,
+            cap,
+            self.shape.gap_us,
+            &mut o.watched,
+            &mut self.anomalies,
+        );
+        let kind = r.action.kind.as_deref().unwrap_or("");
+        let is = |s: &str| kind.eq_ignore_ascii_case(s);
+        let mut n = Anomalies::default();
+        let at = rules::position(r.action.inpoint.or(r.action.outpoint), cap, &mut n);
+        let verb = if is("PLAY") {
+            o.pos = at.unwrap_or(o.pos);
+            o.playing = true;
+            Some(Verb::Played)
+        } else if is("PAUSE") {
+            o.pos = at.unwrap_or(o.pos);
+            o.playing = false;
+            Some(Verb::Paused)
+        } else if is("SEEK") {
+            Some(Verb::Seeked)
+        } else if is("HEARTBEAT") || is("FOOTPRINT") {
+            self.figures.heartbeats += 1;
+            if let Some(p) = rules::position(r.action.outpoint, cap, &mut n) {
+                o.pos = p;
+            }
+            if is("HEARTBEAT") {
+                o.playing = r.action.is_playing;
+            }
+            None
+        } else {
+            self.figures.other_actions += 1;
+            None
+        };
+        let mut seek = None;
+        if verb == Some(Verb::Seeked) {
+            let from = rules::position(r.action.inpoint, cap, &mut n).unwrap_or(o.pos);
+            let to = rules::position(r.action.outpoint, cap, &mut n).unwrap_or(from);
+            o.pos = to;
+            if r.action.is_playing {
+                o.playing = true;
+            }
+            seek = Some((from, to));
+        }
+        o.furthest = o.furthest.max(o.pos);
+        self.anomalies.add(&n);
+        self.figures.positions_corrected +=
+            (self.anomalies.total() + self.anomalies.missing_positions).saturating_sub(before);
+        o.last_us = o.last_us.max(r.created_us);
+        o.last_action = r.action_id;
+        if let Some(v) = verb {
+            let id = uuid5(&format!(
+                "action\n{}\n{}\n{}",
+                self.shape.engage,
+                r.action_id,
+                v.word()
+            ));
+            let result = self.result(o, v, seek);
+            self.count(v);
+            out.push(self.make(o, id, v, r.action_id, r.created_us, Some(result)));
+        }
+        if !o.completed && duration_ms(o).is_some() {
+            let (progress, _) = self.progress(o);
+            if progress >= self.shape.threshold {
+                o.completed = true;
+                let id = uuid5(&format!("completed\n{}", o.id));
+                let result = self.result(o, Verb::Completed, None);
+                self.count(Verb::Completed);
+                out.push(self.make(
+                    o,
+                    id,
+                    Verb::Completed,
+                    r.action_id,
+                    r.created_us,
+                    Some(result),
+                ));
+            }
+        }
+    }
+
+    /// `paused` (when still playing) and `terminated` of a session that ended.
+    fn terminate(&mut self, o: Open, out: &mut Vec<Statement>) {
+        if o.playing {
+            let id = uuid5(&format!("paused-at-end\n{}", o.id));
+            let result = self.result(&o, Verb::Paused, None);
+            self.count(Verb::Paused);
+            out.push(self.make(&o, id, Verb::Paused, o.last_action, o.last_us, Some(result)));
+        }
+        let id = uuid5(&format!("terminated\n{}", o.id));
+        let result = self.result(&o, Verb::Terminated, None);
+        self.count(Verb::Terminated);
+        out.push(self.make(
+            &o,
+            id,
+            Verb::Terminated,
+            o.last_action,
+            o.last_us,
+            Some(result),
+        ));
+    }
+
+    fn count(&mut self, v: Verb) {
+        let f = &mut self.figures;
+        match v {
+            Verb::Initialized => f.initialized += 1,
+            Verb::Played => f.played += 1,
+            Verb::Paused => f.paused += 1,
+            Verb::Seeked => f.seeked += 1,
+            Verb::Completed => f.completed += 1,
+            Verb::Terminated => f.terminated += 1,
+        }
+    }
+
+    /// (progress rounded to 3 decimals, played seconds).
+    fn progress(&self, o: &Open) -> (f64, u64) {
+        let played = o.rules.played(&o.watched).seconds();
+        let length = length_s(o);
+        let p = if length > 0.0 {
+            (played as f64 / length).min(1.0)
+        } else {
+            0.0
+        };
+        (round3(p), played)
+    }
+
+    /// The `result` of a statement of verb `v` (`seek`: from and to).
+    fn result(&self, o: &Open, v: Verb, seek: Option<(u32, u32)>) -> Value {
+        let mut ext = Map::new();
+        match v {
+            Verb::Seeked => {
+                let (from, to) = seek.unwrap_or((o.pos, o.pos));
+                ext.insert(profile::TIME_FROM.into(), json!(f64::from(from)));
+                ext.insert(profile::TIME_TO.into(), json!(f64::from(to)));
+            }
+            Verb::Played => {
+                ext.insert(profile::TIME.into(), json!(f64::from(o.pos)));
+            }
+            _ => {
+                let (progress, _) = self.progress(o);
+                ext.insert(profile::TIME.into(), json!(f64::from(o.pos)));
+                ext.insert(profile::PROGRESS.into(), json!(progress));
+                ext.insert(
+                    profile::PLAYED_SEGMENTS.into(),
+                    json!(segments_string(o.rules.played(&o.watched))),
+                );
+            }
+        }
+        let mut result = Map::new();
+        if v == Verb::Completed {
+            let (_, played) = self.progress(o);
+            result.insert("completion".into(), json!(true));
+            result.insert("duration".into(), json!(format!("PT{played}S")));
+        }
+        result.insert("extensions".into(), Value::Object(ext));
+        Value::Object(result)
+    }
+
+    /// The whole statement.
+    fn make(
+        &self,
+        o: &Open,
+        id: Uuid,
+        verb: Verb,
+        action_id: i64,
+        at_us: i64,
+        result: Option<Value>,
+    ) -> Statement {
+        let engage = &self.shape.engage;
+        let mut definition = Map::new();
+        definition.insert("type".into(), json!(profile::VIDEO));
+        let ep = o.episode.as_deref();
+        if let Some(t) = ep
+            .and_then(|e| e.title.as_deref())
+            .filter(|t| !t.is_empty())
+        {
+            definition.insert("name".into(), json!({ "und": t }));
+        }
+        let mut activities = Map::new();
+        activities.insert(
+            "category".into(),
+            json!([{ "id": profile::PROFILE, "objectType": "Activity",
+                     "definition": { "type": profile::PROFILE_TYPE } }]),
+        );
+        if let Some((course, series)) = ep.and_then(|e| e.series.as_ref()) {
+            let mut def = Map::new();
+            def.insert("type".into(), json!(profile::COURSE));
+            if !course.is_empty() {
+                def.insert("name".into(), json!({ "und": course }));
+            }
+            activities.insert(
+                "parent".into(),
+                json!([{ "id": activity_id(engage, "series", series), "objectType": "Activity",
+                         "definition": Value::Object(def) }]),
+            );
+        }
+        let mut ext = Map::new();
+        ext.insert(profile::SESSION_ID.into(), json!(o.id.to_string()));
+        ext.insert(profile::LENGTH.into(), json!(round3(length_s(o))));
+        if self.shape.threshold != 1.0 {
+            ext.insert(
+                profile::COMPLETION_THRESHOLD.into(),
+                json!(self.shape.threshold),
+            );
+        }
+        let mut st = Map::new();
+        st.insert("id".into(), json!(id.to_string()));
+        st.insert(
+            "actor".into(),
+            json!({ "objectType": "Agent",
+                    "account": { "homePage": engage.as_str(), "name": &*o.actor } }),
+        );
+        st.insert(
+            "verb".into(),
+            json!({ "id": verb.iri(), "display": { "en-US": verb.word() } }),
+        );
+        st.insert(
+            "object".into(),
+            json!({ "objectType": "Activity", "id": activity_id(engage, "play", &o.mpid),
+                    "definition": Value::Object(definition) }),
+        );
+        if let Some(r) = result {
+            st.insert("result".into(), r);
+        }
+        st.insert(
+            "context".into(),
+            json!({ "contextActivities": Value::Object(activities),
+                    "extensions": Value::Object(ext) }),
+        );
+        st.insert("timestamp".into(), json!(timestamp(at_us)));
+        st.insert("version".into(), json!("1.0.3"));
+        Statement {
+            id,
+            verb,
+            action_id,
+            json: Value::Object(st).to_string(),
+        }
+    }
+}
+
+fn duration_ms(o: &Open) -> Option<i64> {
+    o.episode
+        .as_deref()
+        .and_then(|e| e.duration)
+        .filter(|d| *d > 0)
+}
+
+/// The length in seconds: the episode's duration, else (a live stream) the furthest position
+/// reached.
+fn length_s(o: &Open) -> f64 {
+    match duration_ms(o) {
+        Some(d) => (d.min(rules::MAX_POSITION * 1000) as f64) / 1000.0,
+        None => f64::from(o.furthest),
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// `{engage}{kind}/{id}`, the id percent-encoded as one path segment.
+fn activity_id(engage: &reqwest::Url, kind: &str, id: &str) -> String {
+    let mut u = engage.clone();
+    if let Ok(mut p) = u.path_segments_mut() {
+        p.pop_if_empty().push(kind).push(id);
+    }
+    u.to_string()
+}
+
+/// The profile's `played-segments`: `from[.]to` stretches joined by `[,]`, 3 decimals.
+pub fn segments_string(s: &Segments) -> String {
+    let mut out = String::new();
+    for (n, (a, b)) in s.spans().iter().enumerate() {
+        if n > 0 {
+            out.push_str("[,]");
+        }
+        out.push_str(&format!("{a}.000[.]{b}.000"));
+    }
+    out
+}
+
+/// RFC 3339 with milliseconds, in UTC.
+fn timestamp(us: i64) -> String {
+    crate::timefmt::utc(us).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::ActionBlock;
+
+    fn shape() -> Arc<XapiShape> {
+        Arc::new(XapiShape {
+            engage: reqwest::Url::parse("https://engage.example.edu/").unwrap(),
+            threshold: 0.9,
+            gap_us: 1800 * 1_000_000,
+        })
+    }
+
+    fn rec(id: i64, t_s: i64, kind: &str, inp: i64, out: i64, playing: bool) -> Record {
+        Record {
+            action_id: id,
+            created_us: 1_458_000_000_000_000 + t_s * 1_000_000,
+            mpid: "mp 1/x".into(),
+            session_id: "s1".into(),
+            huid: Some("jdoe".into()),
+            useragent: None,
+            action: ActionBlock {
+                kind: Some(kind.into()),
+                inpoint: Some(inp),
+                outpoint: Some(out),
+                length: None,
+                is_playing: playing,
+            },
+            ip_chain: None,
+            is_live: false,
+            episode: Some(Arc::new(EpisodeBlock {
+                title: Some("Lecture".into()),
+                duration: Some(100_000),
+                start: None,
+                series: Some(("Course".into(), "ser-1".into())),
+                kind: None,
+                description: None,
+            })),
+        }
+    }
+
+    fn run(records: &[Record]) -> (Vec<Statement>, XapiFigures) {
+        let mut t = Translator::new(shape(), None);
+        let mut out = Vec::new();
+        for r in records {
+            t.feed(r, &mut out);
+        }
+        (out, t.figures.clone())
+    }
+
+    #[test]
+    fn event_session_verbs_progress_completion_and_termination() {
+        let recs = vec![
+            rec(1, 0, "PLAY", 0, 0, true),
+            rec(2, 50, "SEEK", 50, -20, true),
+            rec(3, 95, "PAUSE", 45, 45, false),
+            rec(4, 96, "RESIZE", 0, 0, false),
+            rec(5, 97, "PLAY", 45, 45, true),
+            rec(6, 160, "PAUSE", 100, 100, false),
+            // Another session's action an hour later ends this one.
+            Record {
+                session_id: "s2".into(),
+                ..rec(7, 3700, "PLAY", 0, 0, true)
+            },
+        ];
+        let (st, f) = run(&recs);
+        let verbs: Vec<&str> = st.iter().map(|s| s.verb.word()).collect();
+        assert_eq!(
+            verbs,
+            [
+                "initialized",
+                "played",
+                "seeked",
+                "paused",
+                "played",
+                "paused",
+                "completed",
+                "terminated",
+                "initialized",
+                "played"
+            ]
+        );
+        assert_eq!(f.other_actions, 1);
+        let v: Vec<Value> = st
+            .iter()
+            .map(|s| serde_json::from_str(&s.json).unwrap())
+            .collect();
+        let session = v[0]["id"].clone();
+        for s in &v[..8] {
+            assert_eq!(s["context"]["extensions"][profile::SESSION_ID], session);
+            assert_eq!(s["context"]["extensions"][profile::LENGTH], 100.0);
+            assert_eq!(
+                s["context"]["extensions"][profile::COMPLETION_THRESHOLD],
+                0.9
+            );
+            assert_eq!(s["actor"]["account"]["name"], "jdoe");
+            assert_eq!(
+                s["object"]["id"],
+                "https://engage.example.edu/play/mp%201%2Fx"
+            );
+        }
+        // The seek to -20 is clamped to 0.
+        assert_eq!(v[2]["result"]["extensions"][profile::TIME_TO], 0.0);
+        // Played 0..50, then 0..45 (clamped seek, then pause at 45), then 45..100.
+        assert_eq!(v[6]["result"]["completion"], true);
+        assert_eq!(v[6]["result"]["extensions"][profile::PROGRESS], 1.0);
+        assert_eq!(
+            v[6]["result"]["extensions"][profile::PLAYED_SEGMENTS],
+            "0.000[.]100.000"
+        );
+        assert_eq!(v[6]["result"]["duration"], "PT100S");
+        assert_eq!(
+            v[0]["context"]["contextActivities"]["parent"][0]["id"],
+            "https://engage.example.edu/series/ser-1"
+        );
+        // Deterministic: the same records give the same bytes.
+        let (again, _) = run(&recs);
+        assert_eq!(
+            st.iter().map(|s| &s.json).collect::<Vec<_>>(),
+            again.iter().map(|s| &s.json).collect::<Vec<_>>()
+        );
+        // Every id is distinct.
+        let mut ids: Vec<Uuid> = st.iter().map(|s| s.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), st.len());
+    }
+
+    #[test]
+    fn heartbeats_send_nothing_but_feed_progress() {
+        let mut recs = vec![rec(1, 0, "PLAY", 0, 0, true)];
+        for k in 0..10 {
+            recs.push(rec(
+                2 + k,
+                10 * (k + 1),
+                "HEARTBEAT",
+                10 * k,
+                10 * (k + 1),
+                true,
+            ));
+        }
+        let (st, f) = run(&recs);
+        let verbs: Vec<&str> = st.iter().map(|s| s.verb.word()).collect();
+        assert_eq!(verbs, ["initialized", "played", "completed"]);
+        assert_eq!(f.heartbeats, 10);
+        let v: Value = serde_json::from_str(&st[2].json).unwrap();
+        assert_eq!(v["result"]["extensions"][profile::PROGRESS], 0.9);
+    }
+
+    #[test]
+    fn segments_string_is_the_profiles() {
+        let mut s = Segments::default();
+        s.add(0, 12);
+        s.add(14, 21);
+        assert_eq!(segments_string(&s), "0.000[.]12.000[,]14.000[.]21.000");
+    }
+}
