@@ -81,7 +81,10 @@ const SWEEP_US: i64 = 60 * 1_000_000;
 /// The namespace of our name-based statement ids (a fixed random UUID).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a4e_93b7_4d0c_8e25_b1d4_7a90_c3e1);
 
-/// A name-based UUID (version 5: SHA-1 of the namespace and the name, RFC 9562).
+/// A name-based UUID: the SHA-1 of our namespace and the name (as RFC 9562's version 5), but
+/// marked version 4, because the video profile's schema for `session-id` (video.jsonld) is a
+/// version-4 pattern; the bits carry no meaning for an LRS, and the same name always gives the
+/// same id.
 pub fn uuid5(name: &str) -> Uuid {
     use sha1::Digest;
     let mut h = sha1::Sha1::new();
@@ -90,7 +93,7 @@ pub fn uuid5(name: &str) -> Uuid {
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    uuid::Builder::from_sha1_bytes(b).into_uuid()
+    uuid::Builder::from_random_bytes(b).into_uuid()
 }
 
 /// A video session in progress.
