@@ -10,8 +10,12 @@
 #         in the file realm: the tests of ES_CA_FILE / ES_CA_FINGERPRINT / OPENCAST_CA_FILE.
 #   Toxiproxy: the fault proxy the fault-injection tests put between the harvester and each service
 #         (latency, resets mid-body, bandwidth, down/up), built from the Go module proxy.
+#   xAPI LRS: Ralph (PyPI ralph-malph), in a venv of its own (its exact pins must not meet moto's in
+#         the system Python), storing into an index of its own on the Elasticsearch node above.
 # `start` installs what is missing, waits until each answers, and writes the endpoints to
-# .ci/services.env (source it to run `cargo test` by hand). `stop` ends them.
+# .ci/services.env (source it to run `cargo test` by hand). `stop` ends them. `status` says which
+# are running. `start-ralph` / `stop-ralph` start or end only the LRS, beside an Elasticsearch
+# that is already running (the whole set need not be restarted to add it).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 state="${HARVESTER_CI_STATE:-/tmp/harvester-ci}"
@@ -22,6 +26,7 @@ SQS_PORT="${HARVESTER_SQS_PORT:-29551}"
 ES_PORT="${HARVESTER_ES_PORT:-29552}"
 TOXI_PORT="${HARVESTER_TOXI_PORT:-29553}"
 ES_TLS_PORT="${HARVESTER_ES_TLS_PORT:-29554}"
+RALPH_PORT="${HARVESTER_RALPH_PORT:-29555}"
 ES_TLS_USER=harvester
 ES_TLS_PASS=harvester-tls-test
 TOXIPROXY_VERSION=v2.5.0
@@ -29,6 +34,15 @@ ELASTICMQ_VERSION=1.6.11
 # Major 9, like the `elasticsearch` crate (9.1.0-alpha.1) the harvester uses.
 ES_VERSION=9.1.5
 ES_USER="${HARVESTER_ES_USER:-harvester-es}"
+# The LRS. ralph-malph's extras `cli,lrs` leave out two things the server needs: the Elasticsearch
+# client (extra `backend-es`: elasticsearch-py 8, which ES 9 serves through its REST compatibility
+# with 8) and `requests` (ralph/api/auth/oidc.py imports it whatever the auth backend).
+RALPH_VERSION=5.1.0
+RALPH_PIP_SPEC=("ralph-malph[cli,lrs,backend-es]==$RALPH_VERSION" requests)
+RALPH_VENV="$state/ralph-$RALPH_VERSION"
+RALPH_INDEX=ralph-statements
+RALPH_USER=harvester-xapi
+RALPH_PASS=harvester-xapi-test
 
 log() { echo "[services] $*" >&2; }
 
@@ -48,7 +62,7 @@ wait_http() { # url name seconds
 }
 
 stop() {
-  for name in moto elasticmq elasticsearch elasticsearch-tls toxiproxy; do
+  for name in ralph moto elasticmq elasticsearch elasticsearch-tls toxiproxy; do
     if [[ -f "$state/$name.pid" ]]; then
       kill "$(cat "$state/$name.pid")" 2>/dev/null || true
       rm -f "$state/$name.pid"
@@ -187,6 +201,135 @@ wait_es_tls() { # seconds
   return 1
 }
 
+# Ralph's venv, made once per state directory; the marker is written last, so an interrupted
+# install is done again rather than half used.
+install_ralph() {
+  [[ -f "$RALPH_VENV/.installed" && -x "$RALPH_VENV/bin/ralph" ]] && return 0
+  log "installing Ralph $RALPH_VERSION (PyPI ralph-malph) into its own venv $RALPH_VENV"
+  rm -rf "$RALPH_VENV"
+  python3 -m venv "$RALPH_VENV"
+  "$RALPH_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${RALPH_PIP_SPEC[@]}"
+  touch "$RALPH_VENV/.installed"
+}
+
+# Ralph's settings come from the environment (pydantic-settings, prefix RALPH_). It is started
+# with uvicorn directly, not `ralph runserver`, which runs uvicorn with reload=True: a watcher
+# process whose worker child outlives a kill of the pid we hold.
+ralph_env() {
+  local d="$state/ralph"
+  export RALPH_RUNSERVER_BACKEND=es # `ralph auth` needs it too: the backend named is loaded on import
+  export RALPH_AUTH_FILE="$d/auth.json"
+  export RALPH_BACKENDS__LRS__ES__HOSTS="http://127.0.0.1:$ES_PORT"
+  export RALPH_BACKENDS__LRS__ES__DEFAULT_INDEX="$RALPH_INDEX"
+  # The node turns yellow as soon as a test makes an index with a replica on this single node.
+  export RALPH_BACKENDS__LRS__ES__ALLOW_YELLOW_STATUS=true
+  # Ralph finds duplicates by a search before it writes: without a refresh after each write, a
+  # batch posted again within the refresh interval (1 s) is written again (200) instead of being
+  # acknowledged as stored (204), and a differing statement with a stored id is not always a 409.
+  export RALPH_BACKENDS__LRS__ES__REFRESH_AFTER_WRITE=true
+}
+
+# The user the tests post as (Basic auth), with the scopes to write and read statements.
+make_ralph_user() {
+  local d="$state/ralph"
+  mkdir -p "$d" && chmod 0700 "$d"
+  rm -f "$d/auth.json"
+  (ralph_env && cd "$d" && "$RALPH_VENV/bin/ralph" auth --username "$RALPH_USER" \
+    --password "$RALPH_PASS" --scope statements/write --scope statements/read \
+    --agent-ifi-mbox "mailto:$RALPH_USER@example.org" --agent-name "$RALPH_USER" --write-to-disk \
+    >"$d/auth.log" 2>&1) || { log "ralph auth failed:"; cat "$d/auth.log" >&2; return 1; }
+  chmod 0600 "$d/auth.json"
+}
+
+# Ralph's index, made before Ralph sees a request: Ralph makes no index itself, and a search on a
+# missing one (every POST searches for the ids first) is a 500. Extensions are kept in _source
+# but not indexed: with Elasticsearch's dynamic mapping, an extension value of another JSON type
+# than the first one seen fails that document in the bulk request, after the others of the batch
+# were written (500, and the same 500 on every replay). Nothing is searched by extension. No
+# date detection either, for the same reason; `timestamp` (sort and since/until) and `stored` are
+# dates.
+make_ralph_index() {
+  local es="http://127.0.0.1:$ES_PORT"
+  curl -s -o /dev/null -X DELETE "$es/$RALPH_INDEX"
+  curl -sf -o /dev/null -X PUT "$es/$RALPH_INDEX" -H 'Content-Type: application/json' -d '{
+    "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+    "mappings": {"date_detection": false, "properties": {
+      "timestamp": {"type": "date"}, "stored": {"type": "date"},
+      "result": {"properties": {"extensions": {"type": "object", "enabled": false}}},
+      "context": {"properties": {"extensions": {"type": "object", "enabled": false}}}}}}' ||
+    { log "could not make the index $RALPH_INDEX on $es"; return 1; }
+}
+
+launch_ralph() {
+  local d="$state/ralph"
+  wait_port_free "$RALPH_PORT" ralph
+  (ralph_env && cd "$d" && exec nohup "$RALPH_VENV/bin/uvicorn" ralph.api:app --host 127.0.0.1 \
+    --port "$RALPH_PORT" --no-server-header >"$state/ralph.log" 2>&1) &
+  echo $! >"$state/ralph.pid"
+}
+
+# Up means: it serves, the user authenticates, and a read reaches the index (its own
+# /__heartbeat__ asks Elasticsearch for GET /, which the test distribution does not serve).
+wait_ralph() { # seconds
+  local deadline=$((SECONDS + $1)) url="http://127.0.0.1:$RALPH_PORT/xAPI/statements?limit=1"
+  while ((SECONDS < deadline)); do
+    if curl -sf --max-time 2 -u "$RALPH_USER:$RALPH_PASS" "$url" >/dev/null 2>&1; then
+      log "ralph is up at http://127.0.0.1:$RALPH_PORT/xAPI"; return 0
+    fi
+    if ! kill -0 "$(cat "$state/ralph.pid")" 2>/dev/null; then
+      log "ralph exited while starting; its log:"; tail -n 40 "$state/ralph.log" | cut -c1-300 >&2; return 1
+    fi
+    sleep 0.1
+  done
+  log "ralph did not answer within $1 s; its log:"; tail -n 40 "$state/ralph.log" | cut -c1-300 >&2
+  return 1
+}
+
+stop_ralph() {
+  if [[ -f "$state/ralph.pid" ]]; then
+    kill "$(cat "$state/ralph.pid")" 2>/dev/null || true
+    rm -f "$state/ralph.pid"
+  fi
+}
+
+start_ralph_only() { # beside an Elasticsearch already running
+  stop_ralph
+  install_ralph
+  make_ralph_user
+  launch_ralph
+  make_ralph_index
+  wait_ralph 60
+  write_env
+}
+
+write_env() {
+  cat >"$here/services.env" <<ENV
+export HARVESTER_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+export HARVESTER_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT
+export HARVESTER_TEST_ES_URL=http://127.0.0.1:$ES_PORT
+export HARVESTER_TEST_TOXIPROXY=http://127.0.0.1:$TOXI_PORT
+export HARVESTER_TEST_ES_TLS_URL=https://$ES_TLS_USER:$ES_TLS_PASS@127.0.0.1:$ES_TLS_PORT
+export HARVESTER_TEST_TLS_DIR=$state/tls
+export HARVESTER_TEST_XAPI_URL=http://127.0.0.1:$RALPH_PORT/xAPI
+export HARVESTER_TEST_XAPI_USER=$RALPH_USER
+export HARVESTER_TEST_XAPI_PASS=$RALPH_PASS
+export HARVESTER_TEST_RALPH=$RALPH_VENV/bin/ralph
+ENV
+  log "endpoints written to $here/services.env"
+}
+
+status() {
+  local name pid
+  for name in moto elasticmq elasticsearch elasticsearch-tls toxiproxy ralph; do
+    pid=$(cat "$state/$name.pid" 2>/dev/null || true)
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+      echo "$name: running (pid $pid, log $state/$name.log)"
+    else
+      echo "$name: not running"
+    fi
+  done
+}
+
 start() {
   stop
   if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import flask, moto' 2>/dev/null; then
@@ -194,6 +337,7 @@ start() {
     python3 -m pip install --quiet 'moto[server]'
   fi
   python3 -c 'import mmdb_writer' 2>/dev/null || python3 -m pip install --quiet 'mmdb-writer>=0.2.7'  # tests/enrich.rs writes its GeoIP databases with it
+  install_ralph
   if [[ ! -s "$state/elasticmq.classpath" ]]; then
     log "resolving ElasticMQ $ELASTICMQ_VERSION from Maven Central"
     (cd "$here/elasticmq" && mvn -q -B dependency:build-classpath -Dmdep.outputFile="$state/elasticmq.classpath")
@@ -212,6 +356,10 @@ CONF
   fi
   start_es
   start_es_tls
+  # While Elasticsearch starts: Ralph's user, and Ralph itself (it connects to Elasticsearch only
+  # when asked; its index is made once Elasticsearch is up).
+  make_ralph_user
+  launch_ralph
   wait_port_free "$S3_PORT" moto
   wait_port_free "$TOXI_PORT" toxiproxy
   nohup "$state/bin/toxiproxy-server-$TOXIPROXY_VERSION" -host 127.0.0.1 -port "$TOXI_PORT" \
@@ -228,19 +376,16 @@ CONF
   wait_http "http://127.0.0.1:$SQS_PORT/?Action=ListQueues" elasticmq 120
   wait_http "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=green&timeout=1s" elasticsearch 180
   wait_es_tls 180
-  cat >"$here/services.env" <<ENV
-export HARVESTER_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT
-export HARVESTER_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT
-export HARVESTER_TEST_ES_URL=http://127.0.0.1:$ES_PORT
-export HARVESTER_TEST_TOXIPROXY=http://127.0.0.1:$TOXI_PORT
-export HARVESTER_TEST_ES_TLS_URL=https://$ES_TLS_USER:$ES_TLS_PASS@127.0.0.1:$ES_TLS_PORT
-export HARVESTER_TEST_TLS_DIR=$state/tls
-ENV
-  log "endpoints written to $here/services.env"
+  make_ralph_index
+  wait_ralph 60
+  write_env
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  status) status ;;
+  start-ralph) start_ralph_only ;;
+  stop-ralph) stop_ralph ;;
+  *) echo "usage: $0 start|stop|status|start-ralph|stop-ralph" >&2; exit 2 ;;
 esac
