@@ -364,6 +364,11 @@ impl XapiSink {
             Ok(r) if r.status().is_success() => r.json().await.ok(),
             _ => None,
         };
+        // The statement itself, as xAPI says, or a statement result holding it (Ralph 5).
+        let stored = stored.and_then(|v| match v.get("statements") {
+            Some(serde_json::Value::Array(a)) => a.first().cloned(),
+            _ => Some(v),
+        });
         let ours: serde_json::Value = serde_json::from_str(&s.json).unwrap_or_default();
         match stored {
             Some(v) if same_statement(&v, &ours) => {
