@@ -336,6 +336,48 @@ async fn no_raw_id_or_address_reaches_sqs_or_elasticsearch() {
         .unwrap();
     assert_eq!(doc["ip"], "128.103.1.0");
     assert_eq!(doc["geoip"]["city_name"], "Cambridge");
+
+    // The xAPI dump and the LRS (Ralph): actors and session ids are pseudonyms.
+    let (Some(lrs), Some(user), Some(pass)) = (
+        service("HARVESTER_TEST_XAPI_URL"),
+        service("HARVESTER_TEST_XAPI_USER"),
+        service("HARVESTER_TEST_XAPI_PASS"),
+    ) else {
+        return;
+    };
+    let home = format!("https://{}.example.edu/", unique("t-pseudo-xapi"));
+    let xapi = |args: &[&str]| {
+        let mut c = private(dir.path(), "truncate");
+        c.env("XAPI_ENDPOINT", &lrs)
+            .env("XAPI_USERNAME", &user)
+            .env("XAPI_PASSWORD", &pass)
+            .env("XAPI_HOME_PAGE", &home)
+            .args(args);
+        run(c)
+    };
+    let dump = xapi(&["journal", "dump", "--format", "xapi"]);
+    assert_ok(&dump);
+    let text = String::from_utf8_lossy(&dump.stdout).to_string();
+    assert_no_canary("journal dump --format xapi", &text);
+    assert!(text.contains(&openssl_hmac(HUIDS[0])), "{text}");
+    let out = xapi(&["forward", "-o", "xapi"]);
+    assert_ok(&out);
+    assert_no_canary("the log", &stderr(&out));
+    let activity = format!("{home}play/mp-canary");
+    let v: Value = http
+        .get(format!("{}/statements", lrs.trim_end_matches('/')))
+        .query(&[("activity", activity.as_str()), ("limit", "100")])
+        .basic_auth(&user, Some(&pass))
+        .header("X-Experience-API-Version", "1.0.3")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let n = v["statements"].as_array().map_or(0, Vec::len);
+    assert_eq!(n, text.lines().count(), "{v}");
+    assert_no_canary("the LRS's statements", &v.to_string());
 }
 
 /// Bad settings stop the command with exit 2 naming the setting, and the key never prints.
