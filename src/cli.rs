@@ -1086,7 +1086,7 @@ pub struct JournalArgs {
 pub enum JournalCommand {
     /// Print journaled records as JSON lines (the exact record format) or CSV, with filters.
     #[command(after_help = DUMP_HELP)]
-    Dump(DumpArgs),
+    Dump(Box<DumpArgs>),
     /// Counts, times, sizes, checkpoint and each sink's cursor and lag.
     #[command(
         after_help = "Examples:\n  harvester journal stats\n  harvester journal stats --json | jq '.cursors[] | select(.lag > 0)'"

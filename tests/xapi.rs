@@ -152,7 +152,8 @@ fn check_profile(statements: &[Value]) -> BTreeMap<String, usize> {
 
 /// Ralph's own validator on a file of statements: every line valid, none unknown (`-F`).
 fn ralph_validate(file: &Path) {
-    let ralph = service("HARVESTER_TEST_RALPH").expect("HARVESTER_TEST_RALPH: bash .ci/services.sh start");
+    let ralph =
+        service("HARVESTER_TEST_RALPH").expect("HARVESTER_TEST_RALPH: bash .ci/services.sh start");
     let out = Command::new(&ralph)
         .args(["validate", "-f", "xapi", "-F"])
         .stdin(std::fs::File::open(file).unwrap())
@@ -189,8 +190,18 @@ async fn statements_reach_the_lrs_read_back_replay_and_validate() {
     let dumped = statements_of(&dump);
     assert!(dumped.len() > 100, "{} statements", dumped.len());
     let seen = check_profile(&dumped);
-    for verb in ["initialized", "played", "paused", "seeked", "completed", "terminated"] {
-        assert!(seen.get(verb).copied().unwrap_or(0) > 0, "no {verb}: {seen:?}");
+    for verb in [
+        "initialized",
+        "played",
+        "paused",
+        "seeked",
+        "completed",
+        "terminated",
+    ] {
+        assert!(
+            seen.get(verb).copied().unwrap_or(0) > 0,
+            "no {verb}: {seen:?}"
+        );
     }
     let file = dir.path().join("statements.jsonl");
     std::fs::write(&file, &dump.stdout).unwrap();
@@ -221,7 +232,14 @@ async fn statements_reach_the_lrs_read_back_replay_and_validate() {
     // A replay of the whole range: every statement is already stored, nothing is refused.
     let mut c = with_lrs(harvester(dir.path()), &l, &home);
     c.env("XAPI_COMPLETION_THRESHOLD", "0.05").args([
-        "journal", "replay", "--from", "20000101000000", "--to", "20991231000000", "-o", "xapi",
+        "journal",
+        "replay",
+        "--from",
+        "20000101000000",
+        "--to",
+        "20991231000000",
+        "-o",
+        "xapi",
     ]);
     let out = run(c);
     assert_ok(&out);
@@ -230,7 +248,11 @@ async fn statements_reach_the_lrs_read_back_replay_and_validate() {
     let mut c = harvester(dir.path());
     c.args(["journal", "dump", "--dead-letters"]);
     let letters = run(c);
-    assert!(letters.stdout.is_empty(), "{}", String::from_utf8_lossy(&letters.stdout));
+    assert!(
+        letters.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&letters.stdout)
+    );
 
     // A second forward has nothing to send (its cursor is at the end).
     let mut c = with_lrs(harvester(dir.path()), &l, &home);

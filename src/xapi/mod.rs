@@ -90,7 +90,7 @@ pub fn dump(
 fn selects(f: &Filter, r: &Record) -> bool {
     f.from_us.is_none_or(|x| r.created_us >= x)
         && f.to_us.is_none_or(|x| r.created_us <= x)
-        && (f.mpids.is_empty() || f.mpids.iter().any(|m| *m == r.mpid))
+        && (f.mpids.is_empty() || f.mpids.contains(&r.mpid))
         && (f.types.is_empty()
             || r.action
                 .kind
