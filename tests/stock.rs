@@ -257,6 +257,16 @@ async fn a_day_counted_lower_than_its_rows_is_not_taken_as_proven() {
     assert!(err.contains("20160301") && err.contains("3 more"), "{err}");
     let j = harvester::journal::Journal::open(&journal_path(dir.path())).unwrap();
     assert!(j.checkpoint().unwrap().is_none(), "the checkpoint moved");
+    // Its pages were all read, but `journal stats` must not call the window complete (it once
+    // did, after exactly this failure).
+    assert!(!j.harvest_position().unwrap().unwrap().complete);
+    drop(j);
+    let mut c = harvester(dir.path());
+    c.args(["journal", "stats"]);
+    let st = run(c);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.contains("not complete"), "{text}");
+    assert!(!text.contains(", complete"), "{text}");
 }
 
 /// A count no real day reaches (here 100 million more than the rows) is refused at once: paging

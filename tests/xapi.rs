@@ -355,6 +355,51 @@ async fn an_unreachable_lrs_moves_no_cursor() {
     assert_same_ids(&stored, &dumped);
 }
 
+/// `check -o xapi` reads one statement with the credentials: passes with the right ones,
+/// fails naming the settings with a wrong password or a dead address.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_whether_the_lrs_takes_our_credentials() {
+    let Some(l) = lrs() else { return };
+    let sim = start_sim(harvester::sim::SimConfig::new(data(10, 60))).await;
+    let dir = scratch();
+    let home = home();
+    let check = |lrs: &Lrs| {
+        let mut c = with_lrs(harvester_for(dir.path(), &sim), lrs, &home);
+        c.args(["check", "-o", "xapi"]);
+        let out = run(c);
+        String::from_utf8_lossy(&out.stdout).to_string() + &stderr(&out)
+    };
+    let good = check(&l);
+    assert!(
+        good.contains("✓ xapi") && good.contains("credentials accepted"),
+        "{good}"
+    );
+    let wrong = Lrs {
+        pass: "not-the-password".into(),
+        ..Lrs {
+            url: l.url.clone(),
+            user: l.user.clone(),
+            pass: String::new(),
+        }
+    };
+    let bad = check(&wrong);
+    assert!(
+        bad.contains("✗ xapi") && bad.contains("XAPI_PASSWORD"),
+        "{bad}"
+    );
+    assert!(!bad.contains("not-the-password"), "{bad}");
+    let dead = Lrs {
+        url: format!("http://127.0.0.1:{}/xAPI", free_port()),
+        user: l.user.clone(),
+        pass: l.pass.clone(),
+    };
+    let down = check(&dead);
+    assert!(
+        down.contains("✗ xapi") && down.contains("cannot reach the LRS"),
+        "{down}"
+    );
+}
+
 /// Wrong xAPI settings stop the command before anything runs (exit 2, the setting named, no
 /// password shown).
 #[test]

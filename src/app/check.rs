@@ -354,6 +354,9 @@ async fn checks(cli: &Cli, args: &CheckArgs, r: &mut Report) -> Result<(), AppEr
     if s.outputs.contains(&Output::Es) {
         check_es(args, r).await;
     }
+    if s.outputs.contains(&Output::Xapi) {
+        check_xapi(args, r).await;
+    }
     check_enrichment(args, r);
     match r.failures() {
         0 => Ok(()),
@@ -506,10 +509,7 @@ fn report_lag(args: &CheckArgs, outputs: &[Output], st: &inspect::Stats, r: &mut
             ),
             Output::Es => format!("es:{}", args.harvest.sink.es_action_index),
             Output::Xapi => match args.harvest.sink.xapi.config() {
-                Ok(c) => format!(
-                    "xapi:{}",
-                    crate::secret::redact_userinfo(c.endpoint.as_str()).trim_end_matches('/')
-                ),
+                Ok(c) => c.cursor(),
                 Err(_) => "xapi".to_string(),
             },
         };
@@ -1206,6 +1206,34 @@ async fn report_max_message_size(
 }
 
 /// The Elasticsearch node (version, credentials) and the actions template.
+/// The LRS of `-o xapi`: its settings, and one authenticated read.
+async fn check_xapi(args: &CheckArgs, r: &mut Report) {
+    let sink = &args.harvest.sink;
+    let made = sink
+        .xapi
+        .config()
+        .and_then(|c| sink.xapi.shape().map(|_| c));
+    let cfg = match made {
+        Ok(x) => x,
+        Err(e) => {
+            r.fail("xapi", e.to_string(), "fix the XAPI_ settings named");
+            return;
+        }
+    };
+    match crate::forward::XapiSink::probe(cfg).await {
+        Ok(detail) => r.pass("xapi", detail),
+        Err(e) => {
+            let fix = match e {
+                crate::forward::xapi::XapiError::Credentials { .. } => {
+                    "fix XAPI_USERNAME / XAPI_PASSWORD"
+                }
+                _ => "check that the LRS is up and XAPI_ENDPOINT is its base URL (statements at XAPI_ENDPOINT/statements)",
+            };
+            r.fail("xapi", e.to_string(), fix);
+        }
+    }
+}
+
 async fn check_es(args: &CheckArgs, r: &mut Report) {
     let sink = &args.harvest.sink;
     let trust = match sink.es_tls.trust() {

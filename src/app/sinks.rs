@@ -138,13 +138,11 @@ pub(crate) async fn make_sink(
             let cfg = sink.xapi.config()?;
             let shape = std::sync::Arc::new(sink.xapi.shape()?);
             let privacy = sink.enrich.privacy_settings()?.clone();
-            let cursor = format!(
-                "xapi:{}",
-                crate::secret::redact_userinfo(cfg.endpoint.as_str()).trim_end_matches('/')
-            );
-            let s = forward::XapiSink::new(cfg, shape, Some(privacy), journal.clone()).map_err(
-                |e| AppError::Config(ConfigError::new(format!("cannot make the LRS client: {e}"))),
-            )?;
+            let cursor = cfg.cursor();
+            let s = forward::XapiSink::new(cfg, shape, Some(privacy), Some(journal.clone()))
+                .map_err(|e| {
+                    AppError::Config(ConfigError::new(format!("cannot make the LRS client: {e}")))
+                })?;
             Ok((Sink::Xapi(Box::new(s)), cursor))
         }
     }

@@ -42,6 +42,17 @@ pub struct XapiConfig {
     pub attempts: u32,
 }
 
+impl XapiConfig {
+    /// The name of the sink's cursor: `xapi:` and the endpoint (no credentials: they are
+    /// refused in the URL anyway).
+    pub fn cursor(&self) -> String {
+        format!(
+            "xapi:{}",
+            crate::secret::redact_userinfo(self.endpoint.as_str()).trim_end_matches('/')
+        )
+    }
+}
+
 /// Why the LRS did not take a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum XapiError {
@@ -71,7 +82,8 @@ pub struct XapiSink {
     statements_url: Url,
     shape: Arc<XapiShape>,
     privacy: Option<Privacy>,
-    journal: Arc<Journal>,
+    /// `None` only for [`XapiSink::probe`], which sends nothing.
+    journal: Option<Arc<Journal>>,
     /// The translator and the sequence it has been fed up to.
     state: Option<(u64, Translator)>,
     requests: u64,
@@ -105,7 +117,7 @@ impl XapiSink {
         cfg: XapiConfig,
         shape: Arc<XapiShape>,
         privacy: Option<Privacy>,
-        journal: Arc<Journal>,
+        journal: Option<Arc<Journal>>,
     ) -> Result<XapiSink, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -128,6 +140,55 @@ impl XapiSink {
             statements: 0,
             already_stored: 0,
         })
+    }
+
+    /// What `check` says of the LRS: one GET of a statement, which proves the address and the
+    /// credentials (a 403 means they are valid but may not read: enough to post).
+    pub async fn probe(cfg: XapiConfig) -> Result<String, XapiError> {
+        let this = XapiSink::new(cfg, Arc::new(XapiShape::probe()), None, None).map_err(|e| {
+            XapiError::Unreachable {
+                url: String::new(),
+                attempts: 0,
+                reason: e.to_string(),
+            }
+        })?;
+        this.probe_once().await
+    }
+
+    async fn probe_once(&self) -> Result<String, XapiError> {
+        let sent = self
+            .http
+            .get(self.statements_url.clone())
+            .basic_auth(&self.cfg.username, Some(self.cfg.password.expose()))
+            .header("X-Experience-API-Version", "1.0.3")
+            .query(&[("limit", "1")])
+            .send()
+            .await;
+        let resp = sent.map_err(|e| XapiError::Unreachable {
+            url: self.url(),
+            attempts: 1,
+            reason: crate::tls::error_chain(&e),
+        })?;
+        match resp.status() {
+            s if s.is_success() => Ok(format!(
+                "{}: the LRS answers, credentials accepted",
+                self.url()
+            )),
+            StatusCode::FORBIDDEN => Ok(format!(
+                "{}: the LRS answers, credentials accepted (they may not read statements: enough to post them)",
+                self.url()
+            )),
+            StatusCode::UNAUTHORIZED => Err(XapiError::Credentials {
+                url: self.url(),
+                status: 401,
+            }),
+            s => Err(XapiError::Status {
+                url: self.url(),
+                status: s.as_u16(),
+                attempts: 1,
+                body: crate::escape::quoted_short(&resp.text().await.unwrap_or_default(), 300),
+            }),
+        }
     }
 
     /// POST requests made so far.
@@ -166,7 +227,9 @@ impl XapiSink {
             self.shape.clone(),
             self.privacy.as_ref().map(Privacy::for_sink),
         );
-        let j = self.journal.clone();
+        let Some(j) = self.journal.clone() else {
+            return Err(SinkError::new(0, XapiError::Journal("no journal".into())));
+        };
         let t = tokio::task::spawn_blocking(move || xapi::catch_up(&j, &mut t, first).map(|()| t))
             .await
             .map_err(|e| SinkError::new(0, XapiError::Journal(e.to_string())))?
@@ -250,12 +313,15 @@ impl XapiSink {
                 )
             })
             .collect();
-        let n = store_refusals(&self.journal, letters)
-            .await
-            .map_err(|source| SinkFailure::DeadLetterStore {
+        let Some(journal) = &self.journal else {
+            return Err(XapiError::Journal("no journal".into()).into());
+        };
+        let n = store_refusals(journal, letters).await.map_err(|source| {
+            SinkFailure::DeadLetterStore {
                 what: "statements the LRS refused",
                 source,
-            })?;
+            }
+        })?;
         self.dead_letters += n;
         for ((_, s), why) in &refused {
             tracing::warn!(statement = %s.id, verb = s.verb.word(), reason = %crate::escape::quoted_short(why, 300), "the LRS refused a statement; it is in the dead-letter table");

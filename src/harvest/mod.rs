@@ -346,6 +346,16 @@ impl Harvester {
             if res.is_err() {
                 progress.finish();
             }
+            if matches!(res, Err(HarvestError::Unproven(_))) {
+                // Its pages were all read, but the window is not complete: `journal stats`
+                // must not say it is.
+                let j = self.journal.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || j.mark_position_unproven()).await
+                {
+                    tracing::warn!(error = %e, "cannot mark the harvest position unproven");
+                }
+            }
             res?;
             sum.windows += 1;
         }

@@ -310,7 +310,7 @@ pub fn stats(j: &Journal) -> Result<Stats> {
                 if p.complete {
                     ", complete"
                 } else {
-                    ", in progress (interrupted?)"
+                    ", not complete (interrupted, or a day not proven: see the run's error)"
                 }
             )
         }),

@@ -814,6 +814,24 @@ impl Journal {
         self.get_meta(META_POSITION)
     }
 
+    /// Marks the harvest position as not complete: its window was read to the end but not
+    /// proven (a stock day whose count never added up), so `journal stats` must not call it
+    /// complete.
+    pub fn mark_position_unproven(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let p: Option<HarvestPosition> = decode_meta(&meta, META_POSITION)?;
+            if let Some(mut p) = p.filter(|p| p.complete) {
+                p.complete = false;
+                p.updated_at_us = crate::timefmt::now_us();
+                meta.insert(META_POSITION, codec::encode_value(&p).as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     fn get_meta<T: Decode<()>>(&self, key: &str) -> Result<Option<T>> {
         let tx = self.db.begin_read()?;
         match read_table(&tx, META)? {

@@ -45,6 +45,15 @@ pub struct XapiShape {
 
 impl XapiShape {
     pub const DEFAULT_GAP_S: u64 = 1800;
+
+    /// A shape for a client that makes no statement (`check`'s probe).
+    pub fn probe() -> XapiShape {
+        XapiShape {
+            engage: reqwest::Url::parse("http://localhost/").expect("a URL"),
+            threshold: 1.0,
+            gap_us: XapiShape::DEFAULT_GAP_S as i64 * 1_000_000,
+        }
+    }
 }
 
 /// One statement, as sent.
