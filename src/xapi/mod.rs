@@ -47,11 +47,14 @@ pub fn catch_up(j: &Journal, translator: &mut Translator, upto: u64) -> Result<(
         ..Filter::default()
     };
     let mut scratch = Vec::new();
-    inspect::for_each(j, &filter, None, |r| {
+    translator.set_quiet(true);
+    let walked = inspect::for_each(j, &filter, None, |r| {
         translator.feed(r, &mut scratch);
         scratch.clear();
         Ok(())
-    })?;
+    });
+    translator.set_quiet(false);
+    walked?;
     Ok(())
 }
 

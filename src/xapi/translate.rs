@@ -133,6 +133,8 @@ pub struct Translator {
     next_sweep_us: i64,
     anomalies: Anomalies,
     pub figures: XapiFigures,
+    /// Catching up: the state follows the records, no statement is made.
+    quiet: bool,
 }
 
 impl Translator {
@@ -145,7 +147,14 @@ impl Translator {
             next_sweep_us: i64::MIN,
             anomalies: Anomalies::default(),
             figures: XapiFigures::default(),
+            quiet: false,
         }
+    }
+
+    /// Whether statements are made (`false` while catching up with the records before a
+    /// cursor: their statements were sent already).
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
     }
 
     /// The statements of `r` (and of sessions its time shows ended) appended to `out`.
@@ -168,7 +177,9 @@ impl Translator {
         if !self.open.contains_key(&key) {
             let o = self.start(r);
             self.figures.initialized += 1;
-            out.push(self.make(&o, o.id, Verb::Initialized, r.action_id, r.created_us, None));
+            if !self.quiet {
+                out.push(self.make(&o, o.id, Verb::Initialized, r.action_id, r.created_us, None));
+            }
             self.open.insert(key.clone(), o);
         }
         let mut o = self.open.remove(&key).expect("present");
@@ -288,23 +299,28 @@ impl Translator {
         o.last_us = o.last_us.max(r.created_us);
         o.last_action = r.action_id;
         if let Some(v) = verb {
-            let id = uuid5(&format!(
-                "action\n{}\n{}\n{}",
-                self.shape.engage,
-                r.action_id,
-                v.word()
-            ));
-            let result = self.result(o, v, seek);
             self.count(v);
-            out.push(self.make(o, id, v, r.action_id, r.created_us, Some(result)));
+            if !self.quiet {
+                let id = uuid5(&format!(
+                    "action\n{}\n{}\n{}",
+                    self.shape.engage,
+                    r.action_id,
+                    v.word()
+                ));
+                let result = self.result(o, v, seek);
+                out.push(self.make(o, id, v, r.action_id, r.created_us, Some(result)));
+            }
         }
         if !o.completed && duration_ms(o).is_some() {
             let (progress, _) = self.progress(o);
             if progress >= self.shape.threshold {
                 o.completed = true;
+                self.count(Verb::Completed);
+                if self.quiet {
+                    return;
+                }
                 let id = uuid5(&format!("completed\n{}", o.id));
                 let result = self.result(o, Verb::Completed, None);
-                self.count(Verb::Completed);
                 out.push(self.make(
                     o,
                     id,
@@ -319,6 +335,13 @@ impl Translator {
 
     /// `paused` (when still playing) and `terminated` of a session that ended.
     fn terminate(&mut self, o: Open, out: &mut Vec<Statement>) {
+        if self.quiet {
+            if o.playing {
+                self.count(Verb::Paused);
+            }
+            self.count(Verb::Terminated);
+            return;
+        }
         if o.playing {
             let id = uuid5(&format!("paused-at-end\n{}", o.id));
             let result = self.result(&o, Verb::Paused, None);
@@ -648,6 +671,51 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), st.len());
+    }
+
+    /// Catching up quietly with the first records, then translating the rest, gives the rest's
+    /// statements exactly as a translation of all of them does.
+    #[test]
+    fn a_quiet_catch_up_leaves_the_same_state() {
+        let mut recs = vec![rec(1, 0, "PLAY", 0, 0, true)];
+        for k in 0..10 {
+            recs.push(rec(
+                2 + k,
+                10 * (k + 1),
+                "HEARTBEAT",
+                10 * k,
+                10 * (k + 1),
+                true,
+            ));
+        }
+        recs.push(rec(20, 200, "PAUSE", 100, 100, false));
+        recs.push(Record {
+            session_id: "s2".into(),
+            ..rec(21, 4000, "PLAY", 0, 0, true)
+        });
+        let (all, _) = run(&recs);
+        for cut in 0..recs.len() {
+            let mut t = Translator::new(shape(), None);
+            let mut out = Vec::new();
+            t.set_quiet(true);
+            for r in &recs[..cut] {
+                t.feed(r, &mut out);
+            }
+            assert!(out.is_empty());
+            t.set_quiet(false);
+            for r in &recs[cut..] {
+                t.feed(r, &mut out);
+            }
+            let tail: Vec<&String> = all[all.len() - out.len()..]
+                .iter()
+                .map(|s| &s.json)
+                .collect();
+            assert_eq!(
+                out.iter().map(|s| &s.json).collect::<Vec<_>>(),
+                tail,
+                "cut {cut}"
+            );
+        }
     }
 
     #[test]
