@@ -17,7 +17,12 @@ const ES: &str = "MARKERes3";
 const LOGGLY: &str = "MARKERlog4";
 // HARVESTER_API_TOKEN takes 16 to 4096 characters.
 const API: &str = "MARKERapi5-0123456789";
-const MARKERS: [&str; 5] = [PW, AWS, ES, LOGGLY, API];
+const XAPI: &str = "MARKERxapi6";
+// PSEUDONYMIZE_KEY takes at least 32 bytes.
+const KEY: &str = "MARKERkey7-0123456789abcdefghijklmnop";
+// A PSEUDONYMIZE_KEY too short to be taken: refused without being echoed.
+const SHORT_KEY: &str = "MARKERshort8";
+const MARKERS: [&str; 8] = [PW, AWS, ES, LOGGLY, API, XAPI, KEY, SHORT_KEY];
 
 fn assert_clean(what: &str, text: &str) {
     for m in MARKERS {
@@ -48,6 +53,11 @@ fn marked(dir: &std::path::Path, format: &str, dead: &str) -> Command {
         .env("LOGGLY_TOKEN", LOGGLY)
         .env("LOGGLY_URL", format!("http://{dead}"))
         .env("HARVESTER_API_TOKEN", API)
+        .env("XAPI_ENDPOINT", format!("http://{dead}/xAPI"))
+        .env("XAPI_USERNAME", "lrs-user")
+        .env("XAPI_PASSWORD", XAPI)
+        .env("XAPI_ATTEMPTS", "1")
+        .env("PSEUDONYMIZE_KEY", KEY)
         .env("OPENCAST_RETRIES", "1");
     c
 }
@@ -107,6 +117,23 @@ fn failing_commands(
         .args(["harvest", "-o", "es"]);
     window(&mut c);
     out.push(("harvest into ES down", c));
+
+    let mut c = marked(dir, format, dead);
+    c.env("MATTERHORN_ENGAGE_HOST", good.url())
+        .args(["harvest", "-o", "xapi"]);
+    window(&mut c);
+    out.push(("harvest into an LRS down", c));
+
+    let mut c = marked(dir, format, dead);
+    c.env("MATTERHORN_ENGAGE_HOST", good.url())
+        .env("XAPI_ENDPOINT", format!("http://u:{XAPI}@{dead}/xAPI"))
+        .args(["forward", "-o", "xapi"]);
+    out.push(("URL credentials (LRS)", c));
+
+    let mut c = marked(dir, format, dead);
+    c.env("PSEUDONYMIZE_KEY", SHORT_KEY)
+        .args(["journal", "dump", "--pseudonymize"]);
+    out.push(("a short PSEUDONYMIZE_KEY", c));
 
     let mut c = marked(dir, format, dead);
     let host = good
