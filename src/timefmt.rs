@@ -23,6 +23,24 @@ pub enum TimeError {
 /// Reads `YYYYMMDDHHmmss` as a wall-clock time in `tz`; an ambiguous time (DST fall-back) takes
 /// the earlier instant, a skipped one (spring-forward) the first valid instant after it.
 pub fn parse_compact(s: &str, tz: Tz) -> Result<i64, TimeError> {
+    parse_compact_as(s, tz, Ambiguity::Earlier)
+}
+
+/// [`parse_compact`] for the end of a window: a wall time that happens twice (the hour repeated
+/// when DST ends) is read as the later of the two, so that the window holds both (read as the
+/// earlier, an `--end` in that hour left the second one out).
+pub fn parse_compact_end(s: &str, tz: Tz) -> Result<i64, TimeError> {
+    parse_compact_as(s, tz, Ambiguity::Later)
+}
+
+/// Which instant a wall time that happens twice means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ambiguity {
+    Earlier,
+    Later,
+}
+
+fn parse_compact_as(s: &str, tz: Tz, which: Ambiguity) -> Result<i64, TimeError> {
     let t = s.trim();
     // chrono's %S takes 60 (a leap second) and moves it to the next minute: a typo in a
     // window bound would silently become another time.
@@ -31,12 +49,25 @@ pub fn parse_compact(s: &str, tz: Tz) -> Result<i64, TimeError> {
     }
     let naive = NaiveDateTime::parse_from_str(t, COMPACT)
         .map_err(|_| TimeError::BadCompact(s.to_string()))?;
-    Ok(localize(naive, tz).timestamp_micros())
+    let d = match (which, tz.from_local_datetime(&naive)) {
+        (Ambiguity::Later, LocalResult::Ambiguous(_, later)) => later,
+        _ => localize(naive, tz),
+    };
+    Ok(d.timestamp_micros())
 }
 
 /// Reads a command-line time: `YYYYMMDDHHmmss` in `tz`, or RFC 3339 with its own offset.
 pub fn parse_user_time(s: &str, tz: Tz) -> Result<i64, TimeError> {
-    if let Ok(us) = parse_compact(s, tz) {
+    parse_user_time_as(s, tz, Ambiguity::Earlier)
+}
+
+/// [`parse_user_time`] for the end of a range (a repeated wall time is the later instant).
+pub fn parse_user_end_time(s: &str, tz: Tz) -> Result<i64, TimeError> {
+    parse_user_time_as(s, tz, Ambiguity::Later)
+}
+
+fn parse_user_time_as(s: &str, tz: Tz, which: Ambiguity) -> Result<i64, TimeError> {
+    if let Ok(us) = parse_compact_as(s, tz, which) {
         return Ok(us);
     }
     DateTime::parse_from_rfc3339(s.trim())
@@ -289,6 +320,25 @@ pub fn floor_second(us: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    /// The hour DST repeats (Berlin, 2016-10-30 02:00-03:00 happens at +02:00 and at +01:00): a
+    /// start is the first of the two instants, an end the second, so a window of that hour
+    /// holds both.
+    #[test]
+    fn a_repeated_wall_time_starts_early_and_ends_late() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let start = super::parse_compact("20161030023000", tz).unwrap();
+        let end = super::parse_compact_end("20161030023000", tz).unwrap();
+        assert_eq!(end - start, 3_600 * 1_000_000);
+        assert_eq!(super::format_rfc3339(start), "2016-10-30T00:30:00Z");
+        assert_eq!(super::format_rfc3339(end), "2016-10-30T01:30:00Z");
+        assert_eq!(super::parse_user_end_time("20161030023000", tz).unwrap(), end);
+        // An unambiguous time is the same either way.
+        assert_eq!(
+            super::parse_compact("20161030120000", tz).unwrap(),
+            super::parse_compact_end("20161030120000", tz).unwrap()
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -248,7 +248,12 @@ fn window_times(args: &CheckArgs, tz: Tz, errors: &mut Vec<String>) -> (Option<i
     let a = &args.harvest;
     let mut parse = |v: &Option<String>, flag: &str| -> Option<i64> {
         let s = v.as_deref()?;
-        match timefmt::parse_compact(s, tz) {
+        let parsed = if flag == "--end" {
+            timefmt::parse_compact_end(s, tz)
+        } else {
+            timefmt::parse_compact(s, tz)
+        };
+        match parsed {
             Ok(us) => Some(us),
             Err(e) => {
                 errors.push(format!("{flag}: {e}"));

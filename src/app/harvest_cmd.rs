@@ -44,7 +44,13 @@ pub async fn harvest(cli: &Cli, args: &HarvestArgs) -> Result<(), AppError> {
     let parse_opt = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
         v.as_deref()
             .map(|s| {
-                timefmt::parse_compact(s, tz).map_err(|e| ConfigError::caused(flag.to_string(), e))
+                // An end in the hour DST repeats is the later of its two instants.
+                let parsed = if flag == "--end" {
+                    timefmt::parse_compact_end(s, tz)
+                } else {
+                    timefmt::parse_compact(s, tz)
+                };
+                parsed.map_err(|e| ConfigError::caused(flag.to_string(), e))
             })
             .transpose()
     };

@@ -94,8 +94,12 @@ pub(super) fn filter(r: &RangeArgs) -> Result<(Filter, Tz), ConfigError> {
     let t = |v: &Option<String>, flag: &str| -> Result<Option<i64>, ConfigError> {
         v.as_deref()
             .map(|s| {
-                timefmt::parse_user_time(s, tz)
-                    .map_err(|e| ConfigError::caused(flag.to_string(), e))
+                let parsed = if flag == "--to" {
+                    timefmt::parse_user_end_time(s, tz)
+                } else {
+                    timefmt::parse_user_time(s, tz)
+                };
+                parsed.map_err(|e| ConfigError::caused(flag.to_string(), e))
             })
             .transpose()
     };
