@@ -519,6 +519,12 @@ pub struct XapiArgs {
           value_parser = int_in(1usize, 10_000, "statements", "XAPI_BATCH"))]
     pub xapi_batch: usize,
 
+    /// Bytes per POST (64 KiB to 100 MiB); a statement larger than that alone goes to the
+    /// dead-letter table.
+    #[arg(long, env = "XAPI_BATCH_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = int_in(65_536usize, 100 * 1024 * 1024, "bytes", "XAPI_BATCH_BYTES"))]
+    pub xapi_batch_bytes: usize,
+
     /// Seconds before a request to the LRS times out (1 to 3600).
     #[arg(long, env = "XAPI_TIMEOUT", default_value_t = 60,
           value_parser = int_in(1u64, 3600, "seconds", "XAPI_TIMEOUT"))]
@@ -541,6 +547,12 @@ impl XapiArgs {
     pub fn shape(&self) -> Result<crate::xapi::XapiShape, crate::config::ConfigError> {
         use crate::config::ConfigError;
         let home = match &self.xapi_home_page {
+            Some(h) if h.contains('@') => {
+                return Err(ConfigError::new(format!(
+                    "XAPI_HOME_PAGE '{}' holds user information; give the engage node's public URL (it names the actors' home page and the activities)",
+                    crate::secret::redact_userinfo(h)
+                )))
+            }
             Some(h) if !h.trim().is_empty() => h.clone(),
             _ => std::env::var("MATTERHORN_ENGAGE_HOST").map_err(|_| {
                 ConfigError::new(
@@ -585,6 +597,15 @@ impl XapiArgs {
                 "XAPI_ENDPOINT '{shown}' holds credentials; give them in XAPI_USERNAME and XAPI_PASSWORD"
             )));
         }
+        if endpoint
+            .path()
+            .trim_end_matches('/')
+            .ends_with("/statements")
+        {
+            return Err(ConfigError::new(format!(
+                "XAPI_ENDPOINT '{shown}' ends in /statements; give the LRS's base URL (statements are posted to XAPI_ENDPOINT/statements)"
+            )));
+        }
         if endpoint.query().is_some() || endpoint.fragment().is_some() {
             return Err(ConfigError::new(format!(
                 "XAPI_ENDPOINT '{shown}' has a query or fragment; give the LRS's base URL only"
@@ -595,6 +616,7 @@ impl XapiArgs {
             username: self.xapi_username.clone().unwrap_or_default(),
             password: self.xapi_password.clone().unwrap_or_default(),
             batch: self.xapi_batch.max(1),
+            max_bytes: self.xapi_batch_bytes.max(65_536),
             timeout: std::time::Duration::from_secs(self.xapi_timeout.max(1)),
             attempts: self.xapi_attempts.max(1),
         })

@@ -331,7 +331,10 @@ mod tests {
         assert_eq!(end - start, 3_600 * 1_000_000);
         assert_eq!(super::format_rfc3339(start), "2016-10-30T00:30:00Z");
         assert_eq!(super::format_rfc3339(end), "2016-10-30T01:30:00Z");
-        assert_eq!(super::parse_user_end_time("20161030023000", tz).unwrap(), end);
+        assert_eq!(
+            super::parse_user_end_time("20161030023000", tz).unwrap(),
+            end
+        );
         // An unambiguous time is the same either way.
         assert_eq!(
             super::parse_compact("20161030120000", tz).unwrap(),

@@ -355,6 +355,132 @@ async fn an_unreachable_lrs_moves_no_cursor() {
     assert_same_ids(&stored, &dumped);
 }
 
+/// A journal of one session on an episode whose title is `title_len` bytes long (and a second
+/// session on a plain episode).
+fn journal_with_title(dir: &Path, title_len: usize) {
+    use harvester::journal::{codec, Journal, PageCommit};
+    use harvester::record::{ActionBlock, EpisodeBlock, Record};
+    let ep = |title: String| {
+        Some(std::sync::Arc::new(EpisodeBlock {
+            title: Some(title),
+            duration: Some(600_000),
+            start: None,
+            series: None,
+            kind: None,
+            description: None,
+        }))
+    };
+    let rec = |id: i64, session: &str, mpid: &str, title: String| Record {
+        action_id: id,
+        created_us: 1_458_000_000_000_000 + id * 10_000_000,
+        mpid: mpid.into(),
+        session_id: session.into(),
+        huid: Some("viewer".into()),
+        useragent: None,
+        action: ActionBlock {
+            kind: Some(if id % 2 == 1 { "PLAY" } else { "PAUSE" }.into()),
+            inpoint: Some(id * 10),
+            outpoint: Some(id * 10),
+            length: None,
+            is_playing: id % 2 == 1,
+        },
+        ip_chain: None,
+        is_live: false,
+        episode: ep(title),
+    };
+    let big = "T".repeat(title_len);
+    let records: Vec<Record> = (1..=4)
+        .map(|id| rec(id, "s-big", "mp-big", big.clone()))
+        .chain((5..=8).map(|id| rec(id, "s-small", "mp-small", "Small".into())))
+        .collect();
+    let j = Journal::open(&journal_path(dir)).unwrap();
+    j.commit_page(PageCommit {
+        ids: records.iter().map(|r| r.action_id).collect(),
+        block: Some(codec::encode_block(&records)),
+        ..PageCommit::default()
+    })
+    .unwrap();
+}
+
+/// A statement over XAPI_BATCH_BYTES alone is a dead letter, never sent (a 48 MB POST once got
+/// a 500 on every run, jamming the sink); the other statements are delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_over_the_byte_limit_is_a_dead_letter() {
+    let Some(l) = lrs() else { return };
+    let dir = scratch();
+    journal_with_title(dir.path(), 100_000);
+    let home = home();
+    let mut c = with_lrs(harvester(dir.path()), &l, &home);
+    c.env("XAPI_BATCH_BYTES", "65536")
+        .args(["forward", "-o", "xapi"]);
+    let out = run(c);
+    assert_ok(&out);
+    let mut c = harvester(dir.path());
+    c.args(["journal", "dump", "--dead-letters"]);
+    let letters = statements_of(&run(c));
+    // Every statement of the big episode (initialized, played, paused, ...) is one.
+    assert!(!letters.is_empty());
+    for d in &letters {
+        assert!(
+            d["reason"].as_str().unwrap().contains("XAPI_BATCH_BYTES"),
+            "{d}"
+        );
+    }
+    let stored = read_back(&l, &home).await;
+    assert!(!stored.is_empty());
+    assert!(stored.iter().all(|s| s["object"]["id"]
+        .as_str()
+        .unwrap()
+        .ends_with("/play/mp-small")));
+}
+
+/// Something in front of the LRS that answers 200 with a page that is not the list of stored
+/// ids (a login page, `[]`) acknowledges nothing: the run fails naming it, the cursor stays (it
+/// once moved to the end and every statement was lost).
+#[test]
+fn a_200_that_is_not_the_stored_ids_acknowledges_nothing() {
+    let dir = scratch();
+    journal_with_title(dir.path(), 10);
+    for body in [
+        "<html><body>Please log in</body></html>",
+        "[]",
+        "{\"ok\":true}",
+    ] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for conn in listener.incoming().take(20) {
+                let Ok(mut conn) = conn else { continue };
+                let mut buf = vec![0u8; 1 << 20];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(reply.as_bytes());
+            }
+        });
+        let proxy = Lrs {
+            url: format!("http://127.0.0.1:{port}/xAPI"),
+            user: "u".into(),
+            pass: "p".into(),
+        };
+        let mut c = with_lrs(harvester(dir.path()), &proxy, &home());
+        c.args(["forward", "-o", "xapi"]);
+        let out = run(c);
+        let e = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{body}: {e}");
+        assert!(e.contains("did not store the batch"), "{e}");
+        let mut c = harvester(dir.path());
+        c.args(["journal", "stats", "--json"]);
+        let st: Value = serde_json::from_slice(&run(c).stdout).unwrap();
+        for cur in st["cursors"].as_array().unwrap() {
+            assert_eq!(cur["cursor"], 0, "{body}: {st}");
+        }
+    }
+}
+
 /// `check -o xapi` reads one statement with the credentials: passes with the right ones,
 /// fails naming the settings with a wrong password or a dead address.
 #[tokio::test(flavor = "multi_thread")]

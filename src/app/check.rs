@@ -549,7 +549,7 @@ fn report_dead_letters(j: &Journal, kept: u64, r: &mut Report) {
         "dead letters",
         if refused > 0 {
             format!(
-                "{kept} kept; {refused} refused by a sink and waiting ({}): fix the cause, then `harvester journal replay --dead-letters -o sqs|es`",
+                "{kept} kept; {refused} refused by a sink and waiting ({}): fix the cause, then `harvester journal replay --dead-letters -o sqs|es` (xapi: `journal replay --from ... --to ... -o xapi` over their time)",
                 waiting
                     .iter()
                     .map(|(k, n)| format!("{k}: {n}"))

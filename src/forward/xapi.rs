@@ -37,6 +37,8 @@ pub struct XapiConfig {
     pub password: Secret,
     /// Statements per POST.
     pub batch: usize,
+    /// Bytes per POST (`XAPI_BATCH_BYTES`); a statement alone over it is a dead letter.
+    pub max_bytes: usize,
     pub timeout: Duration,
     /// Attempts of a batch that meets 429, 5xx or a network error.
     pub attempts: u32,
@@ -71,6 +73,8 @@ pub enum XapiError {
         attempts: u32,
         reason: String,
     },
+    #[error("the LRS at {url} did not store the batch: {why}")]
+    NotStored { url: String, why: String },
     #[error("reading the journal to rebuild the sessions: {0}")]
     Journal(String),
 }
@@ -121,6 +125,8 @@ impl XapiSink {
     ) -> Result<XapiSink, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
+            // A redirect is not the LRS storing anything (an SSO proxy's login page, say).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("harvester/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let mut statements_url = cfg.endpoint.clone();
@@ -249,8 +255,30 @@ impl XapiSink {
         }
         let mut done = 0;
         while done < made.len() {
-            let end = (done + self.cfg.batch).min(made.len());
-            if let Err(e) = self.send_batch(first, records, &made[done..end]).await {
+            // Up to `batch` statements and `max_bytes` bytes (the JSON array's brackets and
+            // commas counted); a statement alone over the bytes is never sent.
+            let mut end = done;
+            let mut bytes = 2;
+            while end < made.len()
+                && end - done < self.cfg.batch
+                && (end == done || bytes + made[end].1.json.len() + 1 <= self.cfg.max_bytes)
+            {
+                bytes += made[end].1.json.len() + 1;
+                end += 1;
+            }
+            let part = &made[done..end];
+            let sent = if part.len() == 1 && part[0].1.json.len() + 2 > self.cfg.max_bytes {
+                let why = format!(
+                    "the statement is {} bytes, more than XAPI_BATCH_BYTES ({}) allows in one request",
+                    part[0].1.json.len(),
+                    self.cfg.max_bytes
+                );
+                self.dead_letter(first, records, vec![(&part[0], why)])
+                    .await
+            } else {
+                self.send_batch(first, records, part).await
+            };
+            if let Err(e) = sent {
                 // The records before this batch's first statement are whole; the translator has
                 // run ahead of the cursor and is rebuilt next time.
                 return Err(SinkError::new(made[done].0, e));
@@ -282,6 +310,16 @@ impl XapiSink {
                 }
             }
         }
+        self.dead_letter(first, records, refused).await
+    }
+
+    /// Keeps statements the LRS will never take in the dead-letter table, with the reason.
+    async fn dead_letter(
+        &mut self,
+        first: u64,
+        records: &[Record],
+        refused: Vec<(&(usize, Statement), String)>,
+    ) -> Result<(), SinkFailure> {
         if refused.is_empty() {
             return Ok(());
         }
@@ -368,7 +406,8 @@ impl XapiSink {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             match status {
-                s if s.is_success() => return Ok(Posted::Taken),
+                StatusCode::NO_CONTENT => return Ok(Posted::Taken),
+                StatusCode::OK => return self.check_stored(part, &text).await,
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     return Err(XapiError::Credentials {
                         url: self.url(),
@@ -409,14 +448,58 @@ impl XapiSink {
         })
     }
 
-    /// A 409 for one statement: taken when the LRS's copy is ours (a replay), refused when it
-    /// holds another statement under that id.
-    async fn compare_stored(
+    /// A 200 is the ids the LRS stored (xAPI 1.0.3, 2.1.2): anything else (a proxy's page, `[]`)
+    /// is not an acknowledgement. An LRS may leave out ids it already held (Ralph does): those
+    /// are asked for and compared, so no statement counts as stored that is not.
+    async fn check_stored(
         &mut self,
-        s: &Statement,
-        status: StatusCode,
+        part: &[(usize, Statement)],
         text: &str,
     ) -> Result<Posted, XapiError> {
+        let url = self.url();
+        let not_stored = |why: String| XapiError::NotStored {
+            url: url.clone(),
+            why,
+        };
+        let Ok(ids) = serde_json::from_str::<Vec<String>>(text) else {
+            return Err(not_stored(format!(
+                "it answered 200 with something that is not the list of stored statement ids ({}): a proxy or a login page in front of the LRS?",
+                crate::escape::quoted_short(text.trim(), 120)
+            )));
+        };
+        let ours: std::collections::HashSet<String> =
+            part.iter().map(|(_, s)| s.id.to_string()).collect();
+        let listed: std::collections::HashSet<String> =
+            ids.iter().map(|i| i.trim().to_ascii_lowercase()).collect();
+        if let Some(stranger) = listed.iter().find(|i| !ours.contains(*i)) {
+            return Err(not_stored(format!(
+                "it answered 200 with the id {} that was not in the batch",
+                crate::escape::quoted_short(stranger, 60)
+            )));
+        }
+        for (_, s) in part
+            .iter()
+            .filter(|(_, s)| !listed.contains(&s.id.to_string()))
+        {
+            match self.stored_copy(s).await {
+                Some(v)
+                    if same_statement(&v, &serde_json::from_str(&s.json).unwrap_or_default()) =>
+                {
+                    self.already_stored += 1;
+                }
+                _ => {
+                    return Err(not_stored(format!(
+                        "it answered 200 but holds no statement {} of those sent",
+                        s.id
+                    )))
+                }
+            }
+        }
+        Ok(Posted::Taken)
+    }
+
+    /// The LRS's copy of statement `s`, if it has one.
+    async fn stored_copy(&mut self, s: &Statement) -> Option<serde_json::Value> {
         self.requests += 1;
         let got = self
             .http
@@ -426,17 +509,27 @@ impl XapiSink {
             .query(&[("statementId", s.id.to_string())])
             .send()
             .await;
-        let stored: Option<serde_json::Value> = match got {
-            Ok(r) if r.status().is_success() => r.json().await.ok(),
-            _ => None,
+        let v: serde_json::Value = match got {
+            Ok(r) if r.status().is_success() => r.json().await.ok()?,
+            _ => return None,
         };
         // The statement itself, as xAPI says, or a statement result holding it (Ralph 5).
-        let stored = stored.and_then(|v| match v.get("statements") {
+        match v.get("statements") {
             Some(serde_json::Value::Array(a)) => a.first().cloned(),
             _ => Some(v),
-        });
+        }
+    }
+
+    /// A 409 for one statement: taken when the LRS's copy is ours (a replay), refused when it
+    /// holds another statement under that id.
+    async fn compare_stored(
+        &mut self,
+        s: &Statement,
+        status: StatusCode,
+        text: &str,
+    ) -> Result<Posted, XapiError> {
         let ours: serde_json::Value = serde_json::from_str(&s.json).unwrap_or_default();
-        match stored {
+        match self.stored_copy(s).await {
             Some(v) if same_statement(&v, &ours) => {
                 self.already_stored += 1;
                 Ok(Posted::Taken)

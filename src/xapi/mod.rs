@@ -28,9 +28,15 @@ pub fn parse_threshold(s: &str) -> Result<f64, ConfigError> {
         ))
     };
     let t = s.trim();
+    // A plain decimal only: Rust's parser also takes `5e-4` or `+0.5`, which the 3-decimal
+    // rule would not see.
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || frac.len() > 3 {
+        return Err(bad());
+    }
     let v: f64 = t.parse().map_err(|_| bad())?;
-    let decimals = t.split_once('.').map_or(0, |(_, d)| d.len());
-    if !(v > 0.0 && v <= 1.0) || decimals > 3 {
+    if !(v > 0.0 && v <= 1.0) {
         return Err(bad());
     }
     Ok(v)
@@ -107,7 +113,10 @@ mod tests {
     fn thresholds() {
         assert_eq!(super::parse_threshold("1").unwrap(), 1.0);
         assert_eq!(super::parse_threshold("0.95").unwrap(), 0.95);
-        for bad in ["0", "1.5", "-0.1", "0.9999", "x", "NaN", ""] {
+        assert_eq!(super::parse_threshold(" 0.5 ").unwrap(), 0.5);
+        for bad in [
+            "0", "1.5", "-0.1", "0.9999", "x", "NaN", "", "5e-4", "9999e-4", "+0.5", "1e0", ".5",
+        ] {
             let e = super::parse_threshold(bad).unwrap_err().to_string();
             assert!(e.contains("XAPI_COMPLETION_THRESHOLD"), "{e}");
         }

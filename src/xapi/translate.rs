@@ -82,6 +82,26 @@ pub struct XapiFigures {
     pub other_actions: u64,
     /// Positions corrected (below 0, past the end, absurd) or missing.
     pub positions_corrected: u64,
+    /// Actions of no known viewer: Opencast kept both the session and the user back
+    /// (`-omitted-`), so they belong to nobody's session and make no statement.
+    pub unattributed: u64,
+    /// Heartbeats covering more than the time since the session's previous action allows
+    /// (twice it, and at least a minute): not believed, they add nothing to what was played.
+    pub implausible_heartbeats: u64,
+}
+
+/// Who a video session belongs to: Opencast's session id (`s:…`); when Opencast keeps it back
+/// (`-omitted-`, empty), the logged-in user (`u:…`: one session per user and episode, split by
+/// the gap); `None` when neither names anybody (the actions of everyone not logged in would
+/// otherwise make one session credited to one actor).
+fn viewer(r: &Record) -> Option<String> {
+    if !crate::privacy::is_marker(&r.session_id) {
+        return Some(format!("s:{}", r.session_id));
+    }
+    match r.huid.as_deref() {
+        Some(h) if !crate::privacy::is_marker(h) => Some(format!("u:{h}")),
+        _ => None,
+    }
 }
 
 /// Microseconds between two sweeps for silent sessions.
@@ -167,7 +187,13 @@ impl Translator {
             self.sweep(out);
             self.next_sweep_us = self.clock_us.saturating_add(SWEEP_US);
         }
-        let key: Key = (r.session_id.as_str().into(), r.mpid.as_str().into());
+        let Some(who) = viewer(r) else {
+            // Neither the session nor the user names a viewer (Opencast's `log.session` and
+            // `log.user` off): the action cannot be put in anybody's session.
+            self.figures.unattributed += 1;
+            return;
+        };
+        let key: Key = (who.as_str().into(), r.mpid.as_str().into());
         if let Some(o) = self.open.get(&key) {
             if r.created_us.saturating_sub(o.last_us) > self.shape.gap_us {
                 let o = self.open.remove(&key).expect("present");
@@ -175,7 +201,7 @@ impl Translator {
             }
         }
         if !self.open.contains_key(&key) {
-            let o = self.start(r);
+            let o = self.start(r, &who);
             self.figures.initialized += 1;
             if !self.quiet {
                 out.push(self.make(&o, o.id, Verb::Initialized, r.action_id, r.created_us, None));
@@ -209,21 +235,26 @@ impl Translator {
         }
     }
 
-    fn start(&mut self, r: &Record) -> Open {
-        let session = match &mut self.privacy {
-            Some(p) => p.id(&r.session_id),
-            None => r.session_id.as_str().into(),
+    /// A new video session of viewer `who` (see [`viewer`]) starting with `r`. Its id names
+    /// everything a statement's content depends on: the engage URL, the viewer (pseudonymized
+    /// under a key, so another key gives other ids), the episode, the session's first action
+    /// and the completion threshold; every other statement id of the session derives from it.
+    fn start(&mut self, r: &Record, who: &str) -> Open {
+        let who = match (&mut self.privacy, who.split_once(':')) {
+            (Some(p), Some((kind, id))) => format!("{kind}:{}", p.id(id)),
+            _ => who.to_string(),
         };
         let id = uuid5(&format!(
-            "session\n{}\n{session}\n{}\n{}",
-            self.shape.engage, r.mpid, r.action_id
+            "session\n{}\n{who}\n{}\n{}\n{}",
+            self.shape.engage, r.mpid, r.action_id, self.shape.threshold
         ));
         let actor = match r.huid.as_deref() {
-            None | Some("") | Some("anonymous") => "anonymous".into(),
-            Some(h) => match &mut self.privacy {
+            Some(h) if !crate::privacy::is_marker(h) => match &mut self.privacy {
                 Some(p) => p.id(h),
                 None => h.into(),
             },
+            // Not logged in, or Opencast keeps the user back (`-omitted-`).
+            _ => "anonymous".into(),
         };
         Open {
             id,
@@ -247,16 +278,20 @@ impl Translator {
         }
         let cap = rules::position_cap(duration_ms(o));
         let before = self.anomalies.total() + self.anomalies.missing_positions;
-        let a = Action::of(r);
-        o.rules.apply(
-            &a,
-            cap,
-            self.shape.gap_us,
-            &mut o.watched,
-            &mut self.anomalies,
-        );
         let kind = r.action.kind.as_deref().unwrap_or("");
         let is = |s: &str| kind.eq_ignore_ascii_case(s);
+        let a = Action::of(r);
+        if (is("HEARTBEAT") || is("FOOTPRINT")) && !plausible_heartbeat(o, r) {
+            self.figures.implausible_heartbeats += 1;
+        } else {
+            o.rules.apply(
+                &a,
+                cap,
+                self.shape.gap_us,
+                &mut o.watched,
+                &mut self.anomalies,
+            );
+        }
         let mut n = Anomalies::default();
         let at = rules::position(r.action.inpoint.or(r.action.outpoint), cap, &mut n);
         let verb = if is("PLAY") {
@@ -301,12 +336,7 @@ impl Translator {
         if let Some(v) = verb {
             self.count(v);
             if !self.quiet {
-                let id = uuid5(&format!(
-                    "action\n{}\n{}\n{}",
-                    self.shape.engage,
-                    r.action_id,
-                    v.word()
-                ));
+                let id = uuid5(&format!("action\n{}\n{}\n{}", o.id, r.action_id, v.word()));
                 let result = self.result(o, v, seek);
                 out.push(self.make(o, id, v, r.action_id, r.created_us, Some(result)));
             }
@@ -391,19 +421,19 @@ impl Translator {
         match v {
             Verb::Seeked => {
                 let (from, to) = seek.unwrap_or((o.pos, o.pos));
-                ext.insert(profile::TIME_FROM.into(), json!(f64::from(from)));
-                ext.insert(profile::TIME_TO.into(), json!(f64::from(to)));
+                ext.insert(profile::TIME_FROM.into(), json!(at(from, o)));
+                ext.insert(profile::TIME_TO.into(), json!(at(to, o)));
             }
             Verb::Played => {
-                ext.insert(profile::TIME.into(), json!(f64::from(o.pos)));
+                ext.insert(profile::TIME.into(), json!(at(o.pos, o)));
             }
             _ => {
                 let (progress, _) = self.progress(o);
-                ext.insert(profile::TIME.into(), json!(f64::from(o.pos)));
+                ext.insert(profile::TIME.into(), json!(at(o.pos, o)));
                 ext.insert(profile::PROGRESS.into(), json!(progress));
                 ext.insert(
                     profile::PLAYED_SEGMENTS.into(),
-                    json!(segments_string(o.rules.played(&o.watched))),
+                    json!(segments_string(o.rules.played(&o.watched), length_s(o))),
                 );
             }
         }
@@ -515,6 +545,25 @@ fn length_s(o: &Open) -> f64 {
     }
 }
 
+/// A position as the profile's `time` (seconds), never past the length (positions are whole
+/// seconds rounded up at the end, the length has milliseconds).
+fn at(pos: u32, o: &Open) -> f64 {
+    round3(f64::from(pos).min(length_s(o)))
+}
+
+/// Whether a heartbeat's stretch fits the time since the session's previous action: a player
+/// reports what it played since its last report, so twice that (and at least a minute) is
+/// generous; a heartbeat claiming hours after seconds (`outpoint` 10^12) is a forged or broken
+/// report, and believing it would make a `completed`.
+fn plausible_heartbeat(o: &Open, r: &Record) -> bool {
+    let (Some(i), Some(out)) = (r.action.inpoint, r.action.outpoint) else {
+        return true; // the rules count a missing position themselves
+    };
+    let since_s = r.created_us.saturating_sub(o.last_us).max(0) / 1_000_000;
+    let allowed = since_s.saturating_mul(2).max(60);
+    out.saturating_sub(i.max(0)) <= allowed
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -528,14 +577,16 @@ fn activity_id(engage: &reqwest::Url, kind: &str, id: &str) -> String {
     u.to_string()
 }
 
-/// The profile's `played-segments`: `from[.]to` stretches joined by `[,]`, 3 decimals.
-pub fn segments_string(s: &Segments) -> String {
+/// The profile's `played-segments`: `from[.]to` stretches joined by `[,]`, 3 decimals, none
+/// past `length`.
+pub fn segments_string(s: &Segments, length: f64) -> String {
     let mut out = String::new();
     for (n, (a, b)) in s.spans().iter().enumerate() {
         if n > 0 {
             out.push_str("[,]");
         }
-        out.push_str(&format!("{a}.000[.]{b}.000"));
+        let (a, b) = (f64::from(*a).min(length), f64::from(*b).min(length));
+        out.push_str(&format!("{a:.3}[.]{b:.3}"));
     }
     out
 }
@@ -739,11 +790,137 @@ mod tests {
         assert_eq!(v["result"]["extensions"][profile::PROGRESS], 0.9);
     }
 
+    /// Two people whose Opencast session id is kept back (`-omitted-`, or empty) are two
+    /// sessions with their own actors (it once made one session credited to the first); the
+    /// actions of nobody known make no statement at all.
+    #[test]
+    fn omitted_sessions_are_never_shared_between_people() {
+        for marker in ["-omitted-", ""] {
+            let mut alice = rec(1, 0, "PLAY", 0, 0, true);
+            alice.session_id = marker.into();
+            alice.huid = Some("alice".into());
+            let mut bob = rec(2, 5, "PLAY", 50, 50, true);
+            bob.session_id = marker.into();
+            bob.huid = Some("bob".into());
+            let mut nobody = rec(3, 6, "PLAY", 10, 10, true);
+            nobody.session_id = marker.into();
+            nobody.huid = Some("-omitted-".into());
+            let (st, f) = run(&[alice, bob, nobody]);
+            let v: Vec<Value> = st
+                .iter()
+                .map(|s| serde_json::from_str(&s.json).unwrap())
+                .collect();
+            let actors: Vec<&str> = v
+                .iter()
+                .map(|s| s["actor"]["account"]["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(actors, ["alice", "alice", "bob", "bob"], "{marker:?}");
+            assert_ne!(
+                v[0]["context"]["extensions"][profile::SESSION_ID],
+                v[2]["context"]["extensions"][profile::SESSION_ID]
+            );
+            assert_eq!(f.unattributed, 1);
+        }
+        // `-omitted-` users with a real session are `anonymous`, like those not logged in.
+        let mut r = rec(1, 0, "PLAY", 0, 0, true);
+        r.huid = Some("-omitted-".into());
+        let (st, _) = run(&[r]);
+        assert!(
+            st[0].json.contains(r#""name":"anonymous""#),
+            "{}",
+            st[0].json
+        );
+    }
+
+    /// A heartbeat claiming far more than the time since the previous action (outpoint 10^12,
+    /// ten seconds after a PLAY) adds nothing: it once made a `completed` at 100%. No `time` or
+    /// segment is ever past the length, even with positions rounded up to whole seconds.
+    #[test]
+    fn a_forged_heartbeat_completes_nothing_and_nothing_passes_the_end() {
+        let mut recs = vec![
+            rec(1, 0, "PLAY", 0, 0, true),
+            rec(2, 10, "HEARTBEAT", -50, 1_000_000_000_000, true),
+        ];
+        recs.push(rec(3, 20, "PAUSE", 20, 20, false));
+        let (st, f) = run(&recs);
+        assert!(st.iter().all(|s| s.verb != Verb::Completed));
+        assert_eq!(f.implausible_heartbeats, 1);
+        // An episode of 99.5 s: a pause past its end is at 99.5, not 100.
+        let mut short = rec(1, 0, "PLAY", 0, 0, true);
+        let ep = EpisodeBlock {
+            duration: Some(99_500),
+            ..(*short.episode.clone().unwrap()).clone()
+        };
+        short.episode = Some(Arc::new(ep));
+        let mut pause = short.clone();
+        pause.action_id = 2;
+        pause.created_us += 200_000_000;
+        pause.action.kind = Some("PAUSE".into());
+        pause.action.inpoint = Some(5_000);
+        let (st, _) = run(&[short, pause]);
+        let v: Value = serde_json::from_str(&st[2].json).unwrap();
+        assert_eq!(v["result"]["extensions"][profile::TIME], 99.5, "{v}");
+        assert!(v["result"]["extensions"][profile::PLAYED_SEGMENTS]
+            .as_str()
+            .unwrap()
+            .ends_with("99.500"));
+    }
+
+    /// Every statement id depends on what its content depends on: another key or another
+    /// completion threshold gives other ids for every verb (a replay under a new key once
+    /// re-used the ids of played/paused/seeked and met 409s).
+    #[test]
+    fn ids_change_with_the_key_and_the_threshold() {
+        let recs = vec![
+            rec(1, 0, "PLAY", 0, 0, true),
+            rec(2, 50, "PAUSE", 50, 50, false),
+        ];
+        let ids = |shape: Arc<XapiShape>, key: Option<&str>| -> Vec<Uuid> {
+            let privacy = key.map(|k| {
+                crate::privacy::Privacy {
+                    key: Some(crate::privacy::PseudonymKey::new(k.as_bytes()).unwrap()),
+                    ip: crate::privacy::IpPrivacy::Keep,
+                }
+                .for_sink()
+            });
+            let mut t = Translator::new(shape, privacy);
+            let mut out = Vec::new();
+            for r in &recs {
+                t.feed(r, &mut out);
+            }
+            out.iter().map(|s| s.id).collect()
+        };
+        let base = ids(shape(), None);
+        let keyed = ids(shape(), Some("k1-0123456789abcdef0123456789abcdef"));
+        let rekeyed = ids(shape(), Some("k2-0123456789abcdef0123456789abcdef"));
+        let other = ids(
+            Arc::new(XapiShape {
+                threshold: 0.95,
+                ..(*shape()).clone()
+            }),
+            None,
+        );
+        for (a, b) in [(&base, &keyed), (&keyed, &rekeyed), (&base, &other)] {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                assert_ne!(x, y);
+            }
+        }
+        assert_eq!(base, ids(shape(), None));
+    }
+
     #[test]
     fn segments_string_is_the_profiles() {
         let mut s = Segments::default();
         s.add(0, 12);
         s.add(14, 21);
-        assert_eq!(segments_string(&s), "0.000[.]12.000[,]14.000[.]21.000");
+        assert_eq!(
+            segments_string(&s, 100.0),
+            "0.000[.]12.000[,]14.000[.]21.000"
+        );
+        assert_eq!(
+            segments_string(&s, 20.5),
+            "0.000[.]12.000[,]14.000[.]20.500"
+        );
     }
 }

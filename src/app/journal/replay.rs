@@ -201,6 +201,10 @@ fn dead_letter_sink(a: &ReplayArgs) -> Result<(Output, &'static str), AppError> 
     match outputs.as_slice() {
         [Output::Sqs] => Ok((Output::Sqs, "sqs")),
         [Output::Es] => Ok((Output::Es, "es")),
+        [Output::Xapi] => Err(ConfigError::new(
+            "a statement the LRS refused is made again from the journal: replay its time range with `harvester journal replay --from ... --to ... -o xapi` (the LRS answers \"already stored\" for the others); `journal dump --dead-letters` shows each refused statement with its time",
+        )
+        .into()),
         _ => Err(ConfigError::new(
             "journal replay --dead-letters sends to the sink that refused them: -o sqs or -o es",
         )
