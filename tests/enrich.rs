@@ -101,6 +101,16 @@ fn geoip_city_country_ipv6_private_omitted_unknown() {
     let dir = scratch();
     let db = GeoIpDb::open(&mmdb(dir.path(), "city-a")).unwrap();
     assert_eq!(located(&db, "128.103.1.1"), Some(cambridge()));
+    // With a port, and mapped into IPv6: located as the address (they were not, while
+    // IP_PRIVACY=truncate read them).
+    for form in [
+        "128.103.1.1:5678",
+        "[::ffff:128.103.1.1]:443",
+        "::ffff:128.103.1.1",
+    ] {
+        let g = located(&db, form).unwrap_or_else(|| panic!("{form} not located"));
+        assert_eq!(g["city_name"], "Cambridge", "{form}");
+    }
     // Country-only entry: the fields the database has, nothing invented.
     assert_eq!(
         located(&db, "81.2.69.142"),

@@ -127,7 +127,16 @@ impl GeoIpDb {
 
     /// The `geoip` object of `ip` as JSON, or `None` (see the module doc).
     pub fn locate(&self, ip: &str) -> Option<Arc<RawValue>> {
-        let addr: IpAddr = ip.parse().ok()?;
+        // The forms `IP_PRIVACY=truncate` reads are located too: a port (`1.2.3.4:5678`,
+        // `[v6]:443`), and an IPv6 address that maps an IPv4 one (`::ffff:1.2.3.4`).
+        let addr: IpAddr = ip
+            .parse()
+            .ok()
+            .or_else(|| ip.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))?;
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
         if !is_public(addr) {
             return None;
         }
