@@ -80,7 +80,8 @@ pub struct XapiFigures {
     pub heartbeats: u64,
     /// Actions of other types (counted, not turned into verbs).
     pub other_actions: u64,
-    /// Positions corrected (below 0, past the end, absurd) or missing.
+    /// Positions a statement reads (or a heartbeat's end) that were bounded (below 0, past the
+    /// end, absurd) or missing.
     pub positions_corrected: u64,
     /// Actions of no known viewer: Opencast kept both the session and the user back
     /// (`-omitted-`), so they belong to nobody's session and make no statement.
@@ -277,7 +278,6 @@ impl Translator {
             o.episode = r.episode.clone();
         }
         let cap = rules::position_cap(duration_ms(o));
-        let before = self.anomalies.total() + self.anomalies.missing_positions;
         let kind = r.action.kind.as_deref().unwrap_or("");
         let is = |s: &str| kind.eq_ignore_ascii_case(s);
         let a = Action::of(r);
@@ -328,9 +328,9 @@ impl Translator {
             seek = Some((from, to));
         }
         o.furthest = o.furthest.max(o.pos);
+        // The positions this action's statement reads that had to be bounded or were missing.
+        self.figures.positions_corrected += n.total();
         self.anomalies.add(&n);
-        self.figures.positions_corrected +=
-            (self.anomalies.total() + self.anomalies.missing_positions).saturating_sub(before);
         o.last_us = o.last_us.max(r.created_us);
         o.last_action = r.action_id;
         if let Some(v) = verb {
