@@ -261,7 +261,7 @@ impl XapiSink {
             let mut bytes = 2;
             while end < made.len()
                 && end - done < self.cfg.batch
-                && (end == done || bytes + made[end].1.json.len() + 1 <= self.cfg.max_bytes)
+                && (end == done || bytes + made[end].1.json.len() < self.cfg.max_bytes)
             {
                 bytes += made[end].1.json.len() + 1;
                 end += 1;
