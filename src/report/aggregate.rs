@@ -68,10 +68,11 @@ pub struct Pair {
     pub sessions: u32,
 }
 
-/// A session still open, with the (episode, viewer) it belongs to.
+/// A session still open, with the (episode, viewer) pair it belongs to.
 struct Open {
     episode: u32,
-    viewer: u32,
+    /// Index into [`Aggregator::pairs`]: an action finds its pair without a second look-up.
+    pair: u32,
     session: Session,
 }
 
@@ -85,7 +86,9 @@ pub struct Aggregator {
     episode_ids: HashMap<String, u32>,
     viewers: Vec<String>,
     viewer_ids: HashMap<String, u32>,
-    pairs: HashMap<(u32, u32), Pair>,
+    /// Pairs in order of first appearance; `pair_ids` finds one by (episode, viewer).
+    pairs: Vec<((u32, u32), Pair)>,
+    pair_ids: HashMap<(u32, u32), u32>,
     views: HashSet<(u32, u64)>,
     pair_sessions: HashSet<(u32, u32, u64)>,
     /// Keyed by the hash of (media package, user, session): an action of an open session
@@ -108,7 +111,8 @@ impl Aggregator {
             episode_ids: HashMap::default(),
             viewers: vec![String::new()],
             viewer_ids: HashMap::default(),
-            pairs: HashMap::default(),
+            pairs: Vec::new(),
+            pair_ids: HashMap::default(),
             views: HashSet::default(),
             pair_sessions: HashSet::default(),
             open: HashMap::default(),
@@ -165,25 +169,29 @@ impl Aggregator {
                 if self.views.insert((ep, session)) {
                     e.views += 1;
                 }
-                let pair = self.pairs.entry((ep, viewer)).or_insert_with(|| Pair {
-                    first_us: a.created_us,
-                    last_us: a.created_us,
-                    ..Pair::default()
+                let pairs = &mut self.pairs;
+                let pair = *self.pair_ids.entry((ep, viewer)).or_insert_with(|| {
+                    pairs.push((
+                        (ep, viewer),
+                        Pair {
+                            first_us: a.created_us,
+                            last_us: a.created_us,
+                            ..Pair::default()
+                        },
+                    ));
+                    pairs.len() as u32 - 1
                 });
                 if self.pair_sessions.insert((ep, viewer, session)) {
-                    pair.sessions += 1;
+                    pairs[pair as usize].1.sessions += 1;
                 }
                 v.insert(Open {
                     episode: ep,
-                    viewer,
+                    pair,
                     session: Session::new(a.created_us),
                 })
             }
         };
-        let pair = self
-            .pairs
-            .get_mut(&(open.episode, open.viewer))
-            .expect("an open session's pair");
+        let pair = &mut self.pairs[open.pair as usize].1;
         pair.first_us = pair.first_us.min(a.created_us);
         pair.last_us = pair.last_us.max(a.created_us);
         let cap = rules::position_cap(self.episodes[open.episode as usize].duration_ms);
@@ -219,9 +227,7 @@ impl Aggregator {
             let o = self.open.remove(&k).expect("a listed session");
             let cap = rules::position_cap(self.episodes[o.episode as usize].duration_ms);
             if let Some(seg) = o.session.close(cap, gap, &mut self.anomalies) {
-                if let Some(p) = self.pairs.get_mut(&(o.episode, o.viewer)) {
-                    p.watched.merge(&seg);
-                }
+                self.pairs[o.pair as usize].1.watched.merge(&seg);
             }
         }
     }
@@ -276,7 +282,8 @@ pub struct Aggregate {
     pub episodes: Vec<Episode>,
     /// Interned users; index [`NOT_LOGGED_IN`] is everyone not logged in.
     pub viewers: Vec<String>,
-    pub pairs: HashMap<(u32, u32), Pair>,
+    /// Each (episode, viewer) pair once, in no particular order.
+    pub pairs: Vec<((u32, u32), Pair)>,
     pub read: u64,
     pub selected: u64,
     pub anomalies: Anomalies,
