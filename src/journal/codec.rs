@@ -72,6 +72,8 @@ pub enum CodecError {
     BadReference { what: &'static str, index: u32 },
     #[error("the block's header does not match its records ({0})")]
     HeaderMismatch(&'static str),
+    #[error("decoding failed: {0}")]
+    Malformed(&'static str),
 }
 
 fn config() -> bincode::config::Configuration {

@@ -6,20 +6,17 @@
 //! context per block was 1.5% of a report, and each block's buffer an allocation. Episodes are
 //! handed out as they are stored ([`EpisodeRef`]), borrowed too: making an owned episode block
 //! (or finding one made before) for each of the hundreds a block names was 5% of a report.
+//! The strings and records are read by [`Payload`], by hand: bincode's generic decoder (a call
+//! per field, a UTF-8 check per string) was a fifth of a report.
 
 use super::{
     block_header, check_records, decode_block, decode_config, packed_frame, BlockHeader,
     CodecError, CompactRecord,
 };
-use crate::record::{EpisodeBlock, Record};
 
-/// The payload of a version 2 block, its strings borrowed from the decompressed bytes.
-#[derive(bincode::BorrowDecode)]
-struct BlockV2Borrowed<'a> {
-    strings: Vec<&'a str>,
-    episodes: Vec<EpisodeRef<'a>>,
-    records: Vec<CompactRecord>,
-}
+mod payload;
+use crate::record::{EpisodeBlock, Record};
+use payload::Payload;
 
 /// An [`EpisodeBlock`] as stored (the same fields in the same order), its text borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::BorrowDecode)]
@@ -171,17 +168,19 @@ pub fn visit_block(
         return Ok(records.len());
     }
     let (header, raw) = reader.inflate(bytes)?;
-    let block: BlockV2Borrowed<'_> = bincode::borrow_decode_from_slice(raw, decode_config())?.0;
-    check_records(
-        &header,
-        block.records.len(),
-        block.records.iter().map(|c| c.created_us),
-    )?;
+    // The payload's layout: the block's strings, its episodes, its records (`BlockV2`).
+    let mut payload = Payload::new(raw);
+    let strings = payload.strings()?;
+    let (episodes, used): (Vec<EpisodeRef<'_>>, usize) =
+        bincode::borrow_decode_from_slice(payload.rest(), decode_config())?;
+    payload.skip(used)?;
+    let records = payload.records()?;
+    check_records(&header, records.len(), records.iter().map(|c| c.created_us))?;
     let bad = |what: &'static str, index: u32| CodecError::BadReference { what, index };
     // Every reference checked first, so that a damaged block visits nothing, and so that the
     // records below index without a check that could fail.
-    let (ns, ne) = (block.strings.len() as u32, block.episodes.len() as u32);
-    for c in &block.records {
+    let (ns, ne) = (strings.len() as u32, episodes.len() as u32);
+    for c in &records {
         for i in [c.mpid, c.session_id] {
             if i == 0 || i > ns {
                 return Err(bad("string", i));
@@ -196,9 +195,8 @@ pub fn visit_block(
             return Err(bad("episode", c.episode));
         }
     }
-    let strings = &block.strings;
     let opt = |i: u32| i.checked_sub(1).map(|i| strings[i as usize]);
-    for (i, c) in block.records.iter().enumerate() {
+    for (i, c) in records.iter().enumerate() {
         visit(
             i,
             &BlockRecord {
@@ -215,9 +213,9 @@ pub fn visit_block(
                 is_playing: c.is_playing,
                 ip_chain: opt(c.ip_chain),
                 is_live: c.is_live,
-                episode: c.episode.checked_sub(1).map(|e| block.episodes[e as usize]),
+                episode: c.episode.checked_sub(1).map(|e| episodes[e as usize]),
             },
         );
     }
-    Ok(block.records.len())
+    Ok(records.len())
 }
