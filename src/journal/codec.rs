@@ -802,6 +802,40 @@ mod tests {
                 }
             }
 
+            /// The borrowed walk reads a block's payload by hand: on a payload damaged
+            /// before compression (so zstd's checksum holds), it must fail exactly where
+            /// bincode fails and read the same records where bincode reads.
+            #[test]
+            fn hand_read_payloads_agree_with_bincode(
+                records in proptest::collection::vec(record(), 1..20),
+                at in any::<prop::sample::Index>(),
+                to in any::<u8>(),
+            ) {
+                let refs: Vec<RecordRef> = records.iter().map(RecordRef::from).collect();
+                let mut b = BlockBuilder::with_capacity(refs.len());
+                for r in &refs {
+                    b.push(r);
+                }
+                let good = b.finish(|_| None);
+                let (h, raw) = inflate(&good).unwrap();
+                let mut raw = raw.clone();
+                let i = at.index(raw.len());
+                raw[i] = to;
+                let bytes = frame(2, h.count as usize, h.min_created_us, h.max_created_us, &raw);
+                let mut seen = Vec::new();
+                let visited = visit_block(&bytes, &mut BlockReader::default(), |_, r| seen.push(r.to_record()));
+                match decode_block(&bytes) {
+                    Ok(want) => {
+                        prop_assert_eq!(visited.ok(), Some(want.len()));
+                        prop_assert_eq!(seen, want);
+                    }
+                    Err(_) => {
+                        prop_assert!(visited.is_err());
+                        prop_assert!(seen.is_empty());
+                    }
+                }
+            }
+
             #[test]
             fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
                 let _ = decode_block(&bytes);
@@ -823,6 +857,7 @@ mod tests {
                 bytes.extend_from_slice(&raw_len.to_le_bytes());
                 bytes.extend_from_slice(&payload);
                 prop_assert!(decode_block(&bytes).is_err());
+                prop_assert!(visit_block(&bytes, &mut BlockReader::default(), |_, _| {}).is_err());
             }
 
             #[test]

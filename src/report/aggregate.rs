@@ -11,6 +11,7 @@ use std::hash::BuildHasher;
 use foldhash::{HashMap, HashSet};
 
 use super::input::Action;
+use super::names::Names;
 use super::rules::{self, Anomalies, Session};
 use super::segments::Segments;
 
@@ -93,9 +94,10 @@ pub struct Aggregator {
     /// Each episode's position cap ([`rules::position_cap`] of its duration), read by every
     /// action: a small array stays in the CPU's cache where the episodes did not.
     caps: Vec<u32>,
-    episode_ids: HashMap<String, u32>,
-    viewers: Vec<String>,
-    viewer_ids: HashMap<String, u32>,
+    /// Media package ids, one per episode (same index).
+    mpids: Names,
+    /// Users; id [`NOT_LOGGED_IN`] (the empty name) is everyone not logged in.
+    viewers: Names,
     /// Pairs in order of first appearance; `pair_ids` finds one by (episode, viewer).
     pairs: Vec<((u32, u32), Pair)>,
     pair_ids: HashMap<(u32, u32), u32>,
@@ -123,9 +125,12 @@ impl Aggregator {
             settings,
             episodes: Vec::new(),
             caps: Vec::new(),
-            episode_ids: HashMap::default(),
-            viewers: vec![String::new()],
-            viewer_ids: HashMap::default(),
+            mpids: Names::default(),
+            viewers: {
+                let mut v = Names::default();
+                v.intern("");
+                v
+            },
             pairs: Vec::new(),
             pair_ids: HashMap::default(),
             views: HashSet::default(),
@@ -161,7 +166,14 @@ impl Aggregator {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 // A new session (or one a gap closed): count it, and read the episode.
-                let ep = intern_episode(&mut self.episodes, &mut self.episode_ids, a.mpid);
+                let ep = self.mpids.intern(a.mpid);
+                if ep as usize == self.episodes.len() {
+                    self.episodes.push(Episode {
+                        mpid: a.mpid.to_string(),
+                        ..Episode::default()
+                    });
+                    self.caps.push(0);
+                }
                 let e = &mut self.episodes[ep as usize];
                 if let Some(f) = a.episode {
                     update(&mut e.title, f.title);
@@ -171,18 +183,11 @@ impl Aggregator {
                         e.duration_ms = f.duration_ms;
                     }
                 }
-                if self.caps.len() <= ep as usize {
-                    self.caps.resize(ep as usize + 1, 0);
-                }
                 self.caps[ep as usize] = rules::position_cap(e.duration_ms);
                 let viewer = if not_logged_in(a.huid) {
                     NOT_LOGGED_IN
                 } else {
-                    intern(
-                        &mut self.viewers,
-                        &mut self.viewer_ids,
-                        a.huid.unwrap_or_default(),
-                    )
+                    self.viewers.intern(a.huid.unwrap_or_default())
                 };
                 let session = self.hasher.hash_one(a.session_id);
                 if self.views.insert((ep, session)) {
@@ -262,7 +267,7 @@ impl Aggregator {
         self.sweep(true);
         Aggregate {
             episodes: self.episodes,
-            viewers: self.viewers,
+            viewers: self.viewers.into_strings(),
             pairs: self.pairs,
             read: self.read,
             selected: self.selected,
@@ -277,29 +282,6 @@ fn update(field: &mut Option<String>, v: Option<&str>) {
             *field = Some(v.to_string());
         }
     }
-}
-
-fn intern(names: &mut Vec<String>, ids: &mut HashMap<String, u32>, s: &str) -> u32 {
-    if let Some(i) = ids.get(s) {
-        return *i;
-    }
-    let i = names.len() as u32;
-    names.push(s.to_string());
-    ids.insert(s.to_string(), i);
-    i
-}
-
-fn intern_episode(eps: &mut Vec<Episode>, ids: &mut HashMap<String, u32>, mpid: &str) -> u32 {
-    if let Some(i) = ids.get(mpid) {
-        return *i;
-    }
-    let i = eps.len() as u32;
-    eps.push(Episode {
-        mpid: mpid.to_string(),
-        ..Episode::default()
-    });
-    ids.insert(mpid.to_string(), i);
-    i
 }
 
 /// Everything the tables are made of, once the pass is over.
