@@ -857,7 +857,8 @@ mod tests {
                 bytes.extend_from_slice(&raw_len.to_le_bytes());
                 bytes.extend_from_slice(&payload);
                 prop_assert!(decode_block(&bytes).is_err());
-                prop_assert!(visit_block(&bytes, &mut BlockReader::default(), |_, _| {}).is_err());
+                let visited = visit_block(&bytes, &mut BlockReader::default(), |_, _| ());
+                prop_assert!(visited.is_err());
             }
 
             #[test]

@@ -6,12 +6,11 @@
 //! context per block was 1.5% of a report, and each block's buffer an allocation. Episodes are
 //! handed out as they are stored ([`EpisodeRef`]), borrowed too: making an owned episode block
 //! (or finding one made before) for each of the hundreds a block names was 5% of a report.
-//! The strings and records are read by [`Payload`], by hand: bincode's generic decoder (a call
+//! The strings, episodes and records are read by [`Payload`], by hand: bincode's generic decoder (a call
 //! per field, a UTF-8 check per string) was a fifth of a report.
 
 use super::{
-    block_header, check_records, decode_block, decode_config, packed_frame, BlockHeader,
-    CodecError, CompactRecord,
+    block_header, check_records, decode_block, packed_frame, BlockHeader, CodecError, CompactRecord,
 };
 
 mod payload;
@@ -19,7 +18,7 @@ use crate::record::{EpisodeBlock, Record};
 use payload::Payload;
 
 /// An [`EpisodeBlock`] as stored (the same fields in the same order), its text borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::BorrowDecode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpisodeRef<'a> {
     pub title: Option<&'a str>,
     /// Milliseconds, as Opencast gives it.
@@ -171,9 +170,7 @@ pub fn visit_block(
     // The payload's layout: the block's strings, its episodes, its records (`BlockV2`).
     let mut payload = Payload::new(raw);
     let strings = payload.strings()?;
-    let (episodes, used): (Vec<EpisodeRef<'_>>, usize) =
-        bincode::borrow_decode_from_slice(payload.rest(), decode_config())?;
-    payload.skip(used)?;
+    let episodes = payload.episodes()?;
     let records = payload.records()?;
     check_records(&header, records.len(), records.iter().map(|c| c.created_us))?;
     let bad = |what: &'static str, index: u32| CodecError::BadReference { what, index };

@@ -1,11 +1,11 @@
-//! A version 2 block's strings and records, read by hand in bincode's standard layout
+//! A version 2 block's strings, episodes and records, read by hand in bincode's standard layout
 //! (little-endian varints: a byte below 251 is the value, 251/252/253 announce a `u16`/`u32`/
 //! `u64`; signed values zigzag; an `Option` is a 0/1 tag; a `bool` a 0/1 byte; a string its
 //! length then its bytes). It accepts exactly what bincode's decoder accepts, and the codec's
 //! property tests hold the two to it, damaged blocks included.
 
 use super::super::CodecError;
-use super::CompactRecord;
+use super::{CompactRecord, EpisodeRef};
 
 const TRUNCATED: CodecError = CodecError::Malformed("the payload ends early");
 
@@ -21,13 +21,8 @@ impl<'a> Payload<'a> {
     }
 
     /// What is left to read.
-    pub(super) fn rest(&self) -> &'a [u8] {
+    fn rest(&self) -> &'a [u8] {
         &self.bytes[self.at..]
-    }
-
-    /// Moves on `n` bytes (read by another decoder).
-    pub(super) fn skip(&mut self, n: usize) -> Result<(), CodecError> {
-        self.take(n).map(|_| ())
     }
 
     fn byte(&mut self) -> Result<u8, CodecError> {
@@ -148,6 +143,42 @@ impl<'a> Payload<'a> {
                 );
             }
             i = j;
+        }
+        Ok(out)
+    }
+
+    fn str(&mut self) -> Result<&'a str, CodecError> {
+        let n = self.len()?;
+        std::str::from_utf8(self.take(n)?)
+            .map_err(|_| CodecError::Malformed("a string that is not UTF-8"))
+    }
+
+    fn opt_str(&mut self) -> Result<Option<&'a str>, CodecError> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => self.str().map(Some),
+            _ => Err(CodecError::Malformed("an option")),
+        }
+    }
+
+    /// The block's episodes (the fields of [`EpisodeRef`], in order).
+    pub(super) fn episodes(&mut self) -> Result<Vec<EpisodeRef<'a>>, CodecError> {
+        let n = self.len()?;
+        // An episode takes at least 6 bytes (its absent fields' tags).
+        let mut out = Vec::with_capacity(n.min(self.rest().len() / 6));
+        for _ in 0..n {
+            out.push(EpisodeRef {
+                title: self.opt_str()?,
+                duration: self.opt_i64()?,
+                start: self.opt_str()?,
+                series: match self.byte()? {
+                    0 => None,
+                    1 => Some((self.str()?, self.str()?)),
+                    _ => return Err(CodecError::Malformed("an option")),
+                },
+                kind: self.opt_str()?,
+                description: self.opt_str()?,
+            });
         }
         Ok(out)
     }
