@@ -70,6 +70,7 @@ mod tests {
         assert_eq!(n.intern("user-1234"), 5 + 1234);
         let all = n.into_strings();
         assert_eq!(all.len(), 10_005);
-        assert_eq!(all[7], "ä€");
+        assert_eq!(all[4], "ä€");
+        assert_eq!(all[7], "user-2");
     }
 }
