@@ -138,7 +138,7 @@ async fn each_action(
             return Ok(());
         }
     };
-    let sum = inspect::for_each_ref(&j, &filter, |r| visit(&Action::of_ref(r)))?;
+    let sum = inspect::for_each_ref(&j, &filter, |r| visit(&Action::of_block(r)))?;
     for b in &sum.bad_blocks {
         eprintln!(
             "error: the block at sequence {} cannot be read ({}); its actions are not in the report",

@@ -25,13 +25,15 @@
 //! detected rather than read back as different records, and a block's header must agree with
 //! the records it holds.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bincode::{Decode, Encode};
 
 use crate::record::{ActionBlock, EpisodeBlock, Record, RecordRef};
+
+mod visit;
+pub use visit::{visit_block, BlockReader, BlockRecord, EpisodeRef};
 
 /// The journal format this build writes (the newest block version); it reads every version up
 /// to this one.
@@ -70,6 +72,8 @@ pub enum CodecError {
     BadReference { what: &'static str, index: u32 },
     #[error("the block's header does not match its records ({0})")]
     HeaderMismatch(&'static str),
+    #[error("decoding failed: {0}")]
+    Malformed(&'static str),
 }
 
 fn config() -> bincode::config::Configuration {
@@ -367,6 +371,17 @@ pub fn decode_block(bytes: &[u8]) -> Result<Vec<Record>, CodecError> {
 
 /// The block's header and its records' bytes, decompressed, with the sizes checked.
 fn inflate(bytes: &[u8]) -> Result<(BlockHeader, Vec<u8>), CodecError> {
+    let (header, packed) = packed_frame(bytes)?;
+    let raw = zstd::bulk::decompress(packed, header.raw_len as usize).map_err(CodecError::Zstd)?;
+    if raw.len() != header.raw_len as usize {
+        return Err(CodecError::HeaderMismatch("raw length"));
+    }
+    Ok((header, raw))
+}
+
+/// The block's header and its zstd frame, whose stated size must be the header's (checked
+/// before anything is allocated for it).
+fn packed_frame(bytes: &[u8]) -> Result<(BlockHeader, &[u8]), CodecError> {
     let header = block_header(bytes)?;
     let packed = &bytes[BLOCK_HEADER + 4..];
     // The frame states its size: a damaged length in our header must not size the buffer.
@@ -377,11 +392,7 @@ fn inflate(bytes: &[u8]) -> Result<(BlockHeader, Vec<u8>), CodecError> {
     if header.raw_len as usize > DECODE_LIMIT {
         return Err(CodecError::HeaderMismatch("raw length"));
     }
-    let raw = zstd::bulk::decompress(packed, header.raw_len as usize).map_err(CodecError::Zstd)?;
-    if raw.len() != header.raw_len as usize {
-        return Err(CodecError::HeaderMismatch("raw length"));
-    }
-    Ok((header, raw))
+    Ok((header, packed))
 }
 
 /// The header agrees with the records: their number and their time range.
@@ -405,169 +416,6 @@ fn check_records(
         return Err(CodecError::HeaderMismatch("time range"));
     }
     Ok(())
-}
-
-/// The payload of a version 2 block, its strings borrowed from the decompressed bytes.
-#[derive(bincode::BorrowDecode)]
-struct BlockV2Borrowed<'a> {
-    strings: Vec<&'a str>,
-    episodes: Vec<EpisodeBorrowed<'a>>,
-    records: Vec<CompactRecord>,
-}
-
-/// An [`EpisodeBlock`] as stored (the same fields in the same order), its text borrowed.
-#[derive(bincode::BorrowDecode, Hash)]
-struct EpisodeBorrowed<'a> {
-    title: Option<&'a str>,
-    duration: Option<i64>,
-    start: Option<&'a str>,
-    series: Option<(&'a str, &'a str)>,
-    kind: Option<&'a str>,
-    description: Option<&'a str>,
-}
-
-impl EpisodeBorrowed<'_> {
-    fn is(&self, e: &EpisodeBlock) -> bool {
-        self.title == e.title.as_deref()
-            && self.duration == e.duration
-            && self.start == e.start.as_deref()
-            && self.series == e.series.as_ref().map(|(a, b)| (a.as_str(), b.as_str()))
-            && self.kind == e.kind.as_deref()
-            && self.description == e.description.as_deref()
-    }
-
-    fn to_owned(&self) -> EpisodeBlock {
-        let s = |v: Option<&str>| v.map(str::to_string);
-        EpisodeBlock {
-            title: s(self.title),
-            duration: self.duration,
-            start: s(self.start),
-            series: self.series.map(|(a, b)| (a.to_string(), b.to_string())),
-            kind: s(self.kind),
-            description: s(self.description),
-        }
-    }
-}
-
-/// The episode blocks [`visit_block`] has made, reused across blocks: a block of 1,000 actions
-/// names hundreds of episodes, and making each again was most of a walk's allocations.
-/// Bounded: it starts over past [`EpisodeCache::LIMIT`] episodes.
-#[derive(Default)]
-pub struct EpisodeCache {
-    by_hash: foldhash::HashMap<u64, Vec<Arc<EpisodeBlock>>>,
-    len: usize,
-    hasher: foldhash::fast::FixedState,
-}
-
-impl EpisodeCache {
-    const LIMIT: usize = 100_000;
-
-    fn get(&mut self, e: &EpisodeBorrowed<'_>) -> Arc<EpisodeBlock> {
-        use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(e);
-        if let Some(found) = self
-            .by_hash
-            .get(&h)
-            .and_then(|v| v.iter().find(|x| e.is(x)))
-        {
-            return found.clone();
-        }
-        if self.len >= Self::LIMIT {
-            self.by_hash.clear();
-            self.len = 0;
-        }
-        let made = Arc::new(e.to_owned());
-        self.by_hash.entry(h).or_default().push(made.clone());
-        self.len += 1;
-        made
-    }
-}
-
-/// Decodes a block and hands each record to `visit`, its strings borrowed from the block: no
-/// allocation per record (`harvester report` reads millions of records this way, where
-/// [`decode_block`]'s owned strings were half its time). The same checks as [`decode_block`],
-/// all made before the first record is visited: a damaged block visits nothing.
-pub fn visit_block(
-    bytes: &[u8],
-    cache: &mut EpisodeCache,
-    mut visit: impl FnMut(usize, &RecordRef<'_>),
-) -> Result<usize, CodecError> {
-    if bytes.first() == Some(&1) {
-        let records = decode_block(bytes)?;
-        for (i, r) in records.iter().enumerate() {
-            visit(i, &RecordRef::from(r));
-        }
-        return Ok(records.len());
-    }
-    let (header, raw) = inflate(bytes)?;
-    let block: BlockV2Borrowed<'_> = bincode::borrow_decode_from_slice(&raw, decode_config())?.0;
-    check_records(
-        &header,
-        block.records.len(),
-        block.records.iter().map(|c| c.created_us),
-    )?;
-    let episodes: Vec<Arc<EpisodeBlock>> = block.episodes.iter().map(|e| cache.get(e)).collect();
-    let strings = &block.strings;
-    let bad = |what: &'static str, index: u32| CodecError::BadReference { what, index };
-    let opt = |i: u32| -> Result<Option<Cow<'_, str>>, CodecError> {
-        match i {
-            0 => Ok(None),
-            _ => strings
-                .get(i as usize - 1)
-                .map(|s| Some(Cow::Borrowed(*s)))
-                .ok_or(bad("string", i)),
-        }
-    };
-    let req = |i: u32| opt(i)?.ok_or(bad("string", i));
-    let make = |c: &CompactRecord| -> Result<RecordRef<'_>, CodecError> {
-        Ok(RecordRef {
-            action_id: c.action_id,
-            created_us: c.created_us,
-            mpid: req(c.mpid)?,
-            session_id: req(c.session_id)?,
-            huid: opt(c.huid)?,
-            useragent: opt(c.useragent)?,
-            action: crate::record::ActionBlockRef {
-                kind: opt(c.kind)?,
-                inpoint: c.inpoint,
-                outpoint: c.outpoint,
-                length: c.length,
-                is_playing: c.is_playing,
-            },
-            ip_chain: opt(c.ip_chain)?,
-            is_live: c.is_live,
-            episode: match c.episode {
-                0 => None,
-                i => Some(
-                    episodes
-                        .get(i as usize - 1)
-                        .cloned()
-                        .ok_or(bad("episode", i))?,
-                ),
-            },
-        })
-    };
-    // Every reference checked first, so that a damaged block visits nothing.
-    let (ns, ne) = (strings.len() as u32, episodes.len() as u32);
-    for c in &block.records {
-        for i in [c.mpid, c.session_id] {
-            if i == 0 || i > ns {
-                return Err(bad("string", i));
-            }
-        }
-        for i in [c.huid, c.useragent, c.kind, c.ip_chain] {
-            if i > ns {
-                return Err(bad("string", i));
-            }
-        }
-        if c.episode > ne {
-            return Err(bad("episode", c.episode));
-        }
-    }
-    for (i, c) in block.records.iter().enumerate() {
-        visit(i, &make(c)?);
-    }
-    Ok(block.records.len())
 }
 
 fn from_v2(block: BlockV2) -> Result<Vec<Record>, CodecError> {
@@ -938,8 +786,8 @@ mod tests {
             ) {
                 for bytes in [encode_block(&records), encode_block_v1(&records)] {
                     let mut seen = Vec::new();
-                    let mut cache = EpisodeCache::default();
-                    let n = visit_block(&bytes, &mut cache, |i, r| seen.push((i, r.clone().into_owned()))).unwrap();
+                    let mut reader = BlockReader::default();
+                    let n = visit_block(&bytes, &mut reader, |i, r| seen.push((i, r.to_record()))).unwrap();
                     prop_assert_eq!(n, records.len());
                     let want: Vec<(usize, Record)> = records.iter().cloned().enumerate().collect();
                     prop_assert_eq!(seen, want);
@@ -947,9 +795,43 @@ mod tests {
                     let i = at.index(flipped.len());
                     flipped[i] ^= flip;
                     let mut after = Vec::new();
-                    match visit_block(&flipped, &mut cache, |_, r| after.push(r.clone().into_owned())) {
+                    match visit_block(&flipped, &mut reader, |_, r| after.push(r.to_record())) {
                         Ok(_) => prop_assert_eq!(after, records.clone()),
                         Err(_) => prop_assert!(after.is_empty()),
+                    }
+                }
+            }
+
+            /// The borrowed walk reads a block's payload by hand: on a payload damaged
+            /// before compression (so zstd's checksum holds), it must fail exactly where
+            /// bincode fails and read the same records where bincode reads.
+            #[test]
+            fn hand_read_payloads_agree_with_bincode(
+                records in proptest::collection::vec(record(), 1..20),
+                at in any::<prop::sample::Index>(),
+                to in any::<u8>(),
+            ) {
+                let refs: Vec<RecordRef> = records.iter().map(RecordRef::from).collect();
+                let mut b = BlockBuilder::with_capacity(refs.len());
+                for r in &refs {
+                    b.push(r);
+                }
+                let good = b.finish(|_| None);
+                let (h, raw) = inflate(&good).unwrap();
+                let mut raw = raw.clone();
+                let i = at.index(raw.len());
+                raw[i] = to;
+                let bytes = frame(2, h.count as usize, h.min_created_us, h.max_created_us, &raw);
+                let mut seen = Vec::new();
+                let visited = visit_block(&bytes, &mut BlockReader::default(), |_, r| seen.push(r.to_record()));
+                match decode_block(&bytes) {
+                    Ok(want) => {
+                        prop_assert_eq!(visited.ok(), Some(want.len()));
+                        prop_assert_eq!(seen, want);
+                    }
+                    Err(_) => {
+                        prop_assert!(visited.is_err());
+                        prop_assert!(seen.is_empty());
                     }
                 }
             }
@@ -975,6 +857,8 @@ mod tests {
                 bytes.extend_from_slice(&raw_len.to_le_bytes());
                 bytes.extend_from_slice(&payload);
                 prop_assert!(decode_block(&bytes).is_err());
+                let visited = visit_block(&bytes, &mut BlockReader::default(), |_, _| ());
+                prop_assert!(visited.is_err());
             }
 
             #[test]

@@ -42,9 +42,9 @@ impl Filter {
         self.selects_parts(seq, r.created_us, &r.mpid, r.action.kind.as_deref())
     }
 
-    /// [`Filter::selects`] of a borrowed record.
-    pub fn selects_ref(&self, seq: u64, r: &crate::record::RecordRef<'_>) -> bool {
-        self.selects_parts(seq, r.created_us, &r.mpid, r.action.kind.as_deref())
+    /// [`Filter::selects`] of a record borrowed from its block.
+    pub fn selects_borrowed(&self, seq: u64, r: &codec::BlockRecord<'_>) -> bool {
+        self.selects_parts(seq, r.created_us, r.mpid, r.kind)
     }
 
     fn selects_parts(&self, seq: u64, created_us: i64, mpid: &str, kind: Option<&str>) -> bool {
@@ -167,17 +167,17 @@ pub fn for_each(
 pub fn for_each_ref(
     j: &Journal,
     filter: &Filter,
-    mut emit: impl FnMut(&crate::record::RecordRef<'_>),
+    mut emit: impl FnMut(&codec::BlockRecord<'_>),
 ) -> Result<DumpSummary> {
     let mut sum = DumpSummary::default();
-    let mut cache = codec::EpisodeCache::default();
+    let mut reader = codec::BlockReader::default();
     j.scan_blocks(
         filter.start_seq(),
         |seq, h| filter.may_hold(seq, h),
         |first, block| {
             let visited = block.and_then(|b| {
-                codec::visit_block(b, &mut cache, |i, r| {
-                    if filter.selects_ref(first + i as u64, r) {
+                codec::visit_block(b, &mut reader, |i, r| {
+                    if filter.selects_borrowed(first + i as u64, r) {
                         emit(r);
                         sum.written += 1;
                     }

@@ -1,7 +1,8 @@
 //! What a report reads of an action: the few fields the rules need, borrowed from a journaled
 //! [`Record`] (offline) or from a record's JSON line (through a running `harvester run`).
 
-use crate::record::{EpisodeBlock, Record, RecordRef};
+use crate::journal::codec::BlockRecord;
+use crate::record::{EpisodeBlock, Record};
 
 /// One action as the report rules see it.
 #[derive(Debug, Clone, Copy)]
@@ -51,18 +52,23 @@ impl<'a> Action<'a> {
 
 impl<'a> Action<'a> {
     /// The view of a record borrowed from its block.
-    pub fn of_ref(r: &'a RecordRef<'_>) -> Action<'a> {
+    pub fn of_block(r: &BlockRecord<'a>) -> Action<'a> {
         Action {
-            mpid: &r.mpid,
-            session_id: &r.session_id,
-            huid: r.huid.as_deref(),
-            kind: r.action.kind.as_deref(),
-            inpoint: r.action.inpoint,
-            outpoint: r.action.outpoint,
-            is_playing: r.action.is_playing,
+            mpid: r.mpid,
+            session_id: r.session_id,
+            huid: r.huid,
+            kind: r.kind,
+            inpoint: r.inpoint,
+            outpoint: r.outpoint,
+            is_playing: r.is_playing,
             created_us: r.created_us,
             is_live: r.is_live,
-            episode: r.episode.as_deref().map(EpisodeFields::of),
+            episode: r.episode.map(|e| EpisodeFields {
+                title: e.title,
+                duration_ms: e.duration,
+                series_id: e.series.map(|s| s.1),
+                series_title: e.series.map(|s| s.0),
+            }),
         }
     }
 }

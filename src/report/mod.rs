@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod attendance;
 pub mod input;
+pub mod names;
 pub mod rules;
 pub mod segments;
 pub mod svg;

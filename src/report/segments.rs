@@ -47,6 +47,15 @@ impl Segments {
         }
     }
 
+    /// Adds every stretch of `other`, taking its storage when this set is empty.
+    pub fn absorb(&mut self, other: Segments) {
+        if self.spans.is_empty() {
+            self.spans = other.spans;
+        } else {
+            self.merge(&other);
+        }
+    }
+
     /// Seconds covered.
     pub fn seconds(&self) -> u64 {
         self.spans.iter().map(|&(a, b)| u64::from(b - a)).sum()

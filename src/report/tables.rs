@@ -69,7 +69,7 @@ pub struct Tables {
 impl Tables {
     pub fn new(mut agg: Aggregate) -> Tables {
         let mut by_episode: Vec<Vec<(u32, Pair)>> = vec![Vec::new(); agg.episodes.len()];
-        for ((e, v), p) in agg.pairs.drain() {
+        for ((e, v), p) in agg.pairs.drain(..) {
             by_episode[e as usize].push((v, p));
         }
         let viewers = &agg.viewers;

@@ -39,6 +39,18 @@ fn json_line<W: Write>(out: &mut W, v: &serde_json::Value) -> io::Result<()> {
     out.write_all(b"\n")
 }
 
+/// Writes `v` as one CSV field, the text `to_string` gives, through `buf`.
+fn display_field<W: Write>(
+    w: &mut csv::Writer<W>,
+    buf: &mut String,
+    v: impl std::fmt::Display,
+) -> io::Result<()> {
+    use std::fmt::Write as _;
+    buf.clear();
+    write!(buf, "{v}").map_err(io::Error::other)?;
+    w.write_field(buf.as_bytes()).map_err(io_error)
+}
+
 /// `viewers`: one row per (episode, viewer).
 pub fn viewers<W: Write>(
     rows: impl Iterator<Item = ViewerRow>,
@@ -77,19 +89,30 @@ pub fn viewers<W: Write>(
         "segments",
     ])
     .map_err(io_error)?;
+    // One field at a time, numbers through one reused buffer: a row's nine `String`s were
+    // a fifth of a Paella 7 `report viewers` (348,000 rows). The same text, so the same bytes.
+    let mut text = String::new();
+    let mut segments = Vec::new();
     for r in rows {
-        w.write_record([
-            r.mpid,
-            opt(&r.huid),
-            r.logged_in.to_string(),
-            r.seconds_watched.to_string(),
-            opt(&r.percent_watched),
-            r.sessions.to_string(),
-            python_isoformat_utc(r.first_seen_us),
-            python_isoformat_utc(r.last_seen_us),
-            serde_json::to_string(&r.segments).map_err(io::Error::other)?,
-        ])
-        .map_err(io_error)?;
+        w.write_field(&r.mpid).map_err(io_error)?;
+        w.write_field(r.huid.as_deref().unwrap_or_default())
+            .map_err(io_error)?;
+        w.write_field(if r.logged_in { "true" } else { "false" })
+            .map_err(io_error)?;
+        display_field(&mut w, &mut text, r.seconds_watched)?;
+        match r.percent_watched {
+            Some(p) => display_field(&mut w, &mut text, p)?,
+            None => w.write_field("").map_err(io_error)?,
+        }
+        display_field(&mut w, &mut text, r.sessions)?;
+        w.write_field(python_isoformat_utc(r.first_seen_us))
+            .map_err(io_error)?;
+        w.write_field(python_isoformat_utc(r.last_seen_us))
+            .map_err(io_error)?;
+        segments.clear();
+        serde_json::to_writer(&mut segments, &r.segments).map_err(io::Error::other)?;
+        w.write_field(&segments).map_err(io_error)?;
+        w.write_record(None::<&[u8]>).map_err(io_error)?;
     }
     w.flush()
 }
