@@ -294,18 +294,6 @@ impl SinkEnricher {
         x
     }
 
-    /// Appends the JSON of `r` with its enrichment: its Elasticsearch document when `es` (the
-    /// raw `useragent` left out if `ES_DROP_USERAGENT`), else its record.
-    pub fn write_record(&mut self, r: &Record, out: &mut Vec<u8>, es: bool) {
-        let mut x = self.extra(first_ip(r.ip_chain.as_deref()), r.useragent.as_deref());
-        x.drop_useragent = es && self.shared.es_drop_useragent;
-        r.write_enriched_json(out, &x, es);
-        self.pending += 1;
-        if self.pending >= FLUSH_EVERY {
-            self.flush();
-        }
-    }
-
     /// Adds this sink's counts to the shared figures (also done every few hundred records and
     /// when the sink is dropped).
     pub fn flush(&mut self) {

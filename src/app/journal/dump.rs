@@ -198,6 +198,23 @@ pub fn write_dump(
     Ok(inspect::dump(j, &req.filter, req.limit, out)?.bad_blocks)
 }
 
+/// The blocks a dump skipped, each named on stderr; an error when there were any.
+fn unreadable(bad: &[inspect::BadBlock]) -> Result<(), AppError> {
+    for b in bad {
+        eprintln!(
+            "error: the block at sequence {} cannot be read ({}); its records were skipped",
+            b.first_seq, b.error
+        );
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(failed(format!(
+        "{} block(s) could not be read; run `harvester journal verify` for a full report",
+        bad.len()
+    )))
+}
+
 /// A write to stdout that failed: a closed pipe (`| head`) ends the dump normally.
 pub(super) fn write_error(e: std::io::Error) -> Result<(), AppError> {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -285,21 +302,11 @@ fn dump_xapi(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
         heartbeats = figures.heartbeats,
         other_actions = figures.other_actions,
         positions_corrected = figures.positions_corrected,
+        unattributed = figures.unattributed,
+        implausible_heartbeats = figures.implausible_heartbeats,
         "xapi statements"
     );
-    for b in &bad {
-        eprintln!(
-            "error: the block at sequence {} cannot be read ({}); its records were skipped",
-            b.first_seq, b.error
-        );
-    }
-    if !bad.is_empty() {
-        return Err(failed(format!(
-            "{} block(s) could not be read; run `harvester journal verify` for a full report",
-            bad.len()
-        )));
-    }
-    Ok(())
+    unreadable(&bad)
 }
 
 /// `--format csv` writes records; the other dumps have shapes of their own and stay JSON.
@@ -370,17 +377,5 @@ pub(super) async fn dump(cli: &Cli, a: &DumpArgs) -> Result<(), AppError> {
         write_dump(&j, &req, &mut out)?
     };
     drop(out);
-    for b in &bad {
-        eprintln!(
-            "error: the block at sequence {} cannot be read ({}); its records were skipped",
-            b.first_seq, b.error
-        );
-    }
-    if !bad.is_empty() {
-        return Err(failed(format!(
-            "{} block(s) could not be read; run `harvester journal verify` for a full report",
-            bad.len()
-        )));
-    }
-    Ok(())
+    unreadable(&bad)
 }
